@@ -1,0 +1,8 @@
+"""WSGI entry point: what the dev server, gunicorn and Zappa's Lambda handler load."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+application = get_wsgi_application()

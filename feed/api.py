@@ -1,0 +1,153 @@
+"""Feed API views: thin wrappers that validate with serializers and act through feed.services."""
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.throttles import SignupThrottle, WriteThrottle
+
+from . import queries, services
+from .models import Like, Post
+from .serializers import (
+    CommentSerializer, FollowResultSerializer, LikeResultSerializer, PostSerializer, SignupSerializer, UserSerializer,
+)
+
+
+class NewestFirst(CursorPagination):
+    """Keyset pagination on the primary key: no OFFSET, no ties, stable under inserts."""
+
+    ordering = "-id"
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class OldestFirst(NewestFirst):
+    ordering = "id"
+
+
+class SignupView(generics.CreateAPIView):
+    """Create an account. Log in afterwards with POST /api/token/ or the log-in page."""
+
+    serializer_class = SignupSerializer
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = [SignupThrottle]
+
+
+class UserDetailView(generics.RetrieveAPIView):
+    serializer_class = UserSerializer
+
+    def get_object(self):
+        user = services.get_user(self.kwargs["username"])
+        for key, value in queries.profile_stats(user).items():
+            setattr(user, key, value)
+        user.followed_by_me = queries.is_following(self.request.user, user)
+        return user
+
+
+class FollowView(APIView):
+    throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=None, responses={200: FollowResultSerializer, 201: FollowResultSerializer})
+    def post(self, request, username):
+        created = services.follow(request.user, username)
+        data = {"username": username, "following": True, "created": created}
+        return Response(data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, username):
+        services.unfollow(request.user, username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PostListView(generics.ListCreateAPIView):
+    """All posts, newest first (`?author=username` for one person's), and publishing a post."""
+
+    serializer_class = PostSerializer
+    pagination_class = NewestFirst
+    throttle_classes = [WriteThrottle]
+
+    def get_queryset(self):
+        qs = Post.objects.all()
+        author = self.request.query_params.get("author")
+        if author:
+            qs = qs.filter(author__username__iexact=author)
+        return queries.posts_for(self.request.user, qs)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.create_post(self.request.user, serializer.validated_data["text"])
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)
+        post = queries.posts_for(request.user).get(pk=serializer.instance.pk)
+        return Response(self.get_serializer(post).data, status=status.HTTP_201_CREATED)
+
+
+class PostDetailView(generics.RetrieveDestroyAPIView):
+    serializer_class = PostSerializer
+    throttle_classes = [WriteThrottle]
+
+    def get_queryset(self):
+        return queries.posts_for(self.request.user)
+
+    def destroy(self, request, *args, **kwargs):
+        services.delete_post(request.user, self.kwargs["pk"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CommentListView(generics.ListCreateAPIView):
+    """A post's comments, oldest first, and commenting on it."""
+
+    serializer_class = CommentSerializer
+    pagination_class = OldestFirst
+    throttle_classes = [WriteThrottle]
+
+    def get_queryset(self):
+        post = generics.get_object_or_404(Post.objects.only("pk"), pk=self.kwargs["pk"])
+        return queries.comments_for(post)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.add_comment(self.request.user, self.kwargs["pk"], serializer.validated_data["text"])
+
+
+class CommentDetailView(APIView):
+    throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, pk):
+        services.delete_comment(request.user, pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LikeView(APIView):
+    throttle_classes = [WriteThrottle]
+
+    def _result(self, request, pk, code):
+        data = {"post": pk, "liked": Like.objects.filter(post_id=pk, user=request.user).exists(),
+                "like_count": Like.objects.filter(post_id=pk).count()}
+        return Response(data, status=code)
+
+    @extend_schema(request=None, responses={200: LikeResultSerializer, 201: LikeResultSerializer})
+    def post(self, request, pk):
+        created = services.like(request.user, pk)
+        return self._result(request, pk, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={200: LikeResultSerializer})
+    def delete(self, request, pk):
+        services.unlike(request.user, pk)
+        return self._result(request, pk, status.HTTP_200_OK)
+
+
+class HomeFeedView(generics.ListAPIView):
+    """Your posts and those of the people you follow, newest first, with counts."""
+
+    serializer_class = PostSerializer
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        return queries.home_feed(self.request.user)

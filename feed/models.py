@@ -1,0 +1,133 @@
+"""Feed data: users, follows, posts, comments, likes and who a text mentions.
+
+Writes go through feed.services, which keeps notifications in step; the models themselves keep
+what the database can enforce (lengths, non-blank text, one like, one follow, no self-follow).
+"""
+from django.contrib.auth.models import AbstractUser, UserManager as BaseUserManager
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Length, Lower, Trim
+from django.db.models.lookups import GreaterThan, LessThanOrEqual
+from django.urls import reverse
+
+from .text import MAX_TEXT_LENGTH, USERNAME_MAX_LENGTH, USERNAME_PATTERN, validate_text
+
+
+class UserManager(BaseUserManager):
+    def get_by_natural_key(self, username):
+        # Log-in is case-insensitive, like uniqueness and mentions.
+        return self.get(username__iexact=username)
+
+
+class User(AbstractUser):
+    """A Herald account. Usernames are letters, digits and underscores so that @mentions are exact."""
+
+    username = models.CharField(
+        "username",
+        max_length=USERNAME_MAX_LENGTH,
+        unique=True,
+        help_text="Up to 30 letters, digits or underscores.",
+        validators=[
+            RegexValidator(
+                rf"^{USERNAME_PATTERN}\Z",
+                "A username may contain only letters, digits and underscores (up to 30).",
+                code="invalid_username",
+            )
+        ],
+        error_messages={"unique": "That username is taken."},
+    )
+    display_name = models.CharField(max_length=60, blank=True)
+    bio = models.CharField(max_length=300, blank=True)
+
+    objects = UserManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
+        ]
+
+    def __str__(self):
+        return self.username
+
+    @property
+    def name(self) -> str:
+        """What to show people: the display name, or the username when there is none."""
+        return self.display_name or self.username
+
+    def get_absolute_url(self):
+        return reverse("profile", args=[self.username])
+
+
+class Follow(models.Model):
+    follower = models.ForeignKey(User, on_delete=models.CASCADE, related_name="following_set")
+    followee = models.ForeignKey(User, on_delete=models.CASCADE, related_name="follower_set")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["follower", "followee"], name="follow_once"),
+            models.CheckConstraint(condition=~models.Q(follower=models.F("followee")), name="follow_not_self"),
+        ]
+        indexes = [models.Index(fields=["followee", "-id"], name="follow_followee_idx")]
+
+    def __str__(self):
+        return f"{self.follower} → {self.followee}"
+
+
+def _text_constraints(prefix: str):
+    """Database-level guard for text, so no write path (admin, shell, bulk) stores an invalid one."""
+    return [
+        models.CheckConstraint(
+            condition=LessThanOrEqual(Length("text"), MAX_TEXT_LENGTH), name=f"{prefix}_text_max"
+        ),
+        models.CheckConstraint(condition=GreaterThan(Length(Trim("text")), 0), name=f"{prefix}_text_not_blank"),
+    ]
+
+
+class Post(models.Model):
+    author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="posts")
+    text = models.CharField(max_length=MAX_TEXT_LENGTH, validators=[validate_text])
+    created_at = models.DateTimeField(auto_now_add=True)
+    mentions = models.ManyToManyField(User, related_name="mentioned_in_posts", blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = _text_constraints("post")
+        indexes = [models.Index(fields=["author", "-id"], name="post_author_idx")]
+
+    def __str__(self):
+        return f"#{self.pk} by {self.author}"
+
+    def get_absolute_url(self):
+        return reverse("post-detail", args=[self.pk])
+
+
+class Comment(models.Model):
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="comments")
+    text = models.CharField(max_length=MAX_TEXT_LENGTH, validators=[validate_text])
+    created_at = models.DateTimeField(auto_now_add=True)
+    mentions = models.ManyToManyField(User, related_name="mentioned_in_comments", blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = _text_constraints("comment")
+        indexes = [models.Index(fields=["post", "id"], name="comment_post_idx")]
+
+    def __str__(self):
+        return f"comment #{self.pk} on post #{self.post_id}"
+
+    def get_absolute_url(self):
+        return reverse("post-detail", args=[self.post_id]) + f"#comment-{self.pk}"
+
+
+class Like(models.Model):
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="likes")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="likes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["post", "user"], name="like_once")]
+
+    def __str__(self):
+        return f"{self.user} likes post #{self.post_id}"

@@ -1,0 +1,103 @@
+"""API shapes and input validation for the feed (contract: README "HTTP API")."""
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from .models import Comment, Post, User
+from .text import clean_text
+
+
+class TextField(serializers.CharField):
+    """Post/comment text: stripped, non-blank, at most 2,000 characters, with a readable message."""
+
+    def __init__(self, *, what: str, **kwargs):
+        self.what = what
+        kwargs.setdefault("error_messages", {"required": f"{what} text is required.", "null": f"{what} cannot be empty."})
+        super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return clean_text(super().to_internal_value(data), what=self.what)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+
+class ActorSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    display_name = serializers.CharField(source="name")
+
+
+class SignupSerializer(serializers.ModelSerializer):
+    password = serializers.CharField(write_only=True, style={"input_type": "password"})
+
+    class Meta:
+        model = User
+        fields = ["username", "password", "display_name"]
+        extra_kwargs = {"display_name": {"required": False}}
+
+    def validate_username(self, value):
+        if User.objects.filter(username__iexact=value).exists():
+            raise serializers.ValidationError("That username is taken.")
+        return value
+
+    def validate(self, attrs):
+        candidate = User(username=attrs["username"], display_name=attrs.get("display_name", ""))
+        try:
+            password_validation.validate_password(attrs["password"], candidate)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": exc.messages}) from exc
+        return attrs
+
+    def create(self, validated_data):
+        return User.objects.create_user(**validated_data)
+
+
+class UserSerializer(serializers.ModelSerializer):
+    url = serializers.CharField(source="get_absolute_url", read_only=True)
+    follower_count = serializers.IntegerField(read_only=True)
+    following_count = serializers.IntegerField(read_only=True)
+    post_count = serializers.IntegerField(read_only=True)
+    followed_by_me = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["username", "display_name", "bio", "url", "follower_count", "following_count", "post_count",
+                  "followed_by_me"]
+
+
+class PostSerializer(serializers.ModelSerializer):
+    author = ActorSerializer(read_only=True)
+    text = TextField(what="Post")
+    comment_count = serializers.IntegerField(read_only=True)
+    like_count = serializers.IntegerField(read_only=True)
+    liked = serializers.BooleanField(read_only=True)
+    mentions = serializers.SlugRelatedField(many=True, read_only=True, slug_field="username")
+    url = serializers.CharField(source="get_absolute_url", read_only=True)
+
+    class Meta:
+        model = Post
+        fields = ["id", "author", "text", "created_at", "comment_count", "like_count", "liked", "mentions", "url"]
+
+
+class CommentSerializer(serializers.ModelSerializer):
+    author = ActorSerializer(read_only=True)
+    text = TextField(what="Comment")
+    mentions = serializers.SlugRelatedField(many=True, read_only=True, slug_field="username")
+    url = serializers.CharField(source="get_absolute_url", read_only=True)
+
+    class Meta:
+        model = Comment
+        fields = ["id", "post", "author", "text", "created_at", "mentions", "url"]
+        read_only_fields = ["post"]
+
+
+class FollowResultSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    following = serializers.BooleanField()
+    created = serializers.BooleanField()
+
+
+class LikeResultSerializer(serializers.Serializer):
+    post = serializers.IntegerField()
+    liked = serializers.BooleanField()
+    like_count = serializers.IntegerField()

@@ -1,0 +1,169 @@
+"""Every write in the feed goes through these functions.
+
+They own the rules of who is told what, and call notifier.notify() in the same transaction as the
+write, so a notification exists exactly when the thing it is about does. (Explicit calls, not
+model signals: a reader sees the whole effect of "add a comment" in one place.)
+
+Bad input raises django's ValidationError, acting on someone else's object PermissionDenied, and an
+unknown object the model's DoesNotExist; views turn those into form errors or JSON (400/403/404).
+"""
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models.functions import Lower
+
+import notifier
+from notifier.models import Kind
+
+from .models import Comment, Follow, Like, Post, User
+from .text import clean_text, excerpt, mentioned_usernames
+
+
+def _mentioned_users(text: str) -> list[User]:
+    names = mentioned_usernames(text)
+    if not names:
+        return []
+    return list(User.objects.alias(lname=Lower("username")).filter(lname__in=names, is_active=True))
+
+
+def _lock_post(post_id) -> Post:
+    """Lock the post so a concurrent delete cannot leave notifications about a vanished post."""
+    return Post.objects.select_for_update().select_related("author").get(pk=post_id)
+
+
+def get_user(username: str) -> User:
+    return User.objects.get(username__iexact=username, is_active=True)
+
+
+def create_post(author: User, text: str) -> Post:
+    """Publish a post: mentioned users get `mention`, the author's other followers `new_post`."""
+    text = clean_text(text, what="Post")
+    with transaction.atomic():
+        post = Post.objects.create(author=author, text=text)
+        mentioned = _mentioned_users(text)
+        post.mentions.set(mentioned)
+        url = post.get_absolute_url()
+        preview = excerpt(text)
+        notifier.notify(
+            Kind.MENTION, mentioned, actor=author, url=url, post_ref=post.pk,
+            text=f"{author.name} mentioned you in a post: “{preview}”", dedupe_key=f"mention:post:{post.pk}",
+        )
+        followers = Follow.objects.filter(followee=author).exclude(follower__in=mentioned)
+        notifier.notify(
+            Kind.NEW_POST, followers.values_list("follower_id", flat=True), actor=author, url=url,
+            post_ref=post.pk, text=f"{author.name} posted: “{preview}”", dedupe_key=f"post:{post.pk}",
+        )
+    return post
+
+
+def delete_post(user: User, post_id: int) -> None:
+    with transaction.atomic():
+        post = _lock_post(post_id)
+        if post.author_id != user.pk:
+            raise PermissionDenied("You can only delete your own posts.")
+        remove_post(post)
+
+
+def remove_post(post: Post) -> None:
+    """Delete a post with its comments and likes, and every notification about any of them."""
+    with transaction.atomic():
+        notifier.withdraw(post_refs=[post.pk])
+        post.delete()
+
+
+def add_comment(author: User, post_id: int, text: str) -> Comment:
+    """Comment on a post and tell, once each and in this order of precedence: the post's author
+    (`comment`), the people mentioned (`mention`), everyone else who commented before (`reply`)."""
+    text = clean_text(text, what="Comment")
+    with transaction.atomic():
+        post = _lock_post(post_id)
+        comment = Comment.objects.create(post=post, author=author, text=text)
+        mentioned = _mentioned_users(text)
+        comment.mentions.set(mentioned)
+        url = comment.get_absolute_url()
+        preview = excerpt(text)
+        refs = dict(actor=author, url=url, post_ref=post.pk, comment_ref=comment.pk)
+        told = {author.pk, post.author_id}
+        notifier.notify(
+            Kind.COMMENT, [post.author_id], text=f"{author.name} commented on your post: “{preview}”",
+            dedupe_key=f"comment:{comment.pk}", **refs,
+        )
+        mention_ids = [u.pk for u in mentioned if u.pk not in told]
+        told.update(mention_ids)
+        notifier.notify(
+            Kind.MENTION, mention_ids, text=f"{author.name} mentioned you in a comment: “{preview}”",
+            dedupe_key=f"mention:comment:{comment.pk}", **refs,
+        )
+        earlier = (
+            Comment.objects.filter(post=post, pk__lt=comment.pk).exclude(author_id__in=told)
+            .values_list("author_id", flat=True).distinct()
+        )
+        notifier.notify(
+            Kind.REPLY, earlier, text=f"{author.name} also commented on {post.author.name}’s post: “{preview}”",
+            dedupe_key=f"reply:{comment.pk}", **refs,
+        )
+    return comment
+
+
+def delete_comment(user: User, comment_id: int) -> None:
+    with transaction.atomic():
+        comment = Comment.objects.select_for_update().get(pk=comment_id)
+        if comment.author_id != user.pk:
+            raise PermissionDenied("You can only delete your own comments.")
+        remove_comment(comment)
+
+
+def remove_comment(comment: Comment) -> None:
+    with transaction.atomic():
+        notifier.withdraw(comment_refs=[comment.pk])
+        comment.delete()
+
+
+def like(user: User, post_id: int) -> bool:
+    """Like a post; liking twice is one like. Returns True when this call created the like."""
+    with transaction.atomic():
+        post = _lock_post(post_id)
+        _, created = Like.objects.get_or_create(post=post, user=user)
+        if created:
+            notifier.notify(
+                Kind.LIKE, [post.author_id], actor=user, url=post.get_absolute_url(), post_ref=post.pk,
+                text=f"{user.name} liked your post: “{excerpt(post.text)}”", dedupe_key=f"like:{post.pk}:{user.pk}",
+            )
+    return created
+
+
+def unlike(user: User, post_id: int) -> bool:
+    """Remove a like; returns True when there was one. (The like's notification stays: it happened,
+    and its dedupe key keeps like → unlike → like from notifying twice.)"""
+    post = Post.objects.get(pk=post_id)
+    deleted, _ = Like.objects.filter(post=post, user=user).delete()
+    return bool(deleted)
+
+
+def follow(follower: User, username: str) -> bool:
+    """Follow someone; following twice is one follow. Returns True when this call created it."""
+    followee = get_user(username)
+    if followee.pk == follower.pk:
+        raise ValidationError("You cannot follow yourself.", code="self_follow")
+    with transaction.atomic():
+        _, created = Follow.objects.get_or_create(follower=follower, followee=followee)
+        if created:
+            notifier.notify(
+                Kind.FOLLOW, [followee], actor=follower, url=follower.get_absolute_url(),
+                text=f"{follower.name} started following you.", dedupe_key=f"follow:{follower.pk}",
+            )
+    return created
+
+
+def unfollow(follower: User, username: str) -> bool:
+    followee = get_user(username)
+    deleted, _ = Follow.objects.filter(follower=follower, followee=followee).delete()
+    return bool(deleted)
+
+
+def delete_account(user: User) -> None:
+    """Delete a user and everything they wrote, withdrawing notifications about it first."""
+    with transaction.atomic():
+        post_ids = list(user.posts.values_list("pk", flat=True))
+        comment_ids = list(user.comments.values_list("pk", flat=True))
+        notifier.withdraw(post_refs=post_ids, comment_refs=comment_ids)
+        user.delete()

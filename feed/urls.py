@@ -1,0 +1,34 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path, re_path
+
+from . import api, views
+
+USERNAME = r"(?P<username>[A-Za-z0-9_]{1,30})"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    re_path(rf"^u/{USERNAME}/$", views.profile, name="profile"),
+    re_path(rf"^u/{USERNAME}/followers/$", views.followers, name="followers"),
+    re_path(rf"^u/{USERNAME}/following/$", views.following, name="following"),
+    re_path(rf"^u/{USERNAME}/follow/$", views.follow, name="follow"),
+    path("posts/<int:pk>/", views.post_detail, name="post-detail"),
+    path("posts/<int:pk>/delete/", views.post_delete, name="post-delete"),
+    path("posts/<int:pk>/like/", views.like, name="post-like"),
+    path("comments/<int:pk>/delete/", views.comment_delete, name="comment-delete"),
+    path("settings/profile/", views.edit_profile, name="edit-profile"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+]
+
+api_urlpatterns = [
+    path("users/", api.SignupView.as_view(), name="api-signup"),
+    re_path(rf"^users/{USERNAME}/$", api.UserDetailView.as_view(), name="api-user"),
+    re_path(rf"^users/{USERNAME}/follow/$", api.FollowView.as_view(), name="api-follow"),
+    path("posts/", api.PostListView.as_view(), name="api-posts"),
+    path("posts/<int:pk>/", api.PostDetailView.as_view(), name="api-post"),
+    path("posts/<int:pk>/comments/", api.CommentListView.as_view(), name="api-comments"),
+    path("posts/<int:pk>/like/", api.LikeView.as_view(), name="api-like"),
+    path("comments/<int:pk>/", api.CommentDetailView.as_view(), name="api-comment"),
+    path("feed/", api.HomeFeedView.as_view(), name="api-feed"),
+]

@@ -1,0 +1,160 @@
+"""HTML pages of the feed. Each POST acts through feed.services and redirects (POST/redirect/GET)."""
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from . import queries, services
+from .forms import CommentForm, PostForm, ProfileForm, SignupForm
+from .models import Follow, Post
+from .pagination import keyset_page
+
+
+def _back(request, fallback: str):
+    """Redirect to ?next= when it is a safe local URL, else to fallback."""
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return redirect(target)
+    return redirect(fallback)
+
+
+def _act(request, action, *args) -> bool:
+    """Run a service call for a page: bad input becomes a message, unknown objects a 404."""
+    try:
+        action(*args)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+        return False
+    except ObjectDoesNotExist:
+        raise Http404("Not found.") from None
+    return True
+
+
+@login_required
+def home(request):
+    form = PostForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.create_post(request.user, form.cleaned_data["text"])
+        messages.success(request, "Posted.")
+        return redirect("home")
+    page = keyset_page(queries.home_feed(request.user), request.GET.get("before"))
+    return render(request, "feed/home.html", {"form": form, "page": page})
+
+
+def profile(request, username):
+    try:
+        user = services.get_user(username)
+    except ObjectDoesNotExist:
+        raise Http404("No such user.") from None
+    page = keyset_page(queries.posts_for(request.user, user.posts.all()), request.GET.get("before"))
+    context = {
+        "profile_user": user,
+        "page": page,
+        "is_following": queries.is_following(request.user, user),
+        **queries.profile_stats(user),
+    }
+    return render(request, "feed/profile.html", context)
+
+
+def _people(request, username, direction):
+    try:
+        user = services.get_user(username)
+    except ObjectDoesNotExist:
+        raise Http404("No such user.") from None
+    if direction == "followers":
+        follows = Follow.objects.filter(followee=user).select_related("follower")
+    else:
+        follows = Follow.objects.filter(follower=user).select_related("followee")
+    page = keyset_page(follows, request.GET.get("before"), size=50)
+    people = [f.follower if direction == "followers" else f.followee for f in page]
+    return render(request, "feed/people.html", {
+        "profile_user": user, "people": people, "page": page, "direction": direction,
+    })
+
+
+def followers(request, username):
+    return _people(request, username, "followers")
+
+
+def following(request, username):
+    return _people(request, username, "following")
+
+
+@login_required
+@require_POST
+def follow(request, username):
+    if request.POST.get("action") == "unfollow":
+        _act(request, services.unfollow, request.user, username)
+    else:
+        _act(request, services.follow, request.user, username)
+    return _back(request, f"/u/{username}/")
+
+
+def post_detail(request, pk):
+    try:
+        post = queries.posts_for(request.user).get(pk=pk)
+    except Post.DoesNotExist:
+        raise Http404("This post does not exist (it may have been deleted).") from None
+    form = CommentForm(request.POST or None)
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            return redirect(f"/accounts/login/?next={post.get_absolute_url()}")
+        if form.is_valid():
+            comment = services.add_comment(request.user, post.pk, form.cleaned_data["text"])
+            return redirect(comment.get_absolute_url())
+    comments = queries.comments_for(post)
+    return render(request, "feed/post_detail.html", {"post": post, "comments": comments, "form": form})
+
+
+@login_required
+@require_POST
+def post_delete(request, pk):
+    if _act(request, services.delete_post, request.user, pk):
+        messages.success(request, "Post deleted.")
+    return redirect("home")
+
+
+@login_required
+@require_POST
+def comment_delete(request, pk):
+    post_id = request.POST.get("post")
+    if _act(request, services.delete_comment, request.user, pk):
+        messages.success(request, "Comment deleted.")
+    return redirect("post-detail", pk=post_id) if post_id and post_id.isdigit() else redirect("home")
+
+
+@login_required
+@require_POST
+def like(request, pk):
+    if request.POST.get("action") == "unlike":
+        _act(request, services.unlike, request.user, pk)
+    else:
+        _act(request, services.like, request.user, pk)
+    return _back(request, f"/posts/{pk}/")
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome to Herald, {user.name}!")
+        return redirect("home")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def edit_profile(request):
+    form = ProfileForm(request.POST or None, instance=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Profile saved.")
+        return redirect("profile", username=request.user.username)
+    return render(request, "feed/edit_profile.html", {"form": form})

@@ -1,0 +1,94 @@
+"""Notification API: a user only ever sees or changes their own notifications."""
+from django.utils.http import urlencode
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.throttles import WriteThrottle
+
+from . import services
+from .models import Notification, NotificationState
+from .serializers import (
+    ListQuerySerializer, NotificationSerializer, ReadResultSerializer, UnreadCountSerializer,
+)
+
+CATCH_UP_LIMIT = 100
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-seq"
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("unread", OpenApiTypes.BOOL, description="Only unread notifications."),
+        OpenApiParameter(
+            "after_seq", OpenApiTypes.INT,
+            description="Catch-up after a reconnect: exactly the notifications with seq > N, oldest first, "
+            f"up to {CATCH_UP_LIMIT} a page (follow `next`).",
+        ),
+    ]
+)
+class NotificationListView(generics.ListAPIView):
+    serializer_class = NotificationSerializer
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        query = ListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        self.query = query.validated_data
+        qs = Notification.objects.for_user(self.request.user).select_related("actor")
+        if self.query["unread"]:
+            qs = qs.unread()
+        return qs
+
+    def list(self, request, *args, **kwargs):
+        qs = self.get_queryset()
+        if "after_seq" not in self.query:
+            return super().list(request, *args, **kwargs)
+        after = self.query["after_seq"]
+        items = list(qs.filter(seq__gt=after).order_by("seq")[: CATCH_UP_LIMIT + 1])
+        more = len(items) > CATCH_UP_LIMIT
+        items = items[:CATCH_UP_LIMIT]
+        state = NotificationState.objects.filter(pk=request.user.pk).first()
+        next_url = None
+        if more:
+            params = {**request.query_params.dict(), "after_seq": items[-1].seq}
+            next_url = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
+        return Response({
+            "results": NotificationSerializer(items, many=True).data,
+            "next": next_url,
+            "last_seq": state.last_seq if state else 0,
+            "unread_count": state.unread_count if state else 0,
+        })
+
+
+class UnreadCountView(APIView):
+    @extend_schema(responses=UnreadCountSerializer)
+    def get(self, request):
+        return Response({"unread_count": services.unread_count(request.user)})
+
+
+class MarkReadView(APIView):
+    throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=None, responses=ReadResultSerializer)
+    def post(self, request, pk):
+        unread = services.mark_read(request.user, pk)
+        return Response({"marked": 1, "unread_count": unread})
+
+
+class MarkAllReadView(APIView):
+    throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=None, responses=ReadResultSerializer)
+    def post(self, request):
+        changed = services.mark_all_read(request.user)
+        return Response({"marked": changed, "unread_count": 0})
+

@@ -1,0 +1,89 @@
+"""Publishers push one message to one MQTT topic.
+
+There is one real publisher, IotDataPublisher: boto3's `iot-data` Publish, the same code against
+AWS IoT Core and against the local emulator (which speaks the same HTTP API). The class used is
+settings.NOTIFIER_PUBLISHER, loaded once per process.
+
+A failed publish raises PublishError, which says whether trying again can help: an oversized
+payload or an invalid topic will fail the same way forever (permanent), a refused connection or
+a throttle may not.
+"""
+import functools
+import hashlib
+import hmac
+import logging
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+log = logging.getLogger(__name__)
+
+# AWS IoT status codes that will not change on retry: bad request / topic, payload too large.
+PERMANENT_STATUS = {400, 413}
+
+
+class PublishError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Publisher:
+    """Base class: subclasses implement publish() and raise PublishError on failure."""
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+        raise NotImplementedError
+
+
+def local_credentials() -> tuple[str, str]:
+    """The key pair the local emulator accepts, derived from SECRET_KEY (nothing else to configure)."""
+    secret = hmac.new(settings.SECRET_KEY.encode(), b"herald-localiot-publisher", hashlib.sha256).hexdigest()
+    return "LOCALIOTPUBLISHER", secret
+
+
+class IotDataPublisher(Publisher):
+    """boto3 iot-data Publish with one client per process and botocore's standard retry mode."""
+
+    def __init__(self):
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=2,
+            read_timeout=5,
+            tcp_keepalive=True,
+        )
+        kwargs = {"region_name": settings.AWS_REGION, "config": config}
+        if settings.NOTIFIER_BACKEND == "local":
+            key_id, secret = local_credentials()
+            kwargs.update(
+                endpoint_url=f"http://{settings.LOCALIOT_HOST}:{settings.LOCALIOT_HTTP_PORT}",
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+            )
+        elif settings.IOT_DATA_ENDPOINT:
+            kwargs["endpoint_url"] = f"https://{settings.IOT_DATA_ENDPOINT}"
+        self.client = boto3.client("iot-data", **kwargs)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.publish(topic=topic, qos=qos, payload=payload)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = exc.response.get("Error", {}).get("Message") or str(exc)
+            raise PublishError(f"HTTP {status}: {message}", permanent=status in PERMANENT_STATUS) from exc
+        except BotoCoreError as exc:
+            raise PublishError(str(exc)) from exc
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str) -> Publisher:
+    return import_string(path)()
+
+
+def get_publisher() -> Publisher:
+    """The process-wide publisher named by settings.NOTIFIER_PUBLISHER (created on first use)."""
+    return _load(settings.NOTIFIER_PUBLISHER)

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from . import api, views
+
+urlpatterns = [
+    path("notifications/", views.notifications_page, name="notifications"),
+    path("notifications/<int:pk>/read/", views.mark_read, name="notification-read"),
+    path("notifications/read-all/", views.mark_all_read, name="notifications-read-all"),
+]
+
+api_urlpatterns = [
+    path("notifications/", api.NotificationListView.as_view(), name="api-notifications"),
+    path("notifications/unread-count/", api.UnreadCountView.as_view(), name="api-unread-count"),
+    path("notifications/<int:pk>/read/", api.MarkReadView.as_view(), name="api-notification-read"),
+    path("notifications/read-all/", api.MarkAllReadView.as_view(), name="api-notifications-read-all"),
+]

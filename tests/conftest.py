@@ -1,0 +1,76 @@
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from feed.models import User
+from notifier.publishers import get_publisher
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def memory_publisher(settings):
+    """Every test pushes into memory unless it sets up the real emulator itself."""
+    settings.NOTIFIER_PUBLISHER = "tests.publishers.MemoryPublisher"
+    publisher = get_publisher()
+    publisher.sent.clear()
+    publisher.fail = None
+    return publisher
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Hashing strength is not under test; PBKDF2's cost would dominate the suite's run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username, **extra):
+        return User.objects.create_user(username=username, password=PASSWORD, **extra)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice", display_name="Alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob", display_name="Bob")
+
+
+@pytest.fixture
+def carol(make_user):
+    return make_user("carol", display_name="Carol")
+
+
+@pytest.fixture
+def api():
+    """An API client; call api.as_(user) to authenticate with that user's DRF token."""
+    client = APIClient()
+
+    def as_(user):
+        from rest_framework.authtoken.models import Token
+
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    client.as_ = as_
+    return client
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks):
+    """Run transaction.on_commit callbacks (pushes) as they would run after a real commit."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)

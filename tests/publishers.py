@@ -1,0 +1,18 @@
+"""An in-memory publisher for tests: records what would have been pushed, or fails on demand."""
+import json
+
+from notifier.publishers import PublishError, Publisher
+
+
+class MemoryPublisher(Publisher):
+    def __init__(self):
+        self.sent: list[tuple[str, dict]] = []
+        self.fail: PublishError | None = None
+
+    def publish(self, topic, payload, *, qos=1):
+        if self.fail is not None:
+            raise self.fail
+        self.sent.append((topic, json.loads(payload.decode("utf-8"))))
+
+    def messages(self, topic=None, type=None):
+        return [m for t, m in self.sent if (topic is None or t == topic) and (type is None or m["type"] == type)]
