@@ -15,9 +15,12 @@ class TextField(serializers.CharField):
         kwargs.setdefault("error_messages", {"required": f"{what} text is required.", "null": f"{what} cannot be empty."})
         super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
 
-    def to_internal_value(self, data):
+    def run_validation(self, data=serializers.empty):
+        # Overrides run_validation, not to_internal_value: CharField returns "" before
+        # to_internal_value is reached, and every text must pass through clean_text.
+        value = super().run_validation(data)
         try:
-            return clean_text(super().to_internal_value(data), what=self.what)
+            return clean_text(value, what=self.what)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
 

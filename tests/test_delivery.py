@@ -1,0 +1,102 @@
+"""The push pipeline: after commit, the DESIGN envelope to the private topic, delivery state recorded."""
+import pytest
+from django.db import transaction
+
+from feed import services
+from notifier import delivery
+from notifier.models import Delivery, Notification
+from notifier.publishers import PublishError
+
+pytestmark = pytest.mark.django_db
+
+
+def test_comment_pushes_the_envelope_after_commit(alice, bob, memory_publisher, on_commit):
+    post = services.create_post(alice, "hello")
+    with on_commit():
+        comment = services.add_comment(bob, post.pk, "hi <b>there</b>")
+        assert memory_publisher.sent == []  # nothing leaves before the commit
+    [(topic, message)] = memory_publisher.sent
+    n = Notification.objects.get(recipient=alice)
+    assert topic == f"herald/dev/users/{alice.pk}/notifications"
+    assert message == {
+        "v": 1, "type": "notification", "seq": 1, "id": n.pk, "kind": "comment",
+        "actor": {"username": "bob", "display_name": "Bob"},
+        "text": "Bob commented on your post: “hi <b>there</b>”",
+        "url": f"/posts/{post.pk}/#comment-{comment.pk}",
+        "created_at": n.created_at.isoformat(), "unread_count": 1,
+    }
+    assert (n.delivery, n.attempts, n.last_error) == (Delivery.DELIVERED, 1, "")
+
+
+def test_topic_prefix_comes_from_settings(alice, bob, memory_publisher, on_commit, settings):
+    settings.IOT_TOPIC_PREFIX = "herald/prod"
+    with on_commit():
+        services.follow(bob, "alice")
+    assert memory_publisher.sent[0][0] == f"herald/prod/users/{alice.pk}/notifications"
+
+
+def test_rolled_back_write_pushes_nothing(alice, bob, memory_publisher, on_commit):
+    post = services.create_post(alice, "hello")
+    with on_commit():
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                services.add_comment(bob, post.pk, "never happened")
+                raise RuntimeError("boom")
+    assert memory_publisher.sent == []
+    assert not Notification.objects.exists()
+
+
+def test_transient_failure_leaves_the_row_pending_for_retry(alice, bob, memory_publisher, on_commit):
+    memory_publisher.fail = PublishError("connection refused")
+    with on_commit():
+        services.follow(bob, "alice")
+    n = Notification.objects.get(recipient=alice)
+    assert (n.delivery, n.attempts, n.last_error) == (Delivery.PENDING, 1, "connection refused")
+    assert n.last_attempt_at is not None
+
+    memory_publisher.fail = None
+    assert delivery.deliver([n.pk]) == {"delivered": 1, "pending": 0, "failed": 0}
+    n.refresh_from_db()
+    assert (n.delivery, n.attempts, n.last_error) == (Delivery.DELIVERED, 2, "")
+    assert len(memory_publisher.sent) == 1
+    # Delivering again is a no-op: delivered rows are never pushed twice.
+    assert delivery.deliver([n.pk]) == {"delivered": 0, "pending": 0, "failed": 0}
+
+
+def test_permanent_failure_marks_the_row_failed(alice, bob, memory_publisher, on_commit):
+    memory_publisher.fail = PublishError("HTTP 413: payload too large", permanent=True)
+    with on_commit():
+        services.follow(bob, "alice")
+    n = Notification.objects.get(recipient=alice)
+    assert (n.delivery, n.attempts) == (Delivery.FAILED, 1)
+    assert "413" in n.last_error
+    assert delivery.deliver([n.pk])["delivered"] == 0
+
+
+def test_fanout_pushes_each_follower_with_their_own_count(alice, bob, carol, memory_publisher, on_commit):
+    services.follow(bob, "alice")
+    services.follow(carol, "alice")
+    services.create_post(carol, "carol's own")  # bob does not follow carol: no effect on bob
+    with on_commit():
+        services.create_post(alice, "news")
+    topics = sorted(t for t, _ in memory_publisher.sent)
+    assert topics == sorted(f"herald/dev/users/{u.pk}/notifications" for u in (bob, carol))
+    assert all(m["kind"] == "new_post" and m["unread_count"] == 1 for _, m in memory_publisher.sent)
+
+
+def test_marking_read_pushes_a_read_message(alice, bob, memory_publisher, on_commit):
+    import notifier.services
+
+    post = services.create_post(alice, "hello")
+    services.add_comment(bob, post.pk, "one")
+    services.add_comment(bob, post.pk, "two")
+    first = Notification.objects.filter(recipient=alice).order_by("seq").first()
+    with on_commit():
+        notifier.services.mark_read(alice, first.pk)
+    with on_commit():
+        notifier.services.mark_all_read(alice)
+    reads = memory_publisher.messages(type="read")
+    assert reads == [
+        {"v": 1, "type": "read", "seq": 2, "ids": [first.pk], "all": False, "unread_count": 1},
+        {"v": 1, "type": "read", "seq": 2, "ids": None, "all": True, "unread_count": 0},
+    ]
