@@ -106,7 +106,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # npm packages the browser needs (MQTT.js) are served from node_modules, never copied in.
-STATICFILES_DIRS = [("vendor", BASE_DIR / "node_modules")] if (BASE_DIR / "node_modules").is_dir() else []
+_MQTT_DIST = BASE_DIR / "node_modules" / "mqtt" / "dist"
+STATICFILES_DIRS = [("vendor/mqtt", _MQTT_DIST)] if _MQTT_DIST.is_dir() else []
 WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_HTTPONLY = True

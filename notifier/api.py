@@ -7,9 +7,9 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.throttles import WriteThrottle
+from config.throttles import CredentialsThrottle, WriteThrottle
 
-from . import services
+from . import credentials, services
 from .models import Notification, NotificationState
 from .serializers import (
     ListQuerySerializer, NotificationSerializer, ReadResultSerializer, UnreadCountSerializer,
@@ -92,3 +92,16 @@ class MarkAllReadView(APIView):
         changed = services.mark_all_read(request.user)
         return Response({"marked": changed, "unread_count": 0})
 
+
+
+class CredentialsView(APIView):
+    """Short-lived credentials for the caller's own live connection (see notifier.credentials)."""
+
+    throttle_classes = [CredentialsThrottle]
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    def post(self, request):
+        try:
+            return Response(credentials.get_issuer().issue(request.user))
+        except credentials.CredentialsUnavailable as exc:
+            return Response({"detail": str(exc)}, status=503)

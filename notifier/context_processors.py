@@ -1,11 +1,16 @@
-"""Template context: the bell's unread count, read lazily so pages that do not show it pay nothing."""
+"""Template context: the bell's state, read lazily so pages that do not show it pay nothing."""
 from django.utils.functional import SimpleLazyObject
 
-from .services import unread_count
+from .models import NotificationState
 
 
 def notifications(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"unread_notifications": SimpleLazyObject(lambda: unread_count(user))}
+
+    def load():
+        # One primary-key read gives both the exact unread count and the last seq (for catch-up).
+        return NotificationState.objects.filter(pk=user.pk).first() or NotificationState(user_id=user.pk)
+
+    return {"notification_state": SimpleLazyObject(load)}

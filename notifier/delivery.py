@@ -6,10 +6,11 @@ the error recorded, for `manage.py deliver_pending` to retry; one that can never
 marked `failed`.
 """
 import logging
+from datetime import timedelta
 from functools import partial
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import envelope
@@ -18,6 +19,19 @@ from .publishers import PublishError, get_publisher
 from .topics import user_topic
 
 log = logging.getLogger(__name__)
+
+# deliver_pending gives up (marks failed) after this many attempts; the wait between attempts
+# doubles from BASE_DELAY up to MAX_DELAY, so the last retries happen hours after the event.
+MAX_ATTEMPTS = 12
+BASE_DELAY = timedelta(seconds=30)
+MAX_DELAY = timedelta(hours=1)
+# A row this old that was never attempted lost its after-commit push (process died): retry it.
+ORPHAN_AFTER = timedelta(minutes=1)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before attempt number attempts+1."""
+    return min(MAX_DELAY, BASE_DELAY * (2 ** max(attempts - 1, 0)))
 
 
 def deliver_on_commit(notification_ids: list[int]) -> None:
@@ -28,7 +42,9 @@ def deliver_on_commit(notification_ids: list[int]) -> None:
 def deliver(notification_ids: list[int]) -> dict[str, int]:
     """Publish these notifications (those still pending) and record each outcome.
 
-    Returns counts by outcome, e.g. {"delivered": 3, "pending": 1, "failed": 0}.
+    When a push fails in a way that may pass (broker down, throttled), the rest of the batch is not
+    attempted: they would most likely fail the same way, each after its own timeouts, and
+    deliver_pending retries them all later. Returns counts by outcome.
     """
     publisher = get_publisher()
     pending = (
@@ -38,6 +54,9 @@ def deliver(notification_ids: list[int]) -> dict[str, int]:
     )
     delivered, retry, failed = [], {}, {}
     for notification in pending:
+        if retry:
+            retry[notification.pk] = "not attempted: an earlier push in the batch failed"
+            continue
         message = envelope.notification_message(
             notification, unread_count=notification.recipient.notification_state.unread_count
         )
@@ -57,14 +76,44 @@ def _record(delivered: list[int], retry: dict[int, str], failed: dict[int, str])
     now = timezone.now()
     attempted = dict(attempts=F("attempts") + 1, last_attempt_at=now)
     if delivered:
-        Notification.objects.filter(pk__in=delivered).update(delivery=Delivery.DELIVERED, last_error="", **attempted)
-    # Errors differ per row; the common case (broker down) is one message for all of them.
-    for state, errors in ((Delivery.PENDING, retry), (Delivery.FAILED, failed)):
-        by_message: dict[str, list[int]] = {}
-        for pk, error in errors.items():
-            by_message.setdefault(error, []).append(pk)
-        for error, pks in by_message.items():
-            Notification.objects.filter(pk__in=pks).update(delivery=state, last_error=error, **attempted)
+        Notification.objects.filter(pk__in=delivered).update(
+            delivery=Delivery.DELIVERED, last_error="", next_attempt_at=None, **attempted
+        )
+    for pk, error in failed.items():
+        Notification.objects.filter(pk=pk).update(
+            delivery=Delivery.FAILED, last_error=error, next_attempt_at=None, **attempted
+        )
+    # Rows that will be retried: grouped by attempt count, since the backoff depends on it.
+    by_attempts: dict[tuple[int, str], list[int]] = {}
+    for pk, attempts in Notification.objects.filter(pk__in=list(retry)).values_list("pk", "attempts"):
+        by_attempts.setdefault((attempts + 1, retry[pk]), []).append(pk)
+    for (attempts, error), pks in by_attempts.items():
+        gave_up = attempts >= MAX_ATTEMPTS
+        Notification.objects.filter(pk__in=pks).update(
+            delivery=Delivery.FAILED if gave_up else Delivery.PENDING,
+            last_error=(f"gave up after {attempts} attempts: " if gave_up else "") + error,
+            next_attempt_at=None if gave_up else now + backoff(attempts),
+            **attempted,
+        )
+
+
+def due_for_retry(now=None):
+    """Pending notifications whose next attempt is due, oldest first."""
+    now = now or timezone.now()
+    return Notification.objects.filter(
+        Q(attempts__gt=0, next_attempt_at__lte=now) | Q(attempts=0, created_at__lte=now - ORPHAN_AFTER),
+        delivery=Delivery.PENDING,
+    ).order_by("pk")
+
+
+def claim_due(limit: int) -> list[int]:
+    """Take up to `limit` due rows and push their next attempt out by a lease, so that two
+    deliver_pending runs that overlap (a slow run and the next scheduled one) do not push the same
+    rows twice. On PostgreSQL rows locked by the other run are skipped."""
+    with transaction.atomic():
+        ids = list(due_for_retry().select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+        Notification.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
+    return ids
 
 
 def publish_read_on_commit(user_id: int, *, last_seq: int, unread_count: int, ids: list[int] | None) -> None:

@@ -74,6 +74,8 @@ class Notification(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When deliver_pending may try a pending push again (exponential backoff; see delivery.py).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     objects = NotificationQuerySet.as_manager()
 
@@ -90,7 +92,7 @@ class Notification(models.Model):
                 name="notification_unread_idx",
             ),
             models.Index(
-                fields=["delivery", "id"],
+                fields=["next_attempt_at"],
                 condition=models.Q(delivery="pending"),
                 name="notification_pending_idx",
             ),

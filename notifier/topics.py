@@ -10,3 +10,8 @@ def user_topic(user_id: int) -> str:
 def post_comments_topic(post_id: int) -> str:
     """The public, read-only topic of live comments on one post."""
     return f"{settings.IOT_TOPIC_PREFIX}/posts/{int(post_id)}/comments"
+
+
+def post_comments_topic_filter() -> str:
+    """The filter covering every post's public comment topic (read-only for everyone)."""
+    return f"{settings.IOT_TOPIC_PREFIX}/posts/+/comments"

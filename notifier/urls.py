@@ -13,4 +13,5 @@ api_urlpatterns = [
     path("notifications/unread-count/", api.UnreadCountView.as_view(), name="api-unread-count"),
     path("notifications/<int:pk>/read/", api.MarkReadView.as_view(), name="api-notification-read"),
     path("notifications/read-all/", api.MarkAllReadView.as_view(), name="api-notifications-read-all"),
+    path("notifications/credentials/", api.CredentialsView.as_view(), name="api-credentials"),
 ]

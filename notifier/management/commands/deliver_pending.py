@@ -1,0 +1,42 @@
+"""Retry pushes that did not go out (broker down, throttled), with exponential backoff.
+
+Runs once by default (the Zappa scheduled event calls it every minute); `--loop N` keeps running
+and retries every N seconds, for a long-lived local process.
+"""
+import time
+
+from django.core.management.base import BaseCommand
+
+from notifier import delivery
+
+
+class Command(BaseCommand):
+    help = "Push notifications whose delivery is pending and due; mark permanent failures failed."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch", type=int, default=500, help="rows claimed per batch [500]")
+        parser.add_argument("--loop", type=float, default=0, metavar="SECONDS",
+                            help="keep running, checking every SECONDS (default: run once)")
+
+    def handle(self, *args, batch, loop, **options):
+        while True:
+            totals = self.run_once(batch)
+            if options["verbosity"] > 0 and (not loop or any(totals.values())):
+                self.stdout.write(
+                    f"delivered {totals['delivered']}, still pending {totals['pending']}, failed {totals['failed']}"
+                )
+            if not loop:
+                return
+            time.sleep(loop)
+
+    def run_once(self, batch: int) -> dict[str, int]:
+        totals = {"delivered": 0, "pending": 0, "failed": 0}
+        while True:
+            ids = delivery.claim_due(batch)
+            if not ids:
+                return totals
+            result = delivery.deliver(ids)
+            for key, value in result.items():
+                totals[key] += value
+            if result["pending"]:  # the broker is still unhappy: leave the rest for next time
+                return totals
