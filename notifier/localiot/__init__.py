@@ -9,13 +9,13 @@ It stands in for AWS IoT Core on a laptop and in tests, speaking the two APIs He
   boto3 publisher works unchanged against AWS and against this emulator.
 
 Modules:
-  tokens   pure token functions (no amqtt, no Django settings): the web process imports these
-  topics   pure MQTT/AWS topic rules (matching, validation)
-  sigv4    SigV4 verification of incoming HTTP requests, using botocore's own signer
-  plugins  amqtt auth and topic plugins
-  broker   the amqtt Broker subclass that authenticates before touching sessions
-  http     the asyncio HTTP server for iot-data Publish
-  server   LocalIoT, which puts the three listeners together
+  tokens       pure token functions (no amqtt, no Django settings): the web process imports these
+  topics       pure MQTT/AWS topic rules (matching, validation)
+  sigv4        SigV4 verification of incoming HTTP requests, using botocore's own signer
+  plugins      amqtt auth and topic plugins
+  broker       the amqtt Broker subclass that authenticates before touching sessions
+  publish_api  the asyncio HTTP server for iot-data Publish
+  server       LocalIoT, which puts the three listeners together
 
 This package's ``__init__`` imports nothing on purpose: amqtt is a development dependency and must
 never be imported by the web process, which only needs ``notifier.localiot.tokens``.

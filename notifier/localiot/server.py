@@ -1,0 +1,219 @@
+"""LocalIoT: the emulator's three listeners (MQTT/TCP, MQTT/WebSocket, HTTP Publish) as one service.
+
+Everything is passed in as plain arguments (no Django settings here), so tests can start one on
+free ports with their own keys; `python manage.py runlocaliot` passes the project's settings.
+"""
+import asyncio
+import logging
+import threading
+
+from .broker import WS_PATH, HeraldBroker
+from .publish_api import PublishServer
+
+log = logging.getLogger(__name__)
+
+# How long a disconnected persistent (clean session = false) session keeps its subscriptions and
+# queued QoS 1 messages: AWS IoT's default persistent session expiry.
+SESSION_EXPIRY_SECONDS = 3600
+FORBIDDEN_PORT = 1883  # a system MQTT broker may own it
+
+MQTT_LISTENER = "default"  # amqtt requires a listener named "default"
+WS_LISTENER = "ws"
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class LocalIoT:
+    """The local AWS IoT emulator.
+
+    Port 0 picks a free port; the bound ports are reported by the properties once started. Use a
+    literal address for `host` with port 0 ("localhost" may bind IPv4 and IPv6 on different ports).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        mqtt_port: int = 0,
+        ws_port: int = 0,
+        http_port: int = 0,
+        access_key_id: str,
+        secret_access_key: str,
+        token_key: str,
+    ):
+        for name, port in (("mqtt_port", mqtt_port), ("ws_port", ws_port), ("http_port", http_port)):
+            if port == FORBIDDEN_PORT:
+                raise ValueError(f"{name} must not be {FORBIDDEN_PORT}: a system MQTT broker may own that port.")
+        if not (access_key_id and secret_access_key and token_key):
+            raise ValueError("access_key_id, secret_access_key and token_key are all required.")
+        self.host = host
+        self._requested = {"mqtt": mqtt_port, "ws": ws_port, "http": http_port}
+        self._access_key_id = access_key_id
+        self._secret_access_key = secret_access_key
+        self._token_key = token_key
+        self._broker: HeraldBroker | None = None
+        self._http: PublishServer | None = None
+        self._ports: dict[str, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind all three listeners; on failure nothing is left running."""
+        if self._broker is not None:
+            raise RuntimeError("LocalIoT is already running.")
+        broker = HeraldBroker(self._broker_config())  # must be created inside the running loop
+        try:
+            await broker.start()
+        except BaseException:
+            await broker.close_listeners()
+            raise
+        http = PublishServer(
+            access_key_id=self._access_key_id, secret_access_key=self._secret_access_key, deliver=self.publish
+        )
+        self._broker = broker
+        try:
+            await http.start(self.host, self._requested["http"])
+        except BaseException:
+            self._broker = None
+            await broker.shutdown()
+            raise
+        self._http = http
+        self._ports = {
+            "mqtt": broker.bound_port(MQTT_LISTENER),
+            "ws": broker.bound_port(WS_LISTENER),
+            "http": http.port,
+        }
+        log.info("Local IoT emulator listening: %s %s %s", self.mqtt_url, self.ws_url, self.http_url)
+
+    async def stop(self) -> None:
+        """Close the HTTP side first (no new messages), then the broker."""
+        http, broker = self._http, self._broker
+        self._http = self._broker = None
+        if http is not None:
+            await http.stop()
+        if broker is not None:
+            await broker.shutdown()
+        log.info("Local IoT emulator stopped")
+
+    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        """Deliver a message to the subscribers allowed to receive it (never retained).
+
+        QoS 0 is forced, QoS 1 leaves each subscription's granted QoS in charge (at most 1, see
+        HeraldBroker.add_subscription), so every subscriber gets min(publish QoS, granted QoS) as
+        MQTT requires.
+        """
+        if self._broker is None:
+            raise RuntimeError("LocalIoT is not running.")
+        await self._broker.internal_message_broadcast(topic, payload, 0 if qos == 0 else None)
+
+    def start_in_thread(self, *, timeout: float = 10.0) -> "LocalIoTThread":
+        """Run the emulator on its own event loop in a daemon thread (for tests and scripts)."""
+        return LocalIoTThread(self, timeout=timeout)
+
+    # -- addresses -------------------------------------------------------------------------------
+
+    def _port(self, name: str) -> int:
+        if not self._ports:
+            raise RuntimeError("LocalIoT has not been started.")
+        return self._ports[name]
+
+    @property
+    def mqtt_port(self) -> int:
+        return self._port("mqtt")
+
+    @property
+    def ws_port(self) -> int:
+        return self._port("ws")
+
+    @property
+    def http_port(self) -> int:
+        return self._port("http")
+
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://{self._url_host()}:{self.mqtt_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._url_host()}:{self.ws_port}{WS_PATH}"
+
+    @property
+    def http_url(self) -> str:
+        """The boto3 `endpoint_url` for the iot-data client."""
+        return f"http://{self._url_host()}:{self.http_port}"
+
+    @property
+    def broker(self) -> HeraldBroker:
+        """The running amqtt broker (for inspection in tests)."""
+        if self._broker is None:
+            raise RuntimeError("LocalIoT is not running.")
+        return self._broker
+
+    def _broker_config(self) -> dict:
+        return {
+            "listeners": {
+                MQTT_LISTENER: {"type": "tcp", "bind": _bind(self.host, self._requested["mqtt"])},
+                WS_LISTENER: {"type": "ws", "bind": _bind(self.host, self._requested["ws"])},
+            },
+            "session_expiry_interval": SESSION_EXPIRY_SECONDS,
+            # Replaces amqtt's default plugins, so anonymous access and $SYS topics are off.
+            "plugins": {
+                "notifier.localiot.plugins.TokenAuthPlugin": {"key": self._token_key},
+                "notifier.localiot.plugins.TokenTopicPlugin": {},
+            },
+        }
+
+
+class LocalIoTThread:
+    """A LocalIoT running in a background thread; stop() shuts it down and joins the thread."""
+
+    def __init__(self, iot: LocalIoT, *, timeout: float = 10.0):
+        self.iot = iot
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="localiot", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError("The local IoT emulator did not start in time.")
+        if self._error is not None:
+            self._thread.join(timeout)
+            raise self._error
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        try:
+            await self.iot.start()
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            await self._stop_requested.wait()
+        finally:
+            await self.iot.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive() and self._loop is not None and self._stop_requested is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop_requested.set)
+            except RuntimeError:  # the loop already closed
+                pass
+        self._thread.join(timeout)
+
+    def __enter__(self) -> LocalIoT:
+        return self.iot
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
