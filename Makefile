@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install browser migrate demo clean help
+.PHONY: run test install npm browser migrate demo bench clean help
 
 help:
 	@echo "make run    - install, migrate, load demo data, serve http://$(HOST):$(PORT)"
@@ -20,7 +20,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+# MQTT.js for the browser comes from npm and is served from node_modules (see settings.STATICFILES_DIRS).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+npm: node_modules/.installed
+
+install: $(VENV)/.installed npm
 
 # Browser tests drive Debian's Chromium (never a downloaded browser build).
 browser:
@@ -35,8 +42,12 @@ migrate: install
 demo: migrate
 	DEBUG=1 $(BIN)/python manage.py seed_demo
 
+# The IoT emulator, the pending-push retrier and the dev server together; Ctrl-C stops all three.
 run: demo
 	@echo "Herald at http://$(HOST):$(PORT)/  (demo logins: alice, bob, carol, dave / herald-demo-pass)"
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT; \
+	DEBUG=1 $(BIN)/python manage.py runlocaliot & \
+	DEBUG=1 $(BIN)/python manage.py deliver_pending --loop 15 & \
 	DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install browser
