@@ -74,3 +74,6 @@ def api():
 def on_commit(django_capture_on_commit_callbacks):
     """Run transaction.on_commit callbacks (pushes) as they would run after a real commit."""
     return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+from .live import emulator, live_push  # noqa: E402,F401  (fixtures)

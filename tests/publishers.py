@@ -1,7 +1,7 @@
 """An in-memory publisher for tests: records what would have been pushed, or fails on demand."""
 import json
 
-from notifier.publishers import PublishError, Publisher
+from notifier.publishers import Publisher, PublishError
 
 
 class MemoryPublisher(Publisher):

@@ -3,11 +3,10 @@ like, and an exact bell."""
 import re
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from .browser import launch
 from .conftest import PASSWORD
-
-from playwright.sync_api import expect, sync_playwright
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -11,19 +11,16 @@ import hashlib
 import http.client
 import json
 import os
-import queue
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import boto3
 import botocore.auth
-import paho.mqtt.client as mqtt
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -32,7 +29,14 @@ from botocore.exceptions import ClientError
 
 from notifier.localiot import sigv4, topics
 from notifier.localiot.server import LocalIoT
-from notifier.localiot.tokens import InvalidToken, issue_token, new_client_id, verify_token
+from notifier.localiot.tokens import (
+    InvalidToken,
+    issue_token,
+    new_client_id,
+    verify_token,
+)
+
+from .mqtt_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ID = "AKIDLOCALIOTTEST"
@@ -43,7 +47,6 @@ PREFIX = "herald/dev"
 POSTS_FILTER = f"{PREFIX}/posts/+/comments"
 NOT_AUTHORIZED = 5  # CONNACK return code
 SUBACK_FAILURE = 0x80
-QUIET = 0.4  # how long "nothing arrives" is watched for
 
 
 def user_topic(user_id: int) -> str:
@@ -82,56 +85,6 @@ def iot():
 @pytest.fixture(scope="module")
 def iot_data(iot):
     return iot_data_client(iot.http_url)
-
-
-class Client:
-    """A paho MQTT 3.1.1 client whose callbacks land in queues the test can wait on."""
-
-    def __init__(self, port: int, client_id: str, password: str | None, *, transport="tcp", username="42", clean=True):
-        self.port = port
-        self.client_id = client_id
-        self.messages: queue.Queue = queue.Queue()
-        self.subacks: queue.Queue = queue.Queue()
-        self.connacks: queue.Queue = queue.Queue()
-        self.disconnected = threading.Event()
-        self.paho = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=clean,
-            transport=transport,
-            reconnect_on_failure=False,
-        )
-        if transport == "websockets":
-            self.paho.ws_set_options(path="/mqtt")
-        if username is not None or password is not None:
-            self.paho.username_pw_set(username, password)
-        self.paho.on_connect = lambda c, u, flags, rc, props: self.connacks.put(rc)
-        self.paho.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.put([rc.value for rc in rcs])
-        self.paho.on_message = lambda c, u, msg: self.messages.put(msg)
-        self.paho.on_disconnect = lambda *args: self.disconnected.set()
-
-    def connect(self):
-        """The CONNACK reason code paho reports (Success, or Not authorized for CONNACK 0x05)."""
-        self.paho.connect("127.0.0.1", self.port, keepalive=30)
-        self.paho.loop_start()
-        return self.connacks.get(timeout=5)
-
-    def subscribe(self, topic_filter: str, qos: int = 1) -> int:
-        self.paho.subscribe(topic_filter, qos)
-        (code,) = self.subacks.get(timeout=5)
-        return code
-
-    def next_message(self, timeout: float = 1.0):
-        return self.messages.get(timeout=timeout)
-
-    def assert_nothing_arrives(self, quiet: float = QUIET):
-        with pytest.raises(queue.Empty):
-            message = self.messages.get(timeout=quiet)
-            pytest.fail(f"unexpected message on {message.topic}: {message.payload!r}")
-
-    def close(self):
-        self.paho.disconnect()
-        self.paho.loop_stop()
 
 
 @pytest.fixture

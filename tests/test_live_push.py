@@ -1,0 +1,163 @@
+"""Live push end to end: API write → boto3 iot-data Publish → emulator → the recipient's MQTT client."""
+import json
+import queue
+import socket
+import time
+from datetime import datetime, timezone
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone as dj_timezone
+
+from feed import services
+from notifier.localiot.server import LocalIoT
+from notifier.localiot.tokens import verify_token
+from notifier.models import Delivery, Notification
+from notifier.publishers import local_credentials
+
+from .live import point_settings_at
+from .mqtt_client import Client
+
+pytestmark = pytest.mark.django_db
+
+SUBACK_FAILURE = 0x80
+
+
+def credentials(api, user):
+    r = api.as_(user).post("/api/notifications/credentials/")
+    assert r.status_code == 200, r.content
+    return r.json()
+
+
+def subscriber(creds, port, transport="tcp"):
+    client = Client(port, creds["client_id"], creds["password"], transport=transport, username=creds["username"])
+    assert client.connect() == 0
+    assert client.subscribe(creds["topics"]["notifications"]) == 1
+    return client
+
+
+def payload(message) -> dict:
+    return json.loads(message.payload.decode("utf-8"))
+
+
+def test_credentials_shape(api, alice, settings, live_push):
+    creds = credentials(api, alice)
+    assert set(creds) == {"backend", "client_id", "url", "username", "password", "topics", "expires_at"}
+    assert creds["backend"] == "local"
+    assert creds["url"] == f"ws://127.0.0.1:{live_push.ws_port}/mqtt"
+    assert creds["topics"] == {
+        "notifications": f"herald/dev/users/{alice.pk}/notifications",
+        "post_comments": "herald/dev/posts/+/comments",
+    }
+    assert creds["client_id"].startswith(f"herald-u{alice.pk}-") and len(creds["client_id"]) > 25
+    assert creds["client_id"] != credentials(api, alice)["client_id"]  # a fresh random part each time
+    expires = datetime.fromisoformat(creds["expires_at"].replace("Z", "+00:00"))
+    assert abs((expires - datetime.now(timezone.utc)).total_seconds() - settings.IOT_CREDENTIALS_TTL) < 5
+    claims = verify_token(key=settings.SECRET_KEY, token=creds["password"], client_id=creds["client_id"])
+    assert claims["sub"] == alice.pk and claims["filters"] == list(creds["topics"].values())
+
+
+def test_credentials_need_login_and_are_throttled(api, alice, monkeypatch):
+    from config.throttles import CredentialsThrottle
+
+    assert api.post("/api/notifications/credentials/").status_code == 401
+    monkeypatch.setattr(CredentialsThrottle, "THROTTLE_RATES", {"credentials": "2/min"})
+    api.as_(alice)
+    codes = [api.post("/api/notifications/credentials/").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "websockets"])
+def test_comment_reaches_the_post_authors_client_within_a_second(
+    api, alice, bob, live_push, django_capture_on_commit_callbacks, transport
+):
+    post = services.create_post(alice, "hello")
+    creds = credentials(api, alice)
+    port = live_push.ws_port if transport == "websockets" else live_push.mqtt_port
+    client = subscriber(creds, port, transport)
+    try:
+        started = time.monotonic()
+        with django_capture_on_commit_callbacks(execute=True):
+            r = api.as_(bob).post(f"/api/posts/{post.pk}/comments/", {"text": "live!"}, format="json")
+        assert r.status_code == 201
+        message = client.next_message(timeout=1.0)
+        assert time.monotonic() - started < 1.0
+        n = Notification.objects.get(recipient=alice)
+        assert message.topic == f"herald/dev/users/{alice.pk}/notifications"
+        body = payload(message)
+        assert body["type"] == "notification" and body["id"] == n.pk and body["seq"] == n.seq
+        assert body["kind"] == "comment" and body["unread_count"] == 1 and body["actor"]["username"] == "bob"
+        assert n.delivery == Delivery.DELIVERED
+    finally:
+        client.close()
+
+
+def test_issued_credentials_cannot_reach_other_topics(api, alice, bob, live_push):
+    creds = credentials(api, alice)
+    client = Client(live_push.mqtt_port, creds["client_id"], creds["password"])
+    assert client.connect() == 0
+    try:
+        assert client.subscribe(f"herald/dev/users/{bob.pk}/notifications") == SUBACK_FAILURE
+        assert client.subscribe("#") == SUBACK_FAILURE
+        assert client.subscribe("herald/dev/users/+/notifications") == SUBACK_FAILURE
+    finally:
+        client.close()
+    # Another client id with alice's token: refused.
+    thief = Client(live_push.mqtt_port, creds["client_id"] + "x", creds["password"])
+    assert thief.connect() == "Not authorized"  # CONNACK 0x05
+
+
+def test_mark_all_read_reaches_every_open_tab(api, alice, bob, live_push, django_capture_on_commit_callbacks):
+    post = services.create_post(alice, "hello")
+    services.add_comment(bob, post.pk, "one")
+    tabs = [subscriber(credentials(api, alice), live_push.mqtt_port) for _ in range(2)]
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert api.as_(alice).post("/api/notifications/read-all/").status_code == 200
+        for tab in tabs:
+            body = payload(tab.next_message(timeout=1.0))
+            assert (body["type"], body["all"], body["unread_count"]) == ("read", True, 0)
+    finally:
+        for tab in tabs:
+            tab.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_emulator_down_comment_succeeds_and_deliver_pending_delivers_later(
+    api, alice, bob, settings, django_capture_on_commit_callbacks
+):
+    ports = {"mqtt_port": _free_port(), "ws_port": _free_port(), "http_port": _free_port()}
+    key_id, secret = local_credentials()
+
+    class Down:  # the emulator's ports while nothing listens on them
+        mqtt_port, ws_port, http_port = ports["mqtt_port"], ports["ws_port"], ports["http_port"]
+
+    point_settings_at(settings, Down)
+    post = services.create_post(alice, "hello")
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api.as_(bob).post(f"/api/posts/{post.pk}/comments/", {"text": "while down"}, format="json")
+    assert r.status_code == 201
+    n = Notification.objects.get(recipient=alice)
+    assert (n.delivery, n.attempts) == (Delivery.PENDING, 1)
+    assert "Could not connect" in n.last_error
+
+    running = LocalIoT(access_key_id=key_id, secret_access_key=secret, token_key=settings.SECRET_KEY,
+                       **ports).start_in_thread()
+    try:
+        client = subscriber(credentials(api, alice), ports["mqtt_port"])
+        Notification.objects.filter(pk=n.pk).update(next_attempt_at=dj_timezone.now())
+        call_command("deliver_pending", verbosity=0)
+        body = payload(client.next_message(timeout=1.0))
+        assert body["id"] == n.pk and body["text"].endswith("“while down”")
+        assert Notification.objects.get(pk=n.pk).delivery == Delivery.DELIVERED
+        call_command("deliver_pending", verbosity=0)
+        with pytest.raises(queue.Empty):
+            client.next_message(timeout=0.3)  # delivered once, not again
+        client.close()
+    finally:
+        running.stop()
