@@ -1,4 +1,6 @@
 """The real push path for tests: the local emulator on free ports and the real boto3 publisher."""
+import socket
+
 import pytest
 
 from notifier.localiot.server import LocalIoT
@@ -31,3 +33,9 @@ def live_push(settings, emulator):
     point_settings_at(settings, emulator)
     yield emulator
     _load.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,7 +1,6 @@
 """Live push end to end: API write → boto3 iot-data Publish → emulator → the recipient's MQTT client."""
 import json
 import queue
-import socket
 import time
 from datetime import datetime, timezone
 
@@ -15,7 +14,7 @@ from notifier.localiot.tokens import verify_token
 from notifier.models import Delivery, Notification
 from notifier.publishers import local_credentials
 
-from .live import point_settings_at
+from .live import free_port, point_settings_at
 from .mqtt_client import Client
 
 pytestmark = pytest.mark.django_db
@@ -122,16 +121,10 @@ def test_mark_all_read_reaches_every_open_tab(api, alice, bob, live_push, django
             tab.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_emulator_down_comment_succeeds_and_deliver_pending_delivers_later(
     api, alice, bob, settings, django_capture_on_commit_callbacks
 ):
-    ports = {"mqtt_port": _free_port(), "ws_port": _free_port(), "http_port": _free_port()}
+    ports = {"mqtt_port": free_port(), "ws_port": free_port(), "http_port": free_port()}
     key_id, secret = local_credentials()
 
     class Down:  # the emulator's ports while nothing listens on them

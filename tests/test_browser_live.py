@@ -1,0 +1,161 @@
+"""Live notifications in real headless Chromium: MQTT.js over WebSocket to the local emulator."""
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from playwright.sync_api import expect, sync_playwright
+
+from feed import services
+from feed.models import User
+from notifier.localiot.server import LocalIoT
+from notifier.models import Notification
+from notifier.publishers import local_credentials
+
+from .browser import launch
+from .conftest import PASSWORD
+from .live import free_port, point_settings_at
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def logged_in_page(browser, base, username):
+    page = browser.new_context().new_page()
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button:has-text('Log in')")
+    expect(page.locator("#bell-count")).to_be_attached()
+    return page
+
+
+def wait_live(page):
+    expect(page.locator("#live-state")).to_have_attribute("data-state", "live", timeout=10_000)
+
+
+def test_comment_lights_up_the_other_users_bell_toast_and_list(live_server, live_push):
+    alice = User.objects.create_user("alice", password=PASSWORD, display_name="Alice")
+    User.objects.create_user("bob", password=PASSWORD, display_name="Bob")
+    post = services.create_post(alice, "hello")
+    base = live_server.url
+    with sync_playwright() as p:
+        browser = launch(p)
+        alice_page = logged_in_page(browser, base, "alice")
+        alice_page.goto(f"{base}/notifications/")
+        wait_live(alice_page)
+        expect(alice_page.locator("#bell-count")).to_have_attribute("data-unread", "0")
+
+        bob_page = logged_in_page(browser, base, "bob")
+        bob_page.goto(f"{base}/posts/{post.pk}/")
+        bob_page.fill("#id_text", "<img src=x onerror=alert(1)> live from bob")
+        bob_page.click("button:has-text('Comment')")
+
+        # No reload on alice's side: the badge, a toast and the list update from the push.
+        expect(alice_page.locator("#bell-count")).to_have_text("1", timeout=5_000)
+        toast = alice_page.locator("#toasts .toast")
+        expect(toast).to_contain_text("Bob commented on your post: “<img src=x onerror=alert(1)> live from bob”")
+        expect(toast.locator("img")).to_have_count(0)  # inserted as text, never as HTML
+        items = alice_page.locator("#notification-list li.notification")
+        expect(items).to_have_count(1)
+        expect(items.first).to_contain_text("live from bob")
+        expect(items.first).to_have_class("notification unread is-new kind-comment")
+        assert alice_page.evaluate("performance.getEntriesByType('navigation').length") == 1
+        browser.close()
+
+
+def test_second_tab_clears_its_badge_when_the_first_marks_all_read(live_server, live_push):
+    alice = User.objects.create_user("alice", password=PASSWORD, display_name="Alice")
+    bob = User.objects.create_user("bob", password=PASSWORD, display_name="Bob")
+    post = services.create_post(alice, "hello")
+    services.add_comment(bob, post.pk, "one")
+    services.add_comment(bob, post.pk, "two")
+    base = live_server.url
+    with sync_playwright() as p:
+        browser = launch(p)
+        context = browser.new_context()
+        first = context.new_page()
+        first.goto(f"{base}/accounts/login/")
+        first.fill("#id_username", "alice")
+        first.fill("#id_password", PASSWORD)
+        first.click("button:has-text('Log in')")
+        second = context.new_page()
+        second.goto(f"{base}/")
+        wait_live(second)
+        expect(second.locator("#bell-count")).to_have_text("2")
+
+        first.goto(f"{base}/notifications/")
+        first.click("#mark-all-read")
+        expect(first.locator("#bell-count")).to_have_attribute("data-unread", "0")
+        expect(second.locator("#bell-count")).to_have_attribute("data-unread", "0", timeout=5_000)
+        expect(second.locator("#bell-count")).to_be_hidden()
+        browser.close()
+
+
+def test_after_a_drop_the_client_reconnects_and_catches_up_without_duplicates(live_server, settings):
+    """The broker goes away (restart, network): pushes made meanwhile fail and stay pending; the
+    client reconnects with backoff and fresh credentials and fetches ?after_seq= what it missed."""
+    ports = {"mqtt_port": free_port(), "ws_port": free_port(), "http_port": free_port()}
+    key_id, secret = local_credentials()
+
+    def start():
+        return LocalIoT(access_key_id=key_id, secret_access_key=secret, token_key=settings.SECRET_KEY,
+                        **ports).start_in_thread()
+
+    running = start()
+    point_settings_at(settings, running.iot)
+    alice = User.objects.create_user("alice", password=PASSWORD, display_name="Alice")
+    bob = User.objects.create_user("bob", password=PASSWORD, display_name="Bob")
+    post = services.create_post(alice, "hello")
+    base = live_server.url
+    try:
+        with sync_playwright() as p:
+            browser = launch(p)
+            page = logged_in_page(browser, base, "alice")
+            page.goto(f"{base}/notifications/")
+            wait_live(page)
+            services.add_comment(bob, post.pk, "while online")
+            items = page.locator("#notification-list li.notification")
+            expect(items).to_have_count(1, timeout=5_000)
+
+            running.stop()
+            expect(page.locator("#live-state")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+            services.add_comment(bob, post.pk, "while away 1")
+            services.add_comment(bob, post.pk, "while away 2")
+            assert Notification.objects.filter(delivery="pending").count() == 2
+            running = start()
+            wait_live(page)
+
+            expect(items).to_have_count(3, timeout=10_000)
+            expect(items.nth(0)).to_contain_text("while away 2")
+            expect(items.nth(1)).to_contain_text("while away 1")
+            expect(items.nth(2)).to_contain_text("while online")
+            expect(page.locator("#bell-count")).to_have_text("3")
+            # deliver_pending now pushes the two again: the page must not show them twice.
+            Notification.objects.filter(delivery="pending").update(next_attempt_at=timezone.now())
+            call_command("deliver_pending", verbosity=0)
+            assert Notification.objects.filter(delivery="delivered").count() == 3
+            page.wait_for_timeout(500)
+            expect(items).to_have_count(3)
+            browser.close()
+    finally:
+        running.stop()
+
+
+def test_credentials_are_refreshed_before_they_expire(live_server, live_push, settings):
+    settings.IOT_CREDENTIALS_TTL = 62  # the client refreshes a minute early: after ~2 s (5 s minimum)
+    alice = User.objects.create_user("alice", password=PASSWORD, display_name="Alice")
+    bob = User.objects.create_user("bob", password=PASSWORD, display_name="Bob")
+    post = services.create_post(alice, "hello")
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, live_server.url, "alice")
+        fetched = []
+        page.on("request", lambda r: fetched.append(r.url) if r.url.endswith("/credentials/") else None)
+        page.goto(f"{live_server.url}/notifications/")
+        wait_live(page)
+        page.wait_for_timeout(6_500)
+        assert len(fetched) >= 2
+        wait_live(page)
+        services.add_comment(bob, post.pk, "after refresh")
+        expect(page.locator("#bell-count")).to_have_text("1", timeout=5_000)
+        expect(page.locator("#notification-list li.notification")).to_have_count(1)
+        browser.close()
