@@ -10,6 +10,7 @@ PORT   ?= 8000
 help:
 	@echo "make run    - install, migrate, load demo data, serve http://$(HOST):$(PORT)"
 	@echo "make test   - install what the tests need and run the whole suite"
+	@echo "make bench  - push latency vs polling (bench/results/)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,10 @@ run: demo
 
 test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (not tests): writes bench/results/. See bench/README.md.
+bench: install
+	$(BIN)/python bench/push_latency.py --count 1000 --rate 20
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache

@@ -4,7 +4,8 @@
 Django's own exceptions raised by services (ValidationError, PermissionDenied, DoesNotExist) map
 to 400/403/404 here, so views stay thin and bad input never becomes a 500.
 """
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError as DjangoValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler

@@ -11,7 +11,12 @@ from config.throttles import SignupThrottle, WriteThrottle
 from . import queries, services
 from .models import Like, Post
 from .serializers import (
-    CommentSerializer, FollowResultSerializer, LikeResultSerializer, PostSerializer, SignupSerializer, UserSerializer,
+    CommentSerializer,
+    FollowResultSerializer,
+    LikeResultSerializer,
+    PostSerializer,
+    SignupSerializer,
+    UserSerializer,
 )
 
 

@@ -3,7 +3,8 @@
 Writes go through feed.services, which keeps notifications in step; the models themselves keep
 what the database can enforce (lengths, non-blank text, one like, one follow, no self-follow).
 """
-from django.contrib.auth.models import AbstractUser, UserManager as BaseUserManager
+from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as BaseUserManager
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Length, Lower, Trim

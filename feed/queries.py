@@ -1,5 +1,14 @@
 """Read queries for pages and the API, built so a page costs the same few queries at any size."""
-from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, Subquery, Value
+from django.db.models import (
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 
 from .models import Comment, Follow, Like, Post, User

@@ -40,7 +40,8 @@ def create_post(author: User, text: str) -> Post:
     with transaction.atomic():
         post = Post.objects.create(author=author, text=text)
         mentioned = _mentioned_users(text)
-        post.mentions.set(mentioned)
+        if mentioned:
+            post.mentions.add(*mentioned)
         url = post.get_absolute_url()
         preview = excerpt(text)
         notifier.notify(
@@ -78,7 +79,8 @@ def add_comment(author: User, post_id: int, text: str) -> Comment:
         post = _lock_post(post_id)
         comment = Comment.objects.create(post=post, author=author, text=text)
         mentioned = _mentioned_users(text)
-        comment.mentions.set(mentioned)
+        if mentioned:
+            comment.mentions.add(*mentioned)
         url = comment.get_absolute_url()
         preview = excerpt(text)
         refs = dict(actor=author, url=url, post_ref=post.pk, comment_ref=comment.pk)
@@ -95,7 +97,7 @@ def add_comment(author: User, post_id: int, text: str) -> Comment:
         )
         earlier = (
             Comment.objects.filter(post=post, pk__lt=comment.pk).exclude(author_id__in=told)
-            .values_list("author_id", flat=True).distinct()
+            .order_by().values_list("author_id", flat=True).distinct()
         )
         notifier.notify(
             Kind.REPLY, earlier, text=f"{author.name} also commented on {post.author.name}’s post: “{preview}”",

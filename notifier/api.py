@@ -12,7 +12,10 @@ from config.throttles import CredentialsThrottle, WriteThrottle
 from . import credentials, services
 from .models import Notification, NotificationState
 from .serializers import (
-    ListQuerySerializer, NotificationSerializer, ReadResultSerializer, UnreadCountSerializer,
+    ListQuerySerializer,
+    NotificationSerializer,
+    ReadResultSerializer,
+    UnreadCountSerializer,
 )
 
 CATCH_UP_LIMIT = 100

@@ -27,7 +27,10 @@ def _iso(epoch: float) -> str:
 
 class LocalIssuer:
     def issue(self, user) -> dict:
-        from .localiot.tokens import issue_token, new_client_id  # light: signing only, no broker
+        from .localiot.tokens import (  # light: signing only, no broker
+            issue_token,
+            new_client_id,
+        )
 
         client_id = new_client_id(user.pk)
         topics = topics_for(user.pk)

@@ -34,32 +34,42 @@ def backoff(attempts: int) -> timedelta:
     return min(MAX_DELAY, BASE_DELAY * (2 ** max(attempts - 1, 0)))
 
 
-def deliver_on_commit(notification_ids: list[int]) -> None:
-    if notification_ids:
-        transaction.on_commit(partial(deliver, notification_ids), robust=True)
+def deliver_on_commit(notifications: list[Notification]) -> None:
+    """Push just-created notifications once the transaction commits.
+
+    The rows are pushed from memory (with the unread count notify() computed under lock): no query
+    stands between the commit and the publish.
+    """
+    if notifications:
+        transaction.on_commit(partial(push, notifications), robust=True)
 
 
 def deliver(notification_ids: list[int]) -> dict[str, int]:
-    """Publish these notifications (those still pending) and record each outcome.
+    """Publish those of these notifications that are still pending; see push()."""
+    pending = (
+        Notification.objects.filter(pk__in=notification_ids, delivery=Delivery.PENDING)
+        .select_related("actor", "recipient__notification_state")
+        .order_by("pk")
+    )
+    for notification in pending:
+        notification.unread_count_after = notification.recipient.notification_state.unread_count
+    return push(list(pending))
+
+
+def push(notifications: list[Notification]) -> dict[str, int]:
+    """Publish each notification to its recipient's topic and record each outcome.
 
     When a push fails in a way that may pass (broker down, throttled), the rest of the batch is not
     attempted: they would most likely fail the same way, each after its own timeouts, and
     deliver_pending retries them all later. Returns counts by outcome.
     """
     publisher = get_publisher()
-    pending = (
-        Notification.objects.filter(pk__in=notification_ids, delivery=Delivery.PENDING)
-        .select_related("actor", "recipient__notification_state")
-        .order_by("pk")
-    )
     delivered, retry, failed = [], {}, {}
-    for notification in pending:
+    for notification in notifications:
         if retry:
             retry[notification.pk] = "not attempted: an earlier push in the batch failed"
             continue
-        message = envelope.notification_message(
-            notification, unread_count=notification.recipient.notification_state.unread_count
-        )
+        message = envelope.notification_message(notification, unread_count=notification.unread_count_after)
         try:
             publisher.publish(user_topic(notification.recipient_id), envelope.encode(message))
         except PublishError as exc:

@@ -7,7 +7,7 @@ out deadlocks between a fan-out and a "mark all read".
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -27,9 +27,17 @@ def _chunks(items: list, size: int = CHUNK_SIZE):
         yield items[start : start + size]
 
 
-def _lock_states(user_ids: list[int]) -> dict[int, NotificationState]:
-    """Lock (creating where missing) the state rows of these users, in ascending id order."""
+def _lock_states(user_ids: list[int], dedupe_key: str | None = None) -> dict[int, NotificationState]:
+    """Lock (creating where missing) the state rows of these users, in ascending id order.
+
+    With a dedupe_key, each state also says (`has_key`) whether that user already has a
+    notification with the key: the same query, so a retried event costs nothing extra.
+    """
     locked = NotificationState.objects.select_for_update().order_by("user_id")
+    if dedupe_key:
+        locked = locked.annotate(
+            has_key=Exists(Notification.objects.filter(recipient_id=OuterRef("user_id"), dedupe_key=dedupe_key))
+        )
     states = {s.user_id: s for s in locked.filter(user_id__in=user_ids)}
     missing = [uid for uid in user_ids if uid not in states]
     if missing:
@@ -67,30 +75,31 @@ def notify(
     if not user_ids:
         return created
     fields = dict(
-        actor_id=actor_id, kind=kind, text=text[:300], url=url, post_ref=post_ref,
+        actor=actor, kind=kind, text=text[:300], url=url, post_ref=post_ref,
         comment_ref=comment_ref, dedupe_key=dedupe_key,
     )
-    with transaction.atomic():
+    # No savepoint: a failure here must undo the caller's write too (it is the same event).
+    with transaction.atomic(savepoint=False):
         for chunk in _chunks(user_ids):
             created += _notify_chunk(chunk, fields)
-        delivery.deliver_on_commit([n.pk for n in created])
+        delivery.deliver_on_commit(created)
     return created
 
 
 def _notify_chunk(user_ids: list[int], fields: dict) -> list[Notification]:
-    states = _lock_states(user_ids)
-    if fields["dedupe_key"]:
-        already = set(
-            Notification.objects.filter(recipient_id__in=user_ids, dedupe_key=fields["dedupe_key"])
-            .values_list("recipient_id", flat=True)
-        )
-        user_ids = [uid for uid in user_ids if uid not in already]
-        if not user_ids:
-            return []
+    states = _lock_states(user_ids, fields["dedupe_key"])
+    user_ids = [uid for uid in user_ids if not getattr(states[uid], "has_key", False)]
+    if not user_ids:
+        return []
     NotificationState.objects.filter(user_id__in=user_ids).update(
         last_seq=F("last_seq") + 1, unread_count=F("unread_count") + 1
     )
-    rows = [Notification(recipient_id=uid, seq=states[uid].last_seq + 1, **fields) for uid in user_ids]
+    rows = []
+    for uid in user_ids:
+        row = Notification(recipient_id=uid, seq=states[uid].last_seq + 1, **fields)
+        # The recipient's exact unread count including this row, for the push envelope.
+        row.unread_count_after = states[uid].unread_count + 1
+        rows.append(row)
     return Notification.objects.bulk_create(rows)
 
 

@@ -5,10 +5,11 @@ import django.db.models.deletion
 import django.db.models.functions.text
 import django.db.models.lookups
 import django.utils.timezone
-import feed.models
-import feed.text
 from django.conf import settings
 from django.db import migrations, models
+
+import feed.models
+import feed.text
 
 
 class Migration(migrations.Migration):
