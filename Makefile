@@ -1,4 +1,5 @@
 # Herald: `make run` to try it, `make test` to test it. Both work on a fresh machine.
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -43,13 +44,16 @@ migrate: install
 demo: migrate
 	DEBUG=1 $(BIN)/python manage.py seed_demo
 
-# The IoT emulator, the pending-push retrier and the dev server together; Ctrl-C stops all three.
-run: demo
-	@echo "Herald at http://$(HOST):$(PORT)/  (demo logins: alice, bob, carol, dave / herald-demo-pass)"
+# The IoT emulator first (so the demo data's notifications are pushed, not left pending), then
+# the pending-push retrier and the dev server; Ctrl-C stops all of them.
+run: migrate
 	@trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT; \
 	DEBUG=1 $(BIN)/python manage.py runlocaliot & \
-	DEBUG=1 $(BIN)/python manage.py deliver_pending --loop 15 & \
-	DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	for _ in $$(seq 100); do (: > /dev/tcp/$${LOCALIOT_HOST:-127.0.0.1}/$${LOCALIOT_HTTP_PORT:-8084}) 2>/dev/null && break; sleep 0.1; done; \
+	DEBUG=1 $(BIN)/python manage.py seed_demo && \
+	echo "Herald at http://$(HOST):$(PORT)/  (demo logins: alice, bob, carol, dave / herald-demo-pass)" && \
+	{ DEBUG=1 $(BIN)/python manage.py deliver_pending --loop 15 & \
+	DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT); }
 
 test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

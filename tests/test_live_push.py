@@ -154,3 +154,33 @@ def test_emulator_down_comment_succeeds_and_deliver_pending_delivers_later(
         client.close()
     finally:
         running.stop()
+
+
+def test_publisher_classifies_failures_against_the_real_emulator(settings, live_push):
+    from notifier.publishers import PublishError, get_publisher
+
+    publisher = get_publisher()
+    publisher.publish("herald/dev/users/1/notifications", b"{}")  # accepted
+    with pytest.raises(PublishError) as too_big:
+        publisher.publish("herald/dev/users/1/notifications", b"x" * (129 * 1024))
+    assert too_big.value.permanent and "413" in str(too_big.value)
+    with pytest.raises(PublishError) as bad_topic:
+        publisher.publish("herald/dev/users/#", b"{}")
+    assert bad_topic.value.permanent and "400" in str(bad_topic.value)
+
+
+def test_publisher_with_the_wrong_key_is_refused_and_retried_later(settings, live_push):
+    from notifier.publishers import PublishError, _load, get_publisher
+
+    settings.SECRET_KEY = "another-secret-key-so-another-derived-publisher-key"
+    _load.cache_clear()
+    with pytest.raises(PublishError) as refused:
+        get_publisher().publish("herald/dev/users/1/notifications", b"{}")
+    assert "403" in str(refused.value) and not refused.value.permanent
+
+
+def test_one_iot_data_client_per_process(settings, live_push):
+    from notifier.publishers import get_publisher
+
+    assert get_publisher() is get_publisher()
+    assert get_publisher().client._endpoint.host == f"http://127.0.0.1:{live_push.http_port}"

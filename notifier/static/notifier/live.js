@@ -20,6 +20,7 @@
   var CATCH_UP_URL = "/api/notifications/?after_seq=";
   var REFRESH_BEFORE_EXPIRY_MS = 60 * 1000;
   var MAX_BACKOFF_MS = 30 * 1000;
+  var TOAST_MAX_AGE_MS = 2 * 60 * 1000;
 
   var lastSeq = parseInt(body.dataset.lastSeq || "0", 10) || 0;
   var badgeSeq = lastSeq; // seq of the newest message whose unread_count the badge shows
@@ -127,7 +128,8 @@
     seen.add(n.id);
     lastSeq = Math.max(lastSeq, n.seq);
     insertInList(n);
-    if (live) toast(n);
+    // A retried push of an old event (delivered late by deliver_pending) updates the list quietly.
+    if (live && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n);
   }
 
   function markRead(ids) {
