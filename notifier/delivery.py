@@ -63,8 +63,13 @@ def push(notifications: list[Notification]) -> dict[str, int]:
     attempted: they would most likely fail the same way, each after its own timeouts, and
     deliver_pending retries them all later. Returns counts by outcome.
     """
-    publisher = get_publisher()
     delivered, retry, failed = [], {}, {}
+    try:
+        publisher = get_publisher()
+    except PublishError as exc:  # e.g. the data endpoint could not be discovered: try later
+        log.warning("no publisher: %s", exc)
+        _record([], {n.pk: str(exc)[:300] for n in notifications}, {})
+        return {"delivered": 0, "pending": len(notifications), "failed": 0}
     for notification in notifications:
         if retry:
             retry[notification.pk] = "not attempted: an earlier push in the batch failed"

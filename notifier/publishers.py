@@ -62,8 +62,15 @@ class IotDataPublisher(Publisher):
                 aws_access_key_id=key_id,
                 aws_secret_access_key=secret,
             )
-        elif settings.IOT_DATA_ENDPOINT:
-            kwargs["endpoint_url"] = f"https://{settings.IOT_DATA_ENDPOINT}"
+        else:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            from .aws import data_endpoint
+
+            try:
+                kwargs["endpoint_url"] = f"https://{data_endpoint()}"
+            except (BotoCoreError, ClientError) as exc:
+                raise PublishError(f"IoT data endpoint unknown: {exc}") from exc
         self.client = boto3.client("iot-data", **kwargs)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
