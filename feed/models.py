@@ -75,25 +75,28 @@ class Follow(models.Model):
         return f"{self.follower} → {self.followee}"
 
 
-def _text_constraints(prefix: str):
-    """Database-level guard for text, so no write path (admin, shell, bulk) stores an invalid one."""
-    return [
-        models.CheckConstraint(
-            condition=LessThanOrEqual(Length("text"), MAX_TEXT_LENGTH), name=f"{prefix}_text_max"
-        ),
-        models.CheckConstraint(condition=GreaterThan(Length(Trim("text")), 0), name=f"{prefix}_text_not_blank"),
-    ]
+class Writing(models.Model):
+    """What posts and comments share: an author, text that is never blank or over-long (also
+    enforced by the database, so no write path can store an invalid one), and who it mentions."""
 
-
-class Post(models.Model):
-    author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="posts")
+    author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="%(class)ss")
     text = models.CharField(max_length=MAX_TEXT_LENGTH, validators=[validate_text])
     created_at = models.DateTimeField(auto_now_add=True)
-    mentions = models.ManyToManyField(User, related_name="mentioned_in_posts", blank=True)
+    mentions = models.ManyToManyField(User, related_name="mentioned_in_%(class)ss", blank=True)
 
     class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("text"), MAX_TEXT_LENGTH), name="%(class)s_text_max"
+            ),
+            models.CheckConstraint(condition=GreaterThan(Length(Trim("text")), 0), name="%(class)s_text_not_blank"),
+        ]
+
+
+class Post(Writing):
+    class Meta(Writing.Meta):
         ordering = ["-id"]
-        constraints = _text_constraints("post")
         indexes = [models.Index(fields=["author", "-id"], name="post_author_idx")]
 
     def __str__(self):
@@ -103,16 +106,11 @@ class Post(models.Model):
         return reverse("post-detail", args=[self.pk])
 
 
-class Comment(models.Model):
+class Comment(Writing):
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="comments")
-    author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="comments")
-    text = models.CharField(max_length=MAX_TEXT_LENGTH, validators=[validate_text])
-    created_at = models.DateTimeField(auto_now_add=True)
-    mentions = models.ManyToManyField(User, related_name="mentioned_in_comments", blank=True)
 
-    class Meta:
+    class Meta(Writing.Meta):
         ordering = ["id"]
-        constraints = _text_constraints("comment")
         indexes = [models.Index(fields=["post", "id"], name="comment_post_idx")]
 
     def __str__(self):

@@ -117,14 +117,22 @@ def _unread_in(condition: Q):
     )
 
 
-def _lock_recipients_of(condition: Q) -> list[int]:
+def _uncount(condition: Q) -> list[int]:
+    """Lock the state rows of everyone with a notification matching condition, and take the
+    unread ones among those out of their unread counts (the caller deletes or reads them next,
+    in the same transaction). Returns the user ids."""
     recipients = Notification.objects.filter(condition).order_by().values("recipient_id").distinct()
-    return list(
+    user_ids = list(
         NotificationState.objects.select_for_update()
         .filter(user_id__in=Subquery(recipients))
         .order_by("user_id")
         .values_list("user_id", flat=True)
     )
+    if user_ids:
+        NotificationState.objects.filter(user_id__in=user_ids).update(
+            unread_count=F("unread_count") - _unread_in(condition)
+        )
+    return user_ids
 
 
 def withdraw(*, post_refs: Iterable[int] = (), comment_refs: Iterable[int] = ()) -> int:
@@ -136,12 +144,8 @@ def withdraw(*, post_refs: Iterable[int] = (), comment_refs: Iterable[int] = ())
     """
     condition = Q(post_ref__in=list(post_refs)) | Q(comment_ref__in=list(comment_refs))
     with transaction.atomic():
-        user_ids = _lock_recipients_of(condition)
-        if not user_ids:
+        if not _uncount(condition):
             return 0
-        NotificationState.objects.filter(user_id__in=user_ids).update(
-            unread_count=F("unread_count") - _unread_in(condition)
-        )
         deleted, _ = Notification.objects.filter(condition).delete()
     return deleted
 
@@ -183,12 +187,9 @@ def mark_read_where(condition: Q) -> int:
     """Mark every notification matching condition read, whoever it belongs to (admin action)."""
     condition &= Q(read_at__isnull=True)
     with transaction.atomic():
-        user_ids = _lock_recipients_of(condition)
+        user_ids = _uncount(condition)
         if not user_ids:
             return 0
-        NotificationState.objects.filter(user_id__in=user_ids).update(
-            unread_count=F("unread_count") - _unread_in(condition)
-        )
         changed = Notification.objects.filter(condition).update(read_at=timezone.now())
         for state in NotificationState.objects.filter(user_id__in=user_ids):
             delivery.publish_read_on_commit(

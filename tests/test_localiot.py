@@ -584,8 +584,19 @@ def test_publish_with_wrong_credentials_is_forbidden(iot, connect, key_id, secre
 
 
 def test_publish_signed_too_long_ago_is_forbidden(iot, monkeypatch):
-    stale = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=6)
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: stale)
+    stale = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=6)
+
+    def stale_clock(remove_tzinfo=True):
+        return stale.replace(tzinfo=None) if remove_tzinfo else stale
+
+    # botocore signs with its own Python signer, or with awscrt's when awscrt is installed.
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", stale_clock)
+    try:
+        import botocore.crt.auth as crt_auth
+    except ImportError:
+        crt_auth = None
+    if crt_auth is not None:
+        monkeypatch.setattr(crt_auth, "get_current_datetime", stale_clock)
     with pytest.raises(ClientError) as exc_info:
         iot_data_client(iot.http_url).publish(topic=user_topic(42), qos=1, payload=b"x")
     assert error_of(exc_info) == (403, "ForbiddenException")
