@@ -164,6 +164,8 @@ LOCALIOT_HTTP_PORT = env_int("LOCALIOT_HTTP_PORT", 8084, minimum=1, maximum=6553
 for _name in ("LOCALIOT_MQTT_PORT", "LOCALIOT_WS_PORT", "LOCALIOT_HTTP_PORT"):
     if globals()[_name] == 1883:
         raise ImproperlyConfigured(f"{_name} must not be 1883: a system MQTT broker may own that port.")
+# Threads for background work outside Lambda (notifier/background.py); 0 runs it inline.
+BACKGROUND_WORKERS = env_int("BACKGROUND_WORKERS", 2, minimum=0, maximum=32)
 # Dotted path of the class that pushes messages; see notifier/publishers.py.
 NOTIFIER_PUBLISHER = env_str("NOTIFIER_PUBLISHER", "notifier.publishers.IotDataPublisher")
 

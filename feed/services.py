@@ -14,6 +14,7 @@ from django.db.models.functions import Lower
 import notifier
 from notifier.models import Kind
 
+from . import fanout
 from .models import Comment, Follow, Like, Post, User
 from .text import clean_text, excerpt, mentioned_usernames
 
@@ -35,7 +36,8 @@ def get_user(username: str) -> User:
 
 
 def create_post(author: User, text: str) -> Post:
-    """Publish a post: mentioned users get `mention`, the author's other followers `new_post`."""
+    """Publish a post: mentioned users get `mention` now; the author's other followers get
+    `new_post` from a background fan-out (feed.fanout) once the post is committed."""
     text = clean_text(text, what="Post")
     with transaction.atomic():
         post = Post.objects.create(author=author, text=text)
@@ -48,11 +50,7 @@ def create_post(author: User, text: str) -> Post:
             Kind.MENTION, mentioned, actor=author, url=url, post_ref=post.pk,
             text=f"{author.name} mentioned you in a post: “{preview}”", dedupe_key=f"mention:post:{post.pk}",
         )
-        followers = Follow.objects.filter(followee=author).exclude(follower__in=mentioned)
-        notifier.notify(
-            Kind.NEW_POST, followers.values_list("follower_id", flat=True), actor=author, url=url,
-            post_ref=post.pk, text=f"{author.name} posted: “{preview}”", dedupe_key=f"post:{post.pk}",
-        )
+        fanout.schedule(post)  # followers are told off the request path, in chunks
     return post
 
 

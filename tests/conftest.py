@@ -19,6 +19,13 @@ def memory_publisher(settings):
 
 
 @pytest.fixture(autouse=True)
+def _inline_background_work(settings):
+    # Background jobs (follower fan-out) run inline, after commit, in the test's thread: a test
+    # sees their effect when it runs on_commit callbacks. test_fanout.py covers the thread pool.
+    settings.BACKGROUND_WORKERS = 0
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Hashing strength is not under test; PBKDF2's cost would dominate the suite's run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -40,11 +40,11 @@ def test_reply_notifies_earlier_commenters_once(alice, bob, carol):
     assert kinds_of(carol) == []
 
 
-def test_new_post_notifies_every_follower_with_one_bulk_insert(alice, make_user):
+def test_new_post_notifies_every_follower_with_one_bulk_insert(alice, make_user, on_commit):
     followers = [make_user(f"fan{i}") for i in range(40)]
     for fan in followers:
         services.follow(fan, "alice")
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, on_commit():
         post = services.create_post(alice, "big news")
     inserts = [q["sql"] for q in queries if q["sql"].startswith('INSERT INTO "notifier_notification"')]
     assert len(inserts) == 1
@@ -65,10 +65,13 @@ def test_mention_of_unknown_user_is_ignored(alice):
     assert list(post.mentions.all()) == []
 
 
-def test_follower_who_is_mentioned_gets_mention_not_new_post(alice, bob):
+def test_follower_who_is_mentioned_gets_mention_not_new_post(alice, bob, carol, on_commit):
     services.follow(bob, "alice")
-    services.create_post(alice, "look @bob")
+    services.follow(carol, "alice")
+    with on_commit():
+        services.create_post(alice, "look @bob")
     assert kinds_of(bob) == ["mention"]
+    assert kinds_of(carol) == ["new_post"]
 
 
 def test_post_author_who_is_mentioned_gets_one_notification(alice, bob):
@@ -115,10 +118,11 @@ def test_seq_increases_per_user_and_count_is_exact(alice, bob, carol):
     assert_count_exact(alice, bob, carol)
 
 
-def test_deleting_a_post_removes_its_notifications_and_keeps_counts_exact(alice, bob, carol):
+def test_deleting_a_post_removes_its_notifications_and_keeps_counts_exact(alice, bob, carol, on_commit):
     services.follow(bob, "alice")
-    post = services.create_post(alice, "doomed @carol")
-    other = services.create_post(alice, "stays")
+    with on_commit():
+        post = services.create_post(alice, "doomed @carol")
+        other = services.create_post(alice, "stays")
     services.add_comment(bob, post.pk, "comment @carol")
     services.add_comment(carol, post.pk, "reply")
     services.like(bob, post.pk)
