@@ -111,6 +111,8 @@ class HeraldBroker(Broker):
             subprotocols=[websockets.Subprotocol("mqtt")],
             process_request=_only_mqtt_path,
             ping_interval=None,
+            # A client that never answers the close frame (awscrt's) must not hold up shutdown.
+            close_timeout=1,
         )
 
     async def close_listeners(self) -> None:
