@@ -114,7 +114,28 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # npm packages the browser needs (MQTT.js) are served from node_modules, never copied in.
 _MQTT_DIST = BASE_DIR / "node_modules" / "mqtt" / "dist"
 STATICFILES_DIRS = [("vendor/mqtt", _MQTT_DIST)] if _MQTT_DIST.is_dir() else []
-WHITENOISE_USE_FINDERS = True
+# WhiteNoise serves static files from the app itself (Lambda has no other web server), in one of
+# two modes chosen by STATIC_MANIFEST, never by guessing from what is on disk:
+# - collected (on by default on Lambda; `make package` runs collectstatic with it): compressed
+#   copies under content-hashed names from STATIC_ROOT, cached by browsers for a year; a missing
+#   file fails collectstatic at build time instead of a page at run time.
+# - not collected (make run, tests): Django's default storage; WhiteNoise serves straight from the
+#   app and npm folders, so an edit shows up without a build step. (Django's docs advise against
+#   the manifest storage in tests, which do not run collectstatic.)
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        ),
+    },
+}
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+# Only the hashed copies go into the package: half the files, and nothing references the others.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
@@ -153,6 +174,12 @@ NOTIFIER_BACKEND = env_str("NOTIFIER_BACKEND", "local")
 if NOTIFIER_BACKEND not in {"local", "aws"}:
     raise ImproperlyConfigured(f"NOTIFIER_BACKEND must be 'local' or 'aws', not {NOTIFIER_BACKEND!r}")
 IOT_TOPIC_PREFIX = env_str("IOT_TOPIC_PREFIX", "herald/dev").strip("/")
+try:
+    from notifier.iot_policies import validate_topic_prefix  # plain Python: no Django, no AWS SDK
+
+    validate_topic_prefix(IOT_TOPIC_PREFIX)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 IOT_DATA_ENDPOINT = env_str("IOT_DATA_ENDPOINT")
 IOT_ROLE_ARN = env_str("IOT_ROLE_ARN")

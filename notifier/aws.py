@@ -41,7 +41,8 @@ def data_endpoint() -> str:
     return settings.IOT_DATA_ENDPOINT or _discover_endpoint(settings.AWS_REGION)
 
 
-REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+# us-east-1, us-gov-west-1, us-isob-east-1, eusc-de-east-1, ap-southeast-5...
+REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
 
 
 def check_region(region: str) -> str:
