@@ -17,7 +17,7 @@ import queue
 import threading
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def run(func, *args) -> None:
     try:
         _queue().put_nowait((func, args))
     except queue.Full:
-        log.warning("background queue full: running %s inline", func.__qualname__)
+        log.warning("background queue full: running %s inline", getattr(func, "__qualname__", func))
         _call(func, args)
 
 
@@ -70,19 +70,19 @@ def _queue() -> queue.Queue:
 
 
 def _worker() -> None:
+    # A worker thread opens its own database connections; it closes them after each job so none
+    # is left idle between jobs (or open when the process or a test database goes away).
     while True:
         func, args = _jobs.get()
         try:
             _call(func, args)
         finally:
+            connections.close_all()
             _jobs.task_done()
 
 
 def _call(func, args) -> None:
-    close_old_connections()
     try:
         func(*args)
     except Exception:
-        log.exception("background job %s%r failed", func.__qualname__, args)
-    finally:
-        close_old_connections()
+        log.exception("background job %s%r failed", getattr(func, "__qualname__", func), args)
