@@ -6,8 +6,6 @@ to CHUNK_SIZE followers (keyset over follow ids) and schedules the next. Retryin
 harmless: every notification carries the dedupe key post:<id>, so a follower who already has it
 gets no second row and no second unread.
 """
-from functools import partial
-
 from django.db import transaction
 
 import notifier
@@ -22,7 +20,7 @@ CHUNK_SIZE = 500
 
 def schedule(post: Post) -> None:
     """Start the fan-out of `post` once the current transaction commits."""
-    transaction.on_commit(partial(background.run, notify_followers, post.pk, 0), robust=True)
+    background.later_after_commit(notify_followers, post.pk, 0)
 
 
 def notify_followers(post_id: int, after_follow_id: int = 0) -> int:
@@ -43,5 +41,5 @@ def notify_followers(post_id: int, after_follow_id: int = 0) -> int:
             text=f"{post.author.name} posted: “{excerpt(post.text)}”", dedupe_key=f"post:{post.pk}",
         )
         if len(chunk) == CHUNK_SIZE:
-            transaction.on_commit(partial(background.run, notify_followers, post_id, chunk[-1][0]), robust=True)
+            background.later_after_commit(notify_followers, post_id, chunk[-1][0])
     return len(chunk)

@@ -17,7 +17,7 @@ import queue
 import threading
 
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,25 @@ QUEUE_SIZE = 1000
 _lock = threading.Lock()
 _jobs: queue.Queue | None = None
 _threads: list[threading.Thread] = []
+
+
+def after_commit(func, *args) -> None:
+    """Call func(*args) once the current transaction commits; a failure is logged, not raised.
+
+    (Rather than on_commit(partial(...)): Django's log line for a failed robust callback reads
+    the callback's __qualname__, which a partial lacks, and would turn the request into a 500.)
+    """
+
+    def callback():
+        func(*args)
+
+    callback.__qualname__ = f"after_commit({getattr(func, '__qualname__', func)})"
+    transaction.on_commit(callback, robust=True)
+
+
+def later_after_commit(func, *args) -> None:
+    """run(func, *args) once the current transaction commits: background work on committed data."""
+    after_commit(run, func, *args)
 
 
 def on_lambda() -> bool:

@@ -7,13 +7,12 @@ marked `failed`.
 """
 import logging
 from datetime import timedelta
-from functools import partial
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import envelope
+from . import background, envelope
 from .models import Delivery, Notification
 from .publishers import PublishError, get_publisher
 from .topics import user_topic
@@ -41,7 +40,7 @@ def deliver_on_commit(notifications: list[Notification]) -> None:
     stands between the commit and the publish.
     """
     if notifications:
-        transaction.on_commit(partial(push, notifications), robust=True)
+        background.after_commit(push, notifications)
 
 
 def deliver(notification_ids: list[int]) -> dict[str, int]:
@@ -134,7 +133,7 @@ def claim_due(limit: int) -> list[int]:
 def publish_read_on_commit(user_id: int, *, last_seq: int, unread_count: int, ids: list[int] | None) -> None:
     """After commit, tell the user's open tabs that notifications were read (best effort)."""
     message = envelope.read_message(last_seq=last_seq, unread_count=unread_count, ids=ids)
-    transaction.on_commit(partial(_publish_best_effort, user_id, message), robust=True)
+    background.after_commit(_publish_best_effort, user_id, message)
 
 
 def _publish_best_effort(user_id: int, message: dict) -> None:

@@ -75,3 +75,17 @@ def test_the_thread_pool_does_the_fanout_after_commit(alice, settings):
     assert background.wait(10)
     assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 30
     assert_count_exact(*fans)
+
+
+@pytest.mark.django_db
+def test_a_failing_after_commit_job_does_not_fail_the_request(api, alice, monkeypatch, caplog,
+                                                              django_capture_on_commit_callbacks):
+    def broken(*args):
+        raise RuntimeError("async invoke refused")
+
+    monkeypatch.setattr(background, "run", broken)
+    make_followers(alice, 2)
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api.as_(alice).post("/api/posts/", {"text": "still posted"}, format="json")
+    assert r.status_code == 201
+    assert any("after_commit(" in rec.getMessage() for rec in caplog.records)
