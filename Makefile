@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install npm browser migrate demo bench clean help
+.PHONY: run test install npm browser migrate demo bench clean help package deploy-check lambda-env
 
 help:
 	@echo "make run    - install, migrate, load demo data, serve http://$(HOST):$(PORT)"
@@ -64,3 +64,39 @@ bench: install
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache
+
+# --- AWS Lambda (Zappa). The package is built from its own virtualenv, .venv-lambda, holding the
+# runtime requirements and Zappa only: Zappa zips that environment's site-packages, so nothing from
+# requirements-dev.txt can get in. STAGE picks the zappa_settings.json stage (dev, production).
+STAGE         ?= dev
+LAMBDA_PYTHON ?= python3.11
+LAMBDA_VENV   := .venv-lambda
+LAMBDA_BIN    := $(LAMBDA_VENV)/bin
+LAMBDA_ZIP    ?= dist/herald-$(STAGE).zip
+ZAPPA         := VIRTUAL_ENV=$(CURDIR)/$(LAMBDA_VENV) PATH=$(CURDIR)/$(LAMBDA_BIN):$$PATH $(LAMBDA_BIN)/zappa
+
+$(LAMBDA_BIN)/python:
+	$(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_BIN)/pip install -q --upgrade pip
+
+$(LAMBDA_VENV)/.installed: requirements.txt requirements-deploy.txt | $(LAMBDA_BIN)/python
+	$(LAMBDA_BIN)/pip install -q -r requirements-deploy.txt
+	touch $@
+
+lambda-env: $(LAMBDA_VENV)/.installed
+
+# `zappa package` runs the hooks in zappa_settings.json (scripts/zappa_hooks.py): collectstatic
+# before (hashed, compressed names; MQTT.js from node_modules), finish_package.py after (bytecode
+# Lambda can use, unused AWS API models dropped); `zappa deploy` and `zappa update` build the same
+# way. check_package.py then fails on dev-only packages, size or missing static files, and runs the
+# package through Zappa's handler in an isolated interpreter.
+package: lambda-env npm
+	@mkdir -p $(dir $(LAMBDA_ZIP)) && rm -f $(LAMBDA_ZIP)
+	$(ZAPPA) package $(STAGE) -o $(LAMBDA_ZIP)
+	$(LAMBDA_BIN)/python scripts/check_package.py $(LAMBDA_ZIP) --smoke
+	@echo "Lambda package: $(LAMBDA_ZIP) ($$(du -h $(LAMBDA_ZIP) | cut -f1))"
+
+# zappa deploy -> status -> undeploy against a local moto server (no AWS account, nothing leaves
+# this machine). zappa deploy builds the package itself, with the same hooks as `make package`.
+deploy-check: lambda-env npm install
+	$(BIN)/python scripts/deploy_check.py --stage $(STAGE) --zappa-venv $(LAMBDA_VENV)

@@ -123,6 +123,10 @@ STATICFILES_DIRS = [("vendor/mqtt", _MQTT_DIST)] if _MQTT_DIST.is_dir() else []
 #   app and npm folders, so an edit shows up without a build step. (Django's docs advise against
 #   the manifest storage in tests, which do not run collectstatic.)
 STATIC_MANIFEST = env_bool("STATIC_MANIFEST", bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")))
+# The URL pages use for static files, when the app is mounted under a prefix that the server
+# strips: API Gateway's default URL serves a stage under /{stage}/, and Django reads STATIC_URL
+# once at start-up, before any request has set that prefix. WhiteNoise keeps matching STATIC_URL.
+STATIC_BASE_URL = env_str("STATIC_BASE_URL")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -131,6 +135,7 @@ STORAGES = {
             if STATIC_MANIFEST
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         ),
+        "OPTIONS": {"base_url": STATIC_BASE_URL} if STATIC_BASE_URL else {},
     },
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST

@@ -1,0 +1,138 @@
+"""Cold start: a fresh process imports the WSGI app and serves its first requests.
+
+What a Lambda cold start costs beyond the runtime's own start: importing Herald's WSGI app
+(settings, Django set-up, middleware) and serving the first page and the first API call, each
+run in a new interpreter so nothing is warm but the operating system's file cache.
+
+- source (always): `python -c` in this checkout, with this interpreter (the development venv),
+  its bytecode caches as a developer has them. Requests go straight to the WSGI callable with a
+  minimal environ: GET /accounts/login/ (the login page, a template render) and
+  GET /api/notifications/unread-count/ (DRF, anonymous: 401).
+- package (with --package ZIP, e.g. dist/herald-dev.zip from `make package`): the zip unpacked
+  and run as on Lambda by scripts/lambda_smoke.py --cold-only: Zappa's handler, an isolated
+  interpreter that sees only the package and the standard library, no bytecode written (Lambda's
+  code directory is read-only), one API Gateway request for the login page.
+
+    python bench/cold_start.py [--runs 10] [--package dist/herald-dev.zip] [--python python3.11]
+
+Prints median and max and writes bench/results/cold_start.json. Target: <= 1.5 s to the first
+response (source).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_S = 1.5
+
+CHILD = r"""
+import io, json, sys, time
+t0 = time.perf_counter()
+import config.wsgi
+t1 = time.perf_counter()
+
+def get(path):
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SCRIPT_NAME": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_HOST": "127.0.0.1", "REMOTE_ADDR": "127.0.0.1", "wsgi.version": (1, 0),
+               "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+               "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+    seen = {}
+    body = b"".join(config.wsgi.application(environ, lambda status, headers: seen.setdefault("s", status)))
+    return int(seen["s"].split()[0]), len(body)
+
+page = get("/accounts/login/")
+t2 = time.perf_counter()
+api = get("/api/notifications/unread-count/")
+t3 = time.perf_counter()
+print("COLD " + json.dumps({"import_s": t1 - t0, "page_s": t2 - t1, "api_s": t3 - t2, "first_response_s": t2 - t0,
+                            "both_s": t3 - t0, "page": page, "api": api}))
+"""
+
+
+def summary(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "max": round(max(values), 3),
+            "min": round(min(values), 3)}
+
+
+def run_source(runs: int, python: str) -> dict:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/cold.sqlite3", "DJANGO_SETTINGS_MODULE": "config.settings",
+               "LOG_LEVEL": "ERROR"}
+        env.pop("DEBUG", None)
+        for _ in range(runs):
+            started = time.perf_counter()
+            done = subprocess.run([python, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            wall = time.perf_counter() - started
+            line = next((l for l in done.stdout.splitlines() if l.startswith("COLD ")), None)
+            if line is None:
+                raise SystemExit(f"cold start run failed:\n{done.stderr[-3000:]}")
+            result = json.loads(line[5:])
+            if result["page"][0] != 200 or result["api"][0] != 401:
+                raise SystemExit(f"unexpected responses: page {result['page']}, api {result['api']}")
+            result["process_wall_s"] = wall
+            results.append(result)
+    return {key: summary([r[key] for r in results])
+            for key in ("import_s", "page_s", "api_s", "first_response_s", "both_s", "process_wall_s")}
+
+
+def run_package(runs: int, package_zip: str, python: str) -> dict:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import check_package
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        task = os.path.join(tmp, "task")
+        with zipfile.ZipFile(package_zip) as zf:
+            zf.extractall(task)
+        for index in range(runs):
+            started = time.perf_counter()
+            result = check_package.run_smoke(python, task, os.path.join(tmp, f"db{index}.sqlite3"), "--cold-only")
+            if "error" in result:
+                raise SystemExit(result["error"])
+            if result["login_status"] != 200:
+                raise SystemExit(f"login page: HTTP {result['login_status']}")
+            result["process_wall_s"] = time.perf_counter() - started
+            results.append(result)
+    return {"zip": package_zip, "zip_mib": round(os.path.getsize(package_zip) / 2**20, 1),
+            **{key: summary([r[key] for r in results]) for key in ("import_s", "cold_start_s", "process_wall_s")}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--package", help="also measure this Lambda zip (make package)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter [this one]")
+    args = parser.parse_args(argv)
+
+    report = {"runs": args.runs, "python": subprocess.run([args.python, "-V"], capture_output=True, text=True).stdout.strip(),
+              "cpus": os.cpu_count(), "target_s": TARGET_S}
+    report["source"] = run_source(args.runs, args.python)
+    s = report["source"]
+    print(f"source  ({args.runs} fresh processes): import config.wsgi {s['import_s']['median']} s, "
+          f"+ login page {s['page_s']['median']} s = first response {s['first_response_s']['median']} s median, "
+          f"{s['first_response_s']['max']} s max; + API GET {s['api_s']['median']} s")
+    if args.package:
+        report["package"] = run_package(args.runs, args.package, args.python)
+        p = report["package"]
+        print(f"package ({p['zip']}, {p['zip_mib']} MiB, Zappa handler, isolated, no bytecode writes): "
+              f"first response {p['cold_start_s']['median']} s median, {p['cold_start_s']['max']} s max "
+              f"(import handler {p['import_s']['median']} s)")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cold_start.json").write_text(json.dumps(report, indent=2) + "\n")
+    ok = s["first_response_s"]["max"] <= TARGET_S
+    print(f"{'OK' if ok else 'OVER TARGET'}: max first response {s['first_response_s']['max']} s (target {TARGET_S} s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

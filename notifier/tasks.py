@@ -1,0 +1,30 @@
+"""Functions that Lambda events call (zappa_settings.json "events").
+
+Zappa's handler sets Django up (its `django_settings`) before it calls an event function, the same
+way it does for a web request; the set-up below only matters when this is called elsewhere.
+"""
+import io
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def deliver_pending_event(event=None, context=None) -> str:
+    """Scheduled every minute: one `manage.py deliver_pending` run (pushes that are pending and due).
+
+    Overlapping runs are safe (rows are leased when claimed), and so is a run that Lambda's timeout
+    cuts short: its claimed rows come due again when their lease ends.
+    """
+    import django
+    from django.apps import apps
+    from django.core.management import call_command
+
+    if not apps.ready:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()
+    out = io.StringIO()
+    call_command("deliver_pending", stdout=out)
+    summary = out.getvalue().strip()
+    log.info("deliver_pending: %s", summary)
+    return summary

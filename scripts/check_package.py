@@ -1,0 +1,309 @@
+"""Check a Lambda zip before it is deployed: size, contents, binaries, bytecode; optionally run it.
+
+    python scripts/check_package.py dist/herald-dev.zip [--smoke] [--python python3.11]
+
+Prints what the package holds (largest parts first) and exits 1 with one line per problem:
+- over MAX_ZIPPED_MB zipped (our budget: small packages start faster) or over Lambda's 250 MB
+  unzipped limit;
+- a development or build-only distribution inside (amqtt, moto, pytest, playwright, awscrt, ...),
+  or files that must never ship (the SQLite database, .env, tests, node_modules, a virtualenv);
+- a Zappa file, the Django project, the collected static files or one of the static files the pages
+  need (MQTT.js among them) missing;
+- a secret in the packaged Zappa settings (they belong in the remote_env file on S3);
+- a compiled extension that Lambda's python3.11 (Amazon Linux 2, glibc 2.26, x86_64) cannot load;
+- Python sources without the bytecode scripts/finish_package.py adds (every cold start would
+  compile them again).
+
+--smoke also unpacks the zip and runs scripts/lambda_smoke.py in a fresh, isolated interpreter:
+pages, static files, the API, a migration and the scheduled event through Zappa's handler, with
+no installed package visible.
+"""
+import argparse
+import collections
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAX_ZIPPED_MB = 30
+MAX_UNZIPPED_MB = 250  # Lambda's limit for a function and its layers, unzipped
+MB = 1024 * 1024
+
+# Distributions (normalised names) and top-level modules that have no business on Lambda.
+FORBIDDEN_DISTRIBUTIONS = {
+    "amqtt", "moto", "pytest", "pytest-django", "playwright", "cfn-lint", "awscrt", "awsiotsdk",
+    "paho-mqtt", "gunicorn", "parliament", "sympy", "docker", "responses", "websockets",
+    "troposphere", "cfn-flip", "setuptools", "pip", "wheel",
+}
+FORBIDDEN_MODULES = {
+    "amqtt", "moto", "pytest", "_pytest", "pytest_django", "playwright", "cfnlint", "awscrt", "awsiot",
+    "paho", "gunicorn", "parliament", "sympy", "docker", "responses", "websockets", "troposphere",
+    "cfn_flip", "setuptools", "pip", "wheel",
+}
+# Paths (first component) that must never ship: local data, tests, tooling.
+FORBIDDEN_TOP = {"tests", "bench", "node_modules", ".venv", ".venv-lambda", ".git", ".ci", "scripts",
+                 ".env", ".pytest_cache", "test-results"}
+FORBIDDEN_FILE = re.compile(r"(^|/)([^/]*\.sqlite3[^/]*|\.env)$")
+REQUIRED_FILES = ["handler.py", "zappa_settings.py", "manage.py", "config/settings.py", "config/wsgi.py",
+                  "notifier/tasks.py", "zappa/asynchronous.py", "staticfiles/staticfiles.json"]
+# Static files the pages link to; each must be in the manifest and in the zip under its hashed name.
+REQUIRED_STATIC = ["feed/herald.css", "notifier/live.js", "vendor/mqtt/mqtt.min.js",
+                   "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+                   "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css", "admin/css/base.css"]
+SECRET_NAMES = re.compile(r"SECRET|PASSWORD|DATABASE_URL|TOKEN|PRIVATE|ACCESS_KEY", re.I)
+# Lambda python3.11 runs on Amazon Linux 2: glibc 2.26, x86_64 (zappa_settings "architecture").
+MAX_GLIBC = (2, 26)
+LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+PYTHON_TAGS = {"cp311", "py3", "py311", "abi3", "none"}
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_tag_fits(tag: str, arch: str = "x86_64") -> bool:
+    """cp311-cp311-manylinux_2_17_x86_64 -> True; ...-manylinux_2_34_x86_64 or -macosx... -> False."""
+    try:
+        python, abi, platform = tag.split("-")
+    except ValueError:
+        return False
+    if not set(python.split(".")) & PYTHON_TAGS or not set(abi.split(".")) & {"cp311", "abi3", "none"}:
+        return False
+    for plat in platform.split("."):
+        if plat == "any":
+            return True
+        match = re.fullmatch(r"manylinux_(\d+)_(\d+)_(\w+)", plat)
+        if match:
+            glibc, plat_arch = (int(match[1]), int(match[2])), match[3]
+        else:
+            legacy = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_(\w+)", plat)
+            if not legacy:
+                continue
+            glibc, plat_arch = LEGACY_MANYLINUX[legacy[1]], legacy[2]
+        if plat_arch == arch and glibc <= MAX_GLIBC:
+            return True
+    return False
+
+
+def pyc_path(source: str) -> str:
+    head, tail = os.path.split(source)
+    return f"{head + '/' if head else ''}__pycache__/{tail[:-3]}.cpython-311.pyc"
+
+
+def compiles(source: bytes, name: str) -> bool:
+    """Whether Python could import this file at all (a file that cannot compile needs no bytecode)."""
+    try:
+        compile(source, name, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def inspect(path: str, *, max_zipped_mb: float = MAX_ZIPPED_MB,
+            max_unzipped_mb: float = MAX_UNZIPPED_MB) -> tuple[dict, list[str]]:
+    """(summary, problems) for the zip at `path`."""
+    problems: list[str] = []
+    zipped = os.path.getsize(path)
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        names = {i.filename for i in infos}
+        read = zf.read
+        unzipped = sum(i.file_size for i in infos)
+        parts = collections.Counter()
+        for info in infos:
+            parts[info.filename.split("/")[0]] += info.compress_size
+        summary = {
+            "path": path, "zipped_bytes": zipped, "unzipped_bytes": unzipped, "files": len(infos),
+            "largest": [(name, round(size / MB, 2)) for name, size in parts.most_common(12)],
+        }
+
+        if zipped > max_zipped_mb * MB:
+            problems.append(f"zip is {zipped / MB:.1f} MiB, over the {max_zipped_mb} MiB budget")
+        if unzipped > max_unzipped_mb * MB:
+            problems.append(f"unzipped size is {unzipped / MB:.1f} MiB, over {max_unzipped_mb} MiB")
+
+        # Distributions: dist-info names, and top-level modules.
+        dists = {}
+        for name in names:
+            top = name.split("/")[0]
+            if top.endswith(".dist-info"):
+                dists.setdefault(normalise(top[: -len(".dist-info")].rsplit("-", 1)[0]), top)
+        summary["distributions"] = sorted(dists)
+        for dist in sorted(set(dists) & FORBIDDEN_DISTRIBUTIONS):
+            problems.append(f"development/build-only distribution in the package: {dist} ({dists[dist]})")
+        tops = {n.split("/")[0].removesuffix(".py") for n in names}
+        for module in sorted(tops & FORBIDDEN_MODULES):
+            problems.append(f"development/build-only module in the package: {module}")
+        for top in sorted({n.split("/")[0] for n in names} & FORBIDDEN_TOP):
+            problems.append(f"must not ship: {top}/")
+        for name in sorted(n for n in names if FORBIDDEN_FILE.search(n)):
+            problems.append(f"must not ship: {name}")
+
+        for required in REQUIRED_FILES:
+            if required not in names:
+                problems.append(f"missing: {required}")
+        if "staticfiles/staticfiles.json" in names:
+            manifest = json.loads(read("staticfiles/staticfiles.json")).get("paths", {})
+            for static in REQUIRED_STATIC:
+                hashed = manifest.get(static)
+                if not hashed:
+                    problems.append(f"static file not collected: {static}")
+                elif f"staticfiles/{hashed}" not in names:
+                    problems.append(f"collected static file missing from the zip: staticfiles/{hashed}")
+
+        if "zappa_settings.py" in names:
+            namespace: dict = {}
+            try:
+                exec(compile(read("zappa_settings.py"), "zappa_settings.py", "exec"), namespace)
+            except Exception as exc:  # noqa: BLE001 - report, don't crash
+                problems.append(f"zappa_settings.py does not load: {exc}")
+            for key in sorted(namespace.get("ENVIRONMENT_VARIABLES", {})):
+                if SECRET_NAMES.search(key):
+                    problems.append(f"secret in the packaged environment: {key} (put it in the remote_env file)")
+            if namespace.get("DEBUG"):
+                problems.append("zappa debug is on: tracebacks would be sent to clients")
+
+        # Compiled extensions: each must come from a distribution with a wheel tag Lambda can load.
+        owner = {}
+        tags = {}
+        for dist_info in dists.values():
+            if f"{dist_info}/RECORD" in names:
+                for row in read(f"{dist_info}/RECORD").decode().splitlines():
+                    owner[row.split(",")[0]] = dist_info
+            if f"{dist_info}/WHEEL" in names:
+                tags[dist_info] = re.findall(r"^Tag: (\S+)", read(f"{dist_info}/WHEEL").decode(), re.M)
+        for name in sorted(names):
+            if re.search(r"\.so(\.|$)", name):
+                dist_info = owner.get(name)
+                if dist_info is None:
+                    problems.append(f"compiled extension of unknown origin: {name}")
+                elif not any(wheel_tag_fits(tag) for tag in tags.get(dist_info, [])):
+                    problems.append(f"{name}: built for {tags.get(dist_info)}, not Lambda python3.11 "
+                                    f"(manylinux, glibc <= {MAX_GLIBC[0]}.{MAX_GLIBC[1]}, x86_64)")
+
+        # Bytecode: every module compiled, hash-based and unchecked (valid whatever the file dates).
+        sources = [n for n in names if n.endswith(".py")]
+        missing = [s for s in sources if pyc_path(s) not in names and compiles(read(s), s)]
+        if missing:
+            problems.append(f"{len(missing)} of {len(sources)} modules have no bytecode (e.g. {missing[0]}): "
+                            "run scripts/finish_package.py")
+        magic = importlib.util.MAGIC_NUMBER if sys.version_info[:2] == (3, 11) else None
+        for source in ("handler.py", "config/settings.py"):
+            if pyc_path(source) in names:
+                header = read(pyc_path(source))[:8]
+                if magic and header[:4] != magic:
+                    problems.append(f"{pyc_path(source)}: bytecode for another Python version")
+                if int.from_bytes(header[4:8], "little") != 0b01:
+                    problems.append(f"{pyc_path(source)}: not unchecked-hash bytecode")
+    return summary, problems
+
+
+def smoke(path: str, python: str) -> tuple[dict, list[str]]:
+    """Unpack and run the package in an isolated interpreter (scripts/lambda_smoke.py)."""
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="herald-lambda-") as tmp:
+        package = os.path.join(tmp, "task")
+        with zipfile.ZipFile(path) as zf:
+            zf.extractall(package)
+        result = run_smoke(python, package, os.path.join(tmp, "smoke.sqlite3"))
+    if "error" in result:
+        return result, [result["error"]]
+    steps = result.get("steps", {})
+    stage = result["stage"]
+    if result.get("login_status") != 200:
+        problems.append(f"login page: HTTP {result.get('login_status')}")
+    if not steps.get("login_links"):
+        problems.append("login page links no static files")
+    for page, status in steps.get("pages", {}).items():
+        if status != 200:
+            problems.append(f"{page}: HTTP {status}")
+    for url, seen in steps.get("static", {}).items():
+        if not url.startswith(f"/{stage}/static/"):
+            problems.append(f"static URL {url} lacks API Gateway's /{stage}/ prefix (STATIC_BASE_URL)")
+        if seen["status"] != 200:
+            problems.append(f"static file {url}: HTTP {seen['status']}")
+        elif "immutable" not in seen["cache_control"] and "max-age=315360000" not in seen["cache_control"]:
+            problems.append(f"static file {url} is not served as immutable: {seen['cache_control']!r}")
+    mqtt = steps.get("mqtt_js") or {}
+    if mqtt.get("status") != 200 or mqtt.get("bytes", 0) < 10_000:
+        problems.append(f"MQTT.js not served from the package: {mqtt}")
+    if not steps.get("async_tasks"):
+        problems.append("a post to a follower started no background task (zappa.asynchronous)")
+    expected = {"home_anonymous": 302, "signup": 201, "token": 200, "follow": 201, "post": 201}
+    for step, status in expected.items():
+        if steps.get(step) != status:
+            problems.append(f"{step}: HTTP {steps.get(step)}, expected {status}")
+    if steps.get("api_anonymous", {}).get("status") != 401:
+        problems.append(f"anonymous API call: {steps.get('api_anonymous')}, expected 401")
+    if steps.get("api_authenticated", {}).get("status") != 200:
+        problems.append(f"authenticated API call: {steps.get('api_authenticated')}")
+    if "delivered" not in str(steps.get("deliver_pending_event")):
+        problems.append(f"scheduled deliver_pending event: {steps.get('deliver_pending_event')!r}")
+    if result.get("dev_only_modules"):
+        problems.append(f"development modules imported: {result['dev_only_modules']}")
+    if result.get("modules_outside_package"):
+        problems.append(f"modules loaded from outside the package: {result['modules_outside_package'][:10]}")
+    return result, problems
+
+
+def lambda_environment(database: str) -> dict:
+    """What the process sees on Lambda, plus remote_env's secrets; AWS calls stay on this machine."""
+    return {
+        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": ":UTC",
+        "AWS_LAMBDA_FUNCTION_NAME": "herald-smoke", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        "SECRET_KEY": "smoke-test-secret-key-not-used-anywhere-else",
+        "DATABASE_URL": f"sqlite:///{database}",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "IOT_DATA_ENDPOINT": "127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1",
+    }
+
+
+def run_smoke(python: str, package: str, database: str, *extra: str, timeout: float = 120) -> dict:
+    command = [python, "-B", "-I", "-S", os.path.join(HERE, "lambda_smoke.py"), package, *extra]
+    done = subprocess.run(command, env=lambda_environment(database), capture_output=True, text=True,
+                          timeout=timeout)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("LAMBDA_SMOKE "):
+            return json.loads(line[len("LAMBDA_SMOKE "):])
+    tail = (done.stderr or done.stdout).strip().splitlines()[-15:]
+    return {"error": f"smoke run failed (exit {done.returncode}):\n  " + "\n  ".join(tail)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("zip")
+    parser.add_argument("--max-zipped-mb", type=float, default=MAX_ZIPPED_MB)
+    parser.add_argument("--max-unzipped-mb", type=float, default=MAX_UNZIPPED_MB)
+    parser.add_argument("--smoke", action="store_true", help="also run the package (scripts/lambda_smoke.py)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter for --smoke: the Lambda runtime's version [this one]")
+    args = parser.parse_args(argv)
+
+    summary, problems = inspect(args.zip, max_zipped_mb=args.max_zipped_mb, max_unzipped_mb=args.max_unzipped_mb)
+    print(f"{summary['path']}: {summary['zipped_bytes'] / MB:.1f} MiB zipped, "
+          f"{summary['unzipped_bytes'] / MB:.1f} MiB unzipped, {summary['files']} files")
+    print("  largest (MiB zipped): " + ", ".join(f"{n} {s}" for n, s in summary["largest"]))
+    print("  distributions: " + ", ".join(summary["distributions"]))
+    if args.smoke and not problems:
+        result, smoke_problems = smoke(args.zip, args.python)
+        problems += smoke_problems
+        if "cold_start_s" in result:
+            print(f"  smoke: cold start {result['cold_start_s']} s (import {result['import_s']} s), "
+                  f"{len(result['steps'].get('static', {}))} static files, API, migrate and scheduled event OK"
+                  if not smoke_problems else "  smoke: FAILED")
+    for problem in problems:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print("package OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

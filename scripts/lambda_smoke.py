@@ -1,0 +1,177 @@
+"""Run an unpacked Lambda package the way Lambda does, through Zappa's handler, and report as JSON.
+
+    python -B -I -S scripts/lambda_smoke.py UNPACKED_DIR [--cold-only]
+
+Meant to be started by scripts/check_package.py and bench/cold_start.py in a fresh process with
+the Lambda runtime's Python version and nothing but its standard library: -I -S keeps every
+installed package out of sys.path, so anything the package forgot fails here; -B writes no
+bytecode, as on Lambda's read-only code directory. The caller provides what Zappa's remote_env
+file provides in production (SECRET_KEY, DATABASE_URL) and fake AWS settings that keep every AWS
+call on this machine; this process never calls AWS on purpose.
+
+Steps: import handler.py (timed), GET the login page through API Gateway's default URL (the cold
+start: Django set-up and the first request), Swagger UI and the admin's login page, every static
+file those pages link to, MQTT.js, `migrate` through Zappa's "manage" event, sign-up, an API token,
+an authenticated API call, a post (whose follower fan-out is recorded as an asynchronous Lambda
+invocation and then run through the handler), the scheduled `deliver_pending` event, and finally
+the list of imported modules that are neither in the package nor in the standard library.
+"""
+import base64
+import json
+import os
+import re
+import sys
+import time
+import types
+
+STARTED = time.perf_counter()
+DEV_ONLY = ("amqtt", "moto", "pytest", "_pytest", "playwright", "awscrt", "awsiot", "paho", "gunicorn",
+            "cfnlint", "parliament", "sympy")
+
+
+def request_factory(handler, stage, host):
+    """A function that sends one API Gateway (REST, v1) proxy event through Zappa's handler."""
+
+    def request(method, path, *, headers=None, body=None, query=None):
+        """An API Gateway (REST, v1) proxy event; the path excludes the stage, as API Gateway sends it."""
+        merged = {"Host": host, "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443",
+                  "Accept-Encoding": "gzip", "User-Agent": "herald-smoke"}
+        merged.update(headers or {})
+        event = {
+            "resource": "/{proxy+}", "path": path, "httpMethod": method,
+            "headers": merged, "multiValueHeaders": {k: [v] for k, v in merged.items()},
+            "queryStringParameters": query, "multiValueQueryStringParameters": (
+                {k: [v] for k, v in query.items()} if query else None),
+            "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None,
+            "requestContext": {"stage": stage, "httpMethod": method, "path": f"/{stage}{path}",
+                               "identity": {"sourceIp": "127.0.0.1", "userAgent": "herald-smoke"},
+                               "resourcePath": "/{proxy+}", "requestId": "smoke"},
+            "body": body, "isBase64Encoded": False,
+        }
+        response = handler.lambda_handler(event, None)
+        raw = response.get("body") or ""
+        data = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
+        return response["statusCode"], response.get("headers") or {}, data
+
+    return request
+
+
+def main(argv: list[str]) -> dict:
+    package = os.path.realpath(argv[0])
+    cold_only = "--cold-only" in argv
+    sys.path.insert(0, package)
+    os.chdir(package)  # Lambda's working directory is the code directory
+
+    # The packaged settings, minus remote_env: the caller's environment stands in for the S3 file.
+    settings = types.ModuleType("zappa_settings")
+    with open(os.path.join(package, "zappa_settings.py"), encoding="utf-8") as fh:
+        exec(compile(fh.read(), "zappa_settings.py", "exec"), settings.__dict__)
+    settings.REMOTE_ENV = None
+    sys.modules["zappa_settings"] = settings
+    stage = settings.API_STAGE
+    region = settings.ENVIRONMENT_VARIABLES.get("AWS_REGION", "us-east-1")
+    os.environ.setdefault("AWS_REGION", region)  # the Lambda runtime sets both
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
+    host = f"smoke0000.execute-api.{region}.amazonaws.com"
+
+    import handler  # noqa: E402  (Zappa's handler at the package root)
+
+    report = {"stage": stage, "import_s": round(time.perf_counter() - STARTED, 3)}
+    request = request_factory(handler, stage, host)
+    status, headers, page = request("GET", "/accounts/login/")
+    report["cold_start_s"] = round(time.perf_counter() - STARTED, 3)
+    report["login_status"] = status
+    if cold_only:
+        return report
+
+    # Asynchronous invocations (zappa.asynchronous, e.g. the follower fan-out) are recorded here
+    # instead of calling Lambda, then run through the handler as Lambda would deliver them.
+    import zappa.asynchronous
+
+    invocations = []
+
+    class RecordingLambda:
+        def invoke(self, **kwargs):
+            invocations.append(kwargs)
+            return {"StatusCode": 202}
+
+    zappa.asynchronous.LAMBDA_CLIENT = RecordingLambda()
+
+    steps = report["steps"] = {}
+    links = re.findall(r'(?:href|src)="([^"]*/static/[^"]*)"', page.decode("utf-8", "replace"))
+    steps["login_links"] = list(links)
+    steps["pages"] = {}
+    for path in ("/api/docs/", "/admin/login/"):  # Swagger UI's and the admin's static files too
+        status, _, other = request("GET", path)
+        steps["pages"][path] = status
+        links += re.findall(r'(?:href|src)="([^"]*/static/[^"]*)"', other.decode("utf-8", "replace"))
+    steps["static"] = {}
+    for url in dict.fromkeys(links):
+        path = url[len(f"/{stage}"):] if url.startswith(f"/{stage}/") else url
+        status, headers, data = request("GET", path)
+        steps["static"][url] = {"status": status, "cache_control": headers.get("Cache-Control", ""),
+                                "content_encoding": headers.get("Content-Encoding", ""), "bytes": len(data)}
+
+    with open(os.path.join(package, "staticfiles", "staticfiles.json"), encoding="utf-8") as fh:
+        manifest = json.load(fh)["paths"]
+    mqtt = manifest.get("vendor/mqtt/mqtt.min.js")
+    if mqtt:
+        status, headers, data = request("GET", f"/static/{mqtt}")
+        steps["mqtt_js"] = {"path": mqtt, "status": status, "bytes": len(data),
+                            "content_encoding": headers.get("Content-Encoding", "")}
+
+    migrated = handler.lambda_handler({"manage": "migrate --no-input -v 0"}, None)
+    steps["migrate"] = migrated
+
+    status, _, _ = request("GET", "/")
+    steps["home_anonymous"] = status
+    status, _, data = request("GET", "/api/notifications/unread-count/")
+    steps["api_anonymous"] = {"status": status, "body": data.decode()[:200]}
+    signup = json.dumps({"username": "smoke", "password": "smoke-pass-1234-xyz"})
+    status, _, data = request("POST", "/api/users/", headers={"Content-Type": "application/json"}, body=signup)
+    steps["signup"] = status
+    status, _, data = request("POST", "/api/token/", headers={"Content-Type": "application/json"}, body=signup)
+    token = json.loads(data).get("token", "") if status == 200 else ""
+    steps["token"] = status
+    status, _, data = request("GET", "/api/notifications/unread-count/", headers={"Authorization": f"Token {token}"})
+    steps["api_authenticated"] = {"status": status, "body": data.decode()[:200]}
+    # A follower (made directly: one password hash per run is enough), so the post has a fan-out.
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    follower = get_user_model()(username="smoke_follower")
+    follower.set_unusable_password()
+    follower.save()
+    follower_token = Token.objects.create(user=follower).key
+    status, _, _ = request("POST", "/api/users/smoke/follow/", headers={"Authorization": f"Token {follower_token}"})
+    steps["follow"] = status
+    status, _, data = request("POST", "/api/posts/", headers={"Authorization": f"Token {token}",
+                                                              "Content-Type": "application/json"},
+                              body=json.dumps({"text": "hello from the smoke test"}))
+    steps["post"] = status
+    steps["async_tasks"] = []
+    for invocation in invocations:
+        message = json.loads(invocation["Payload"])
+        handler.lambda_handler(message, None)
+        steps["async_tasks"].append({"task": message.get("task_path"), "type": invocation.get("InvocationType")})
+
+    scheduled = {"detail-type": "Scheduled Event", "source": "aws.events",
+                 "resources": [f"arn:aws:events:us-east-1:123456789012:rule/"
+                               f"{settings.PROJECT_NAME}-{stage}-notifier.tasks.deliver_pending_event"]}
+    steps["deliver_pending_event"] = handler.lambda_handler(scheduled, None)
+
+    stdlib = os.path.realpath(sys.base_prefix)
+    outside = set()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name not in ("__main__", "__mp_main__") and path and not os.path.realpath(path).startswith((package, stdlib)):
+            outside.add(name)
+    report["modules_outside_package"] = sorted(outside)
+    report["dev_only_modules"] = sorted(n for n in sys.modules if n.split(".")[0] in DEV_ONLY)
+    return report
+
+
+if __name__ == "__main__":
+    result = main(sys.argv[1:])
+    sys.stdout.flush()
+    print("LAMBDA_SMOKE " + json.dumps(result, default=str))

@@ -1,0 +1,315 @@
+"""The Lambda deployment: zappa_settings.json, the package finisher and checker, the scheduled event.
+
+Building the real package takes about 40 s and a separate virtualenv (`make package`, which runs
+scripts/check_package.py on it); here the checker and the finisher run on small synthetic zips.
+"""
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from notifier import iot_policies
+from notifier.iot_setup import default_role_name
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = json.loads((ROOT / "zappa_settings.json").read_text())
+STAGES = {"dev": "herald/dev", "production": "herald/prod"}
+
+
+def load_script(name):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the finisher's worker processes find it by name
+    spec.loader.exec_module(module)
+    return module
+
+
+check_package = load_script("check_package")
+finish_package = load_script("finish_package")
+
+
+def stage(name):
+    """A stage with "extends" applied, the way Zappa merges it (shallow)."""
+    config = dict(SETTINGS[name])
+    parent = config.pop("extends", None)
+    return {**stage(parent), **config} if parent else config
+
+
+# --- zappa_settings.json --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_runs_herald_on_python_3_11_without_debug(name):
+    config = stage(name)
+    assert config["django_settings"] == "config.settings"
+    assert config["runtime"] == "python3.11"
+    assert config["architecture"] == "x86_64"  # the wheels check_package accepts
+    assert config["project_name"] == "herald"
+    assert config["debug"] is False  # Zappa would send tracebacks to clients
+    assert config["slim_handler"] is False  # slim would fetch the code from S3 on every cold start
+    assert config["use_precompiled_packages"] is False  # the venv's manylinux2014 wheels, as checked
+    # The deliver_pending event invokes the function every minute, which keeps a container warm;
+    # Zappa's keep-warm rule would only add invocations.
+    assert config["keep_warm"] is False
+    assert 256 <= config["memory_size"] <= 3008
+    assert 1 <= config["timeout_seconds"] <= 30  # API Gateway gives up at 29 s anyway
+    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", config["s3_bucket"])
+
+
+def test_stages_are_separate():
+    dev, prod = stage("dev"), stage("production")
+    for key in ("s3_bucket", "remote_env"):
+        assert dev[key] != prod[key]
+    assert dev["environment_variables"]["IOT_TOPIC_PREFIX"] != prod["environment_variables"]["IOT_TOPIC_PREFIX"]
+    assert dev["environment_variables"]["IOT_ROLE_ARN"] != prod["environment_variables"]["IOT_ROLE_ARN"]
+
+
+@pytest.mark.parametrize("name,prefix", STAGES.items())
+def test_environment_has_the_aws_backend_and_no_secrets(name, prefix):
+    config = stage(name)
+    env = config["environment_variables"]
+    assert env["NOTIFIER_BACKEND"] == "aws"
+    assert env["IOT_TOPIC_PREFIX"] == prefix
+    iot_policies.validate_topic_prefix(prefix)
+    assert env["IOT_ROLE_ARN"].endswith(f":role/{default_role_name(prefix)}")  # what iot_setup creates
+    assert env["STATIC_BASE_URL"] == f"/{name}/static/"  # API Gateway's /{stage}/ (no custom domain)
+    assert env["ALLOWED_HOSTS"].endswith(".amazonaws.com")
+    assert env["SECURE_COOKIES"] == "1"
+    # Secrets come from the remote_env file on S3 at cold start, never from this file.
+    assert config["remote_env"].startswith("s3://")
+    for block in ("environment_variables", "aws_environment_variables"):
+        for key, value in config.get(block, {}).items():
+            assert not check_package.SECRET_NAMES.search(key), f"{name}: {key} must not be committed"
+            assert "://" not in value or value.startswith("s3://"), f"{name}: {key} looks like a URL with credentials"
+    assert "DATABASE_URL" not in json.dumps(SETTINGS)
+    assert "SECRET_KEY" not in json.dumps(SETTINGS)
+
+
+@pytest.mark.parametrize("name,prefix", STAGES.items())
+def test_extra_permissions_are_least_privilege(name, prefix):
+    config = stage(name)
+    region = config["aws_region"]
+    role_arn = config["environment_variables"]["IOT_ROLE_ARN"]
+    account = role_arn.split(":")[4]
+    by_action = {}
+    for statement in config["extra_permissions"]:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            assert "*" not in action
+            assert action not in by_action, f"{action} granted twice"
+            by_action[action] = statement["Resource"]
+    assert by_action == {
+        "iot:Publish": [iot_policies.iot_arn(region, account, "topic", f"{prefix}/users/*/notifications"),
+                        iot_policies.iot_arn(region, account, "topic", f"{prefix}/posts/*/comments")],
+        "iot:DescribeEndpoint": "*",  # has no resource-level permissions
+        "sts:AssumeRole": role_arn,
+        "lambda:InvokeFunction": f"arn:aws:lambda:{region}:{account}:function:herald-{name}",  # background tasks
+    }
+
+
+def test_pending_pushes_are_retried_every_minute():
+    for name in STAGES:
+        events = stage(name)["events"]
+        assert [(e["function"], e["expression"]) for e in events] == [
+            ("notifier.tasks.deliver_pending_event", "rate(1 minute)")]
+        # Zappa finds the function from the rule name, which cannot hold '-'.
+        assert re.fullmatch(r"[._A-Za-z0-9]{1,63}", events[0]["function"])
+    from notifier.tasks import deliver_pending_event
+
+    assert callable(deliver_pending_event)
+
+
+def test_package_excludes_what_must_not_ship_and_hooks_exist():
+    config = stage("dev")
+    for pattern in (".venv", "node_modules", "tests", "bench", "*.sqlite3", ".env", "static"):
+        assert pattern in config["exclude"]
+    assert "staticfiles" not in config["exclude"]  # the collected files are what Lambda serves
+    hooks = load_script("zappa_hooks")
+    for dotted in (config["prebuild_script"], config["callbacks"]["zip"]):
+        module, function = dotted.rsplit(".", 1)
+        assert module == "scripts.zappa_hooks" and callable(getattr(hooks, function))
+
+
+def test_every_aws_service_the_code_calls_keeps_its_model_in_the_package():
+    used = set()
+    for path in [*ROOT.glob("config/**/*.py"), *ROOT.glob("feed/**/*.py"), *ROOT.glob("notifier/**/*.py")]:
+        used |= set(re.findall(r"""client\(\s*["']([a-z0-9-]+)["']""", path.read_text()))
+    assert {"iot", "iot-data", "sts"} <= used
+    assert used <= finish_package.KEPT_AWS_SERVICES, f"add {used - finish_package.KEPT_AWS_SERVICES} to KEPT_AWS_SERVICES"
+
+
+# --- the scheduled event --------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_scheduled_event_runs_deliver_pending_once(alice, bob, memory_publisher, on_commit):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from feed import services
+    from notifier.models import Delivery, Notification
+    from notifier.publishers import PublishError
+    from notifier.tasks import deliver_pending_event
+
+    memory_publisher.fail = PublishError("connection refused")
+    with on_commit():
+        services.follow(bob, "alice")
+    memory_publisher.fail = None
+    Notification.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+    scheduled = {"detail-type": "Scheduled Event", "source": "aws.events",
+                 "resources": ["arn:aws:events:us-east-1:123456789012:rule/herald-dev-notifier.tasks.deliver_pending_event"]}
+    assert deliver_pending_event(scheduled, None) == "delivered 1, still pending 0, failed 0"
+    assert Notification.objects.get(recipient=alice).delivery == Delivery.DELIVERED
+    assert len(memory_publisher.sent) == 1
+    assert deliver_pending_event(scheduled, None) == "delivered 0, still pending 0, failed 0"
+
+
+# --- scripts/finish_package.py and scripts/check_package.py on synthetic zips ---------------
+
+
+def write_zip(path, files):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def wheel(name, version, tag, *files):
+    info = f"{name}-{version}.dist-info"
+    record = "".join(f"{f},sha256=x,1\n" for f in files) + f"{info}/RECORD,,\n"
+    return {f"{info}/WHEEL": f"Wheel-Version: 1.0\nTag: {tag}\n", f"{info}/RECORD": record,
+            f"{info}/METADATA": f"Name: {name}\nVersion: {version}\n"}
+
+
+def good_files():
+    manifest = {static: static.replace(".", ".0123456789ab.", 1) if "/" in static else static
+                for static in check_package.REQUIRED_STATIC}
+    files = {name: "x = 1\n" for name in check_package.REQUIRED_FILES if name.endswith(".py")}
+    files["zappa_settings.py"] = ("DEBUG=False\nENVIRONMENT_VARIABLES={'AWS_REGION': 'us-east-1', "
+                                  "'IOT_TOPIC_PREFIX': 'herald/dev'}\nAPI_STAGE='dev'\n")
+    files["staticfiles/staticfiles.json"] = json.dumps({"paths": manifest, "version": "1.1"})
+    for hashed in manifest.values():
+        files[f"staticfiles/{hashed}"] = "/* static */"
+    files["django/__init__.py"] = "VERSION = (5, 2)\n"
+    files.update(wheel("Django", "5.2.19", "py3-none-any"))
+    files["psycopg_binary/pq.cpython-311-x86_64-linux-gnu.so"] = b"\x7fELF"
+    files.update(wheel("psycopg_binary", "3.3.9", "cp311-cp311-manylinux2014_x86_64",
+                       "psycopg_binary/pq.cpython-311-x86_64-linux-gnu.so"))
+    files["botocore/data/endpoints.json"] = "{}"
+    files["botocore/data/iot-data/2015-05-28/service-2.json.gz"] = b"model"
+    files["botocore/data/ec2/2016-11-15/service-2.json.gz"] = b"model"
+    files["django/__pycache__/__init__.cpython-311.pyc"] = b"stale timestamp bytecode"
+    return files
+
+
+@pytest.fixture
+def finished_zip(tmp_path):
+    path = write_zip(tmp_path / "good.zip", good_files())
+    counts = finish_package.finish(str(path), jobs=1)
+    assert counts["stale_pyc_dropped"] == 1 and counts["models_dropped"] == 1 and counts["not_compiled"] == 0
+    return path
+
+
+def test_finisher_compiles_unchecked_hash_bytecode_and_drops_unused_models(finished_zip, tmp_path):
+    with zipfile.ZipFile(finished_zip) as zf:
+        names = set(zf.namelist())
+        pyc = zf.read("config/__pycache__/settings.cpython-311.pyc")
+        zf.extractall(tmp_path / "task")
+    assert "botocore/data/iot-data/2015-05-28/service-2.json.gz" in names
+    assert "botocore/data/endpoints.json" in names
+    assert not any(n.startswith("botocore/data/ec2/") for n in names)
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(pyc[4:8], "little") == 0b01
+    # Sources whose dates no longer match (as after unzipping on Lambda) still load from the .pyc:
+    # an unchecked-hash .pyc is used as is, so a changed source shows that it was.
+    (tmp_path / "task" / "config" / "settings.py").write_text("x = 2\n")
+    done = subprocess.run([sys.executable, "-B", "-I", "-c",
+                           f"import sys; sys.path.insert(0, {str(tmp_path / 'task')!r}); "
+                           "import config.settings as s; print(s.x, s.__cached__)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split()[0] == "1"
+
+
+def test_checker_passes_a_good_package(finished_zip):
+    summary, problems = check_package.inspect(str(finished_zip))
+    assert problems == []
+    assert {"django", "psycopg-binary"} <= set(summary["distributions"])
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ({"amqtt/__init__.py": ""}, "module in the package: amqtt"),
+    (wheel("moto", "5.2.5", "py3-none-any"), "distribution in the package: moto"),
+    (wheel("pytest", "9.2.0", "py3-none-any"), "distribution in the package: pytest"),
+    ({"playwright/__init__.py": ""}, "module in the package: playwright"),
+    ({"db.sqlite3": "SQLite format 3"}, "must not ship: db.sqlite3"),
+    ({"tests/test_api.py": ""}, "must not ship: tests/"),
+    ({"node_modules/mqtt/package.json": "{}"}, "must not ship: node_modules/"),
+    ({"zappa_settings.py": "DEBUG=False\nENVIRONMENT_VARIABLES={'DATABASE_URL': 'postgres://u:p@h/db'}\n"},
+     "secret in the packaged environment: DATABASE_URL"),
+    ({"zappa_settings.py": "DEBUG=True\nENVIRONMENT_VARIABLES={}\n"}, "zappa debug is on"),
+    ({"awscrt/_awscrt.abi3.so": b"\x7fELF"}, "module in the package: awscrt"),
+    ({"fancy/_speedups.cpython-311-x86_64-linux-gnu.so": b"\x7fELF",
+      **wheel("fancy", "1.0", "cp311-cp311-manylinux_2_34_x86_64", "fancy/_speedups.cpython-311-x86_64-linux-gnu.so")},
+     "not Lambda python3.11"),
+    ({"fancy/_speedups.so": b"\x7fELF"}, "compiled extension of unknown origin"),
+])
+def test_checker_reports_what_must_not_ship(tmp_path, extra, expected):
+    path = write_zip(tmp_path / "bad.zip", {**good_files(), **extra})
+    finish_package.finish(str(path), jobs=1)
+    _, problems = check_package.inspect(str(path))
+    assert any(expected in p for p in problems), problems
+
+
+def test_checker_reports_missing_static_files_and_bytecode(tmp_path):
+    files = good_files()
+    manifest = json.loads(files["staticfiles/staticfiles.json"])
+    del manifest["paths"]["vendor/mqtt/mqtt.min.js"]
+    files["staticfiles/staticfiles.json"] = json.dumps(manifest)
+    del files["staticfiles/" + check_package.REQUIRED_STATIC[0].replace(".", ".0123456789ab.", 1)]
+    del files["notifier/tasks.py"]
+    _, problems = check_package.inspect(str(write_zip(tmp_path / "bad.zip", files)))  # not finished
+    assert "static file not collected: vendor/mqtt/mqtt.min.js" in problems
+    assert any(p.startswith("collected static file missing from the zip: staticfiles/feed/herald.") for p in problems)
+    assert "missing: notifier/tasks.py" in problems
+    assert any("have no bytecode" in p for p in problems)
+
+
+def test_checker_command_fails_over_budget(finished_zip):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_package.py"), str(finished_zip),
+                           "--max-zipped-mb", "0.001"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "over the 0.001 MiB budget" in done.stderr
+    ok = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_package.py"), str(finished_zip)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "package OK" in ok.stdout
+
+
+@pytest.mark.parametrize("tag,fits", [
+    ("py3-none-any", True),
+    ("cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64", True),
+    ("cp311-cp311-manylinux_2_5_x86_64.manylinux1_x86_64", True),
+    ("cp311-abi3-manylinux_2_26_x86_64", True),
+    ("cp311-cp311-manylinux_2_28_x86_64", False),  # glibc 2.28 > Amazon Linux 2's 2.26
+    ("cp311-cp311-manylinux2014_aarch64", False),
+    ("cp312-cp312-manylinux2014_x86_64", False),
+    ("cp311-cp311-musllinux_1_1_x86_64", False),
+    ("cp311-cp311-macosx_11_0_arm64", False),
+])
+def test_wheel_tags_lambda_python_3_11_can_load(tag, fits):
+    assert check_package.wheel_tag_fits(tag) is fits
+
+
+def test_a_source_python_cannot_compile_needs_no_bytecode(tmp_path):
+    path = write_zip(tmp_path / "odd.zip", {**good_files(), "legacy/py2_only.py": "print 'hello'\n"})
+    assert finish_package.finish(str(path), jobs=1)["not_compiled"] == 1
+    assert check_package.inspect(str(path))[1] == []
