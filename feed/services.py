@@ -28,7 +28,7 @@ def _mentioned_users(text: str) -> list[User]:
 
 def _lock_post(post_id) -> Post:
     """Lock the post so a concurrent delete cannot leave notifications about a vanished post."""
-    return Post.objects.select_for_update().select_related("author").get(pk=post_id)
+    return Post.objects.select_for_update().get(pk=post_id)
 
 
 def get_user(username: str) -> User:
@@ -93,14 +93,15 @@ def add_comment(author: User, post_id: int, text: str) -> Comment:
             Kind.MENTION, mention_ids, text=f"{author.name} mentioned you in a comment: “{preview}”",
             dedupe_key=f"mention:comment:{comment.pk}", **refs,
         )
-        earlier = (
+        earlier = list(
             Comment.objects.filter(post=post, pk__lt=comment.pk).exclude(author_id__in=told)
             .order_by().values_list("author_id", flat=True).distinct()
         )
-        notifier.notify(
-            Kind.REPLY, earlier, text=f"{author.name} also commented on {post.author.name}’s post: “{preview}”",
-            dedupe_key=f"reply:{comment.pk}", **refs,
-        )
+        if earlier:  # (only then is the post author's name needed)
+            notifier.notify(
+                Kind.REPLY, earlier, text=f"{author.name} also commented on {post.author.name}’s post: “{preview}”",
+                dedupe_key=f"reply:{comment.pk}", **refs,
+            )
     return comment
 
 
