@@ -532,29 +532,18 @@ class Listener:
                     retry_at, refresh_at = now + delay, None
                     self._status(f"connection lost; reconnecting in {delay:.1f} s")
                 if self._conn is None and now >= retry_at:
-                    try:
-                        self._open(gap=True)
-                        attempt = 0
-                        refresh_at = time.monotonic() + self._refresh_delay()
-                    except ListenError as exc:
-                        if exc.permanent:
-                            raise
-                        delay = max(self._backoff(attempt), exc.retry_after or 0.0)
-                        attempt += 1
-                        retry_at = time.monotonic() + delay
-                        self._status(f"{exc} Retrying in {delay:.1f} s.")
+                    delay = self._try_open(gap=True, attempt=attempt, failed="")
+                    if delay is None:
+                        attempt, refresh_at = 0, time.monotonic() + self._refresh_delay()
+                    else:
+                        attempt, retry_at = attempt + 1, time.monotonic() + delay
                 elif self._conn is not None and refresh_at is not None and now >= refresh_at:
-                    try:
-                        self._open(gap=False)  # make before break
-                        attempt = 0
-                        refresh_at = time.monotonic() + self._refresh_delay()
-                    except ListenError as exc:
-                        if exc.permanent:
-                            raise
-                        delay = max(self._backoff(attempt), exc.retry_after or 0.0)
-                        attempt += 1
-                        refresh_at = time.monotonic() + delay
-                        self._status(f"Refreshing credentials failed: {exc} Retrying in {delay:.1f} s.")
+                    # Make before break: the old connection stays up until the new one is live.
+                    delay = self._try_open(gap=False, attempt=attempt, failed="Refreshing credentials failed: ")
+                    if delay is None:
+                        attempt, refresh_at = 0, time.monotonic() + self._refresh_delay()
+                    else:
+                        attempt, refresh_at = attempt + 1, time.monotonic() + delay
                 wake_at = retry_at if self._conn is None else refresh_at
                 if deadline is not None:
                     wake_at = deadline if wake_at is None else min(wake_at, deadline)
@@ -572,6 +561,19 @@ class Listener:
 
     def _refresh_delay(self) -> float:
         return refresh_delay(self._creds["expires_at"], lead=self.refresh_lead, minimum=self.min_refresh)
+
+    def _try_open(self, *, gap: bool, attempt: int, failed: str) -> float | None:
+        """Open a fresh connection: None when it is live, else the wait before trying again.
+        Errors that retrying cannot fix are raised."""
+        try:
+            self._open(gap=gap)
+            return None
+        except ListenError as exc:
+            if exc.permanent:
+                raise
+            delay = max(self._backoff(attempt), exc.retry_after or 0.0)
+            self._status(f"{failed}{exc} Retrying in {delay:.1f} s.")
+            return delay
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self.backoff_max, self.backoff_start * (2 ** min(attempt, 16)))
