@@ -1,5 +1,8 @@
 """Live notifications in real headless Chromium: MQTT.js over WebSocket to the local emulator."""
 
+import json
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
@@ -158,4 +161,54 @@ def test_credentials_are_refreshed_before_they_expire(live_server, live_push, se
         services.add_comment(bob, post.pk, "after refresh")
         expect(page.locator("#bell-count")).to_have_text("1", timeout=5_000)
         expect(page.locator("#notification-list li.notification")).to_have_count(1)
+        browser.close()
+
+
+def test_the_browser_client_takes_the_aws_shaped_credentials_unchanged(live_server):
+    """With NOTIFIER_BACKEND=aws the client gets a presigned wss:// URL and no MQTT password: it
+    must connect to exactly that URL as that client id and subscribe to the user's topic. (AWS is
+    out of reach here, so the connection itself is recorded rather than made.)"""
+    alice = User.objects.create_user("alice", password=PASSWORD, display_name="Alice")
+    presigned = ("wss://a1b2c3-ats.iot.eu-west-1.amazonaws.com/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                 "&X-Amz-Signature=abc&X-Amz-Security-Token=tok%2Ben")
+    creds = {
+        "backend": "aws", "client_id": f"herald-u{alice.pk}-RANDOMPART", "url": presigned,
+        "username": None, "password": None,
+        "topics": {"notifications": f"herald/dev/users/{alice.pk}/notifications",
+                   "post_comments": "herald/dev/posts/+/comments"},
+        "expires_at": (timezone.now() + timedelta(seconds=900)).isoformat().replace("+00:00", "Z"),
+        "aws": {"access_key_id": "ASIA", "secret_access_key": "s", "session_token": "tok+en",
+                "region": "eu-west-1", "endpoint": "a1b2c3-ats.iot.eu-west-1.amazonaws.com"},
+    }
+    recorder = """
+      window.__connects = [];
+      Object.defineProperty(window, "mqtt", {configurable: true, set(real) {
+        Object.defineProperty(window, "mqtt", {value: {connect(url, opts) {
+          const handlers = {};
+          window.__connects.push({url, clientId: opts.clientId, username: opts.username ?? null,
+                                  password: opts.password ?? null, subscribed: null});
+          const client = {
+            on(event, fn) { (handlers[event] = handlers[event] || []).push(fn); return client; },
+            subscribe(topic, o, cb) { window.__connects.at(-1).subscribed = topic; cb(null, [{topic, qos: 1}]); },
+            end() {}, removeAllListeners() {},
+          };
+          setTimeout(() => (handlers.connect || []).forEach((fn) => fn()), 10);
+          return client;
+        }}});
+      }});
+    """
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_context().new_page()
+        page.add_init_script(recorder)
+        page.route("**/api/notifications/credentials/", lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(creds)))
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.fill("#id_username", "alice")
+        page.fill("#id_password", PASSWORD)
+        page.click("button:has-text('Log in')")
+        wait_live(page)
+        connects = page.evaluate("window.__connects")
+        assert connects == [{"url": presigned, "clientId": creds["client_id"], "username": None,
+                             "password": None, "subscribed": creds["topics"]["notifications"]}]
         browser.close()

@@ -246,7 +246,8 @@
   function scheduleRefresh(expiresAt) {
     clearTimeout(refreshTimer);
     var wait = Date.parse(expiresAt) - Date.now() - REFRESH_BEFORE_EXPIRY_MS;
-    refreshTimer = setTimeout(connect, Math.max(wait, 5 * 1000));
+    // (setTimeout fires at once past 2^31-1 ms; credentials never live that long, but be safe.)
+    refreshTimer = setTimeout(connect, Math.min(Math.max(wait, 5 * 1000), 24 * 3600 * 1000));
   }
 
   // The page may have been restored from the back/forward cache, or woken from sleep.
