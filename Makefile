@@ -12,6 +12,8 @@ help:
 	@echo "make run    - install, migrate, load demo data, serve http://$(HOST):$(PORT)"
 	@echo "make test   - install what the tests need and run the whole suite"
 	@echo "make bench  - push latency vs polling (bench/results/)"
+	@echo "make package      - the Lambda zip from runtime requirements only (dist/)"
+	@echo "make deploy-check - zappa deploy, status, undeploy against a local moto server"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +65,7 @@ bench: install
 	$(BIN)/python bench/push_latency.py --count 1000 --rate 20
 
 clean:
-	rm -rf $(VENV) node_modules staticfiles .pytest_cache
+	rm -rf $(VENV) .venv-lambda dist node_modules staticfiles .pytest_cache
 
 # --- AWS Lambda (Zappa). The package is built from its own virtualenv, .venv-lambda, holding the
 # runtime requirements and Zappa only: Zappa zips that environment's site-packages, so nothing from

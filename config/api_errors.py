@@ -48,6 +48,3 @@ def exception_handler(exc, context):
 def json_404(request, exception=None):
     return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
 
-
-def json_500(request):
-    return JsonResponse({"detail": "Server error. It has been logged."}, status=500)
