@@ -47,14 +47,16 @@ demo: migrate
 	DEBUG=1 $(BIN)/python manage.py seed_demo
 
 # The IoT emulator first (so the demo data's notifications are pushed, not left pending), then
-# the pending-push retrier and the dev server; Ctrl-C stops all of them.
+# the task worker (follower fan-out), the pending-push retrier and the dev server; Ctrl-C stops
+# all of them.
 run: migrate
 	@trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT; \
 	DEBUG=1 $(BIN)/python manage.py runlocaliot & \
 	for _ in $$(seq 100); do (: > /dev/tcp/$${LOCALIOT_HOST:-127.0.0.1}/$${LOCALIOT_HTTP_PORT:-8084}) 2>/dev/null && break; sleep 0.1; done; \
 	DEBUG=1 $(BIN)/python manage.py seed_demo && \
 	echo "Herald at http://$(HOST):$(PORT)/  (demo logins: alice, bob, carol, dave / herald-demo-pass)" && \
-	{ DEBUG=1 $(BIN)/python manage.py deliver_pending --loop 15 & \
+	{ DEBUG=1 $(BIN)/python manage.py db_worker --interval 0.5 & \
+	DEBUG=1 $(BIN)/python manage.py deliver_pending --loop 15 & \
 	DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT); }
 
 test: install browser

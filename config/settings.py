@@ -9,7 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_tasks",
+    "django_tasks_db",
     "notifier",
     "feed",
 ]
@@ -197,8 +199,24 @@ LOCALIOT_HTTP_PORT = env_int("LOCALIOT_HTTP_PORT", 8084, minimum=1, maximum=6553
 for _name in ("LOCALIOT_MQTT_PORT", "LOCALIOT_WS_PORT", "LOCALIOT_HTTP_PORT"):
     if globals()[_name] == 1883:
         raise ImproperlyConfigured(f"{_name} must not be 1883: a system MQTT broker may own that port.")
-# Threads for background work outside Lambda (notifier/background.py); 0 runs it inline.
-BACKGROUND_WORKERS = env_int("BACKGROUND_WORKERS", 2, minimum=0, maximum=32)
+# Background tasks (notifier/taskqueue.py): `database` (manage.py db_worker runs the queue),
+# `immediate` (inline after commit: tests, benchmarks), `lambda` (the database queue, each task
+# run by an asynchronous Lambda invocation; the default on Lambda).
+TASK_BACKEND = env_str("TASK_BACKEND", "lambda" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "database")
+_TASK_BACKENDS = {
+    "database": "django_tasks_db.DatabaseBackend",
+    "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+    "lambda": "notifier.taskqueue.LambdaBackend",
+}
+if TASK_BACKEND not in _TASK_BACKENDS:
+    raise ImproperlyConfigured(f"TASK_BACKEND must be one of {', '.join(_TASK_BACKENDS)}, not {TASK_BACKEND!r}")
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASK_BACKEND]}}
+# A task RUNNING longer than this lost its worker (killed, or Lambda's timeout): run it again.
+TASK_STALE_AFTER = env_int("TASK_STALE_AFTER", 600, minimum=1)
+# A failed task is run again (backing off) until it has run this many times.
+TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
+# Seconds a request's own push may take (connect + read, one attempt); the rest is deliver_pending's.
+PUSH_URGENT_TIMEOUT = env_float("PUSH_URGENT_TIMEOUT", 0.3, minimum=0.02, maximum=10)
 # Dotted path of the class that pushes messages; see notifier/publishers.py.
 NOTIFIER_PUBLISHER = env_str("NOTIFIER_PUBLISHER", "notifier.publishers.IotDataPublisher")
 
@@ -208,5 +226,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "django_tasks": {"level": "WARNING"}},
 }

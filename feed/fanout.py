@@ -1,16 +1,25 @@
-"""Telling every follower about a new post, in chunks, off the request path.
+"""Telling every follower about a new post: durable, chunked, set-based, off the request path.
 
-A post by someone with thousands of followers must not make its POST wait for thousands of rows
-and publishes. The post's request schedules the first chunk after commit; each chunk notifies up
-to CHUNK_SIZE followers (keyset over follow ids) and schedules the next. Retrying a chunk is
-harmless: every notification carries the dedupe key post:<id>, so a follower who already has it
-gets no second row and no second unread.
+create_post enqueues `plan_fanout` in the post's own transaction (on the database queue it exists
+exactly when the post does). The plan computes every chunk's boundaries up front (keyset over
+follow ids: every CHUNK_SIZE-th id, one query) and enqueues one `fan_out_chunk` per range in one
+transaction, so no chunk ever starts another (no recursion, whatever the backend) and chunks can
+run on any worker in any order. A chunk is a few SQL statements (notifier.notify with a queryset
+of follower ids).
+
+Every step may run twice (a worker killed mid-chunk, a retried Lambda invocation, a re-run plan):
+the dedupe key post:<id> gives each follower one notification and one unread, whatever happens.
+A chunk holds the post's row lock while it writes, so a post deleted during its fan-out either
+waits for the chunk (and then withdraws what it wrote) or is gone before it (and the chunk tells
+nobody): no notification outlives its post.
 """
 from django.db import transaction
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 
 import notifier
-from notifier import background
 from notifier.models import Kind
+from notifier.taskqueue import background, enqueue
 
 from .models import Follow, Post
 from .text import excerpt
@@ -19,27 +28,56 @@ CHUNK_SIZE = 500
 
 
 def schedule(post: Post) -> None:
-    """Start the fan-out of `post` once the current transaction commits."""
-    background.later_after_commit(notify_followers, post.pk, 0)
+    """Plan the fan-out of `post` (in the current transaction on a database queue)."""
+    enqueue(plan_fanout, post.pk)
 
 
-def notify_followers(post_id: int, after_follow_id: int = 0) -> int:
-    """Notify one chunk of the author's followers (follow id > after_follow_id), then hand on the
-    next chunk. Returns how many followers this chunk covered."""
-    post = Post.objects.select_related("author").filter(pk=post_id).first()
-    if post is None:  # deleted before its fan-out ran: nothing to tell
+def chunk_bounds(author_id: int, size: int = CHUNK_SIZE) -> list[tuple[int, int]]:
+    """(after_id, upto_id] ranges of follow ids covering the author's followers, `size` each."""
+    follows = Follow.objects.filter(followee_id=author_id)
+    ends = list(
+        follows.annotate(n=Window(RowNumber(), order_by=F("pk").asc()))
+        .annotate(m=F("n") % size)
+        .filter(m=0)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    last = follows.order_by("-pk").values_list("pk", flat=True).first()
+    if last is not None and (not ends or ends[-1] != last):
+        ends.append(last)
+    return list(zip([0, *ends[:-1]], ends))
+
+
+@background
+def plan_fanout(post_id: int) -> int:
+    """Enqueue one chunk task per CHUNK_SIZE followers of the post's author; returns how many."""
+    author_id = Post.objects.filter(pk=post_id).values_list("author_id", flat=True).first()
+    if author_id is None:  # deleted before its fan-out was planned: nothing to tell
         return 0
+    bounds = chunk_bounds(author_id)
     with transaction.atomic():
-        chunk = list(
-            Follow.objects.filter(followee_id=post.author_id, pk__gt=after_follow_id)
-            .order_by("pk").values_list("pk", "follower_id")[:CHUNK_SIZE]
+        for after_id, upto_id in bounds:
+            enqueue(fan_out_chunk, post_id, after_id, upto_id)
+    return len(bounds)
+
+
+@background
+def fan_out_chunk(post_id: int, after_id: int, upto_id: int) -> int:
+    """Notify the author's followers whose follow id is in (after_id, upto_id]; returns how many
+    notifications were stored (0 for a chunk that already ran)."""
+    from .services import lock_post
+
+    with transaction.atomic():
+        post = lock_post(post_id)
+        if post is None:
+            return 0
+        followers = (
+            Follow.objects.filter(followee_id=post.author_id, pk__gt=after_id, pk__lte=upto_id)
+            .exclude(follower_id__in=post.mentions.values("pk"))  # they were told already (mention)
+            .values_list("follower_id", flat=True)
         )
-        mentioned = set(post.mentions.values_list("pk", flat=True))  # they were told already
-        notifier.notify(
-            Kind.NEW_POST, [f for _, f in chunk if f not in mentioned], actor=post.author,
-            url=post.get_absolute_url(), post_ref=post.pk,
+        stored = notifier.notify(
+            Kind.NEW_POST, followers, actor=post.author, url=post.get_absolute_url(), post_ref=post.pk,
             text=f"{post.author.name} posted: “{excerpt(post.text)}”", dedupe_key=f"post:{post.pk}",
         )
-        if len(chunk) == CHUNK_SIZE:
-            background.later_after_commit(notify_followers, post_id, chunk[-1][0])
-    return len(chunk)
+    return len(stored)

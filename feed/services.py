@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models.functions import Lower
 
 import notifier
+from notifier import Notice
 from notifier.models import Kind
 
 from . import fanout
@@ -26,9 +27,23 @@ def _mentioned_users(text: str) -> list[User]:
     return list(User.objects.alias(lname=Lower("username")).filter(lname__in=names, is_active=True))
 
 
-def _lock_post(post_id) -> Post:
-    """Lock the post so a concurrent delete cannot leave notifications about a vanished post."""
-    return Post.objects.select_for_update().get(pk=post_id)
+# Lock order, for every write (see notifier.services): posts (ascending id), then the comment,
+# then notification state rows (ascending user id, taken by notifier in one sweep).
+
+
+def lock_post(post_id, *, for_delete: bool = False) -> Post | None:
+    """Lock the post (None when it does not exist), so a concurrent delete cannot leave
+    notifications about a vanished post. Writers that only add to the post take FOR NO KEY UPDATE,
+    which does not block the foreign-key checks of new comments and likes; a delete takes FOR
+    UPDATE, which waits for them all."""
+    return Post.objects.select_for_update(no_key=not for_delete).select_related("author").filter(pk=post_id).first()
+
+
+def _lock_post(post_id, **kwargs) -> Post:
+    post = lock_post(post_id, **kwargs)
+    if post is None:
+        raise Post.DoesNotExist(f"No post {post_id}.")
+    return post
 
 
 def get_user(username: str) -> User:
@@ -56,7 +71,7 @@ def create_post(author: User, text: str) -> Post:
 
 def delete_post(user: User, post_id: int) -> None:
     with transaction.atomic():
-        post = _lock_post(post_id)
+        post = _lock_post(post_id, for_delete=True)
         if post.author_id != user.pk:
             raise PermissionDenied("You can only delete your own posts.")
         remove_post(post)
@@ -83,30 +98,29 @@ def add_comment(author: User, post_id: int, text: str) -> Comment:
         preview = excerpt(text)
         refs = dict(actor=author, url=url, post_ref=post.pk, comment_ref=comment.pk)
         told = {author.pk, post.author_id}
-        notifier.notify(
-            Kind.COMMENT, [post.author_id], text=f"{author.name} commented on your post: “{preview}”",
-            dedupe_key=f"comment:{comment.pk}", **refs,
-        )
         mention_ids = [u.pk for u in mentioned if u.pk not in told]
         told.update(mention_ids)
-        notifier.notify(
-            Kind.MENTION, mention_ids, text=f"{author.name} mentioned you in a comment: “{preview}”",
-            dedupe_key=f"mention:comment:{comment.pk}", **refs,
-        )
         earlier = list(
             Comment.objects.filter(post=post, pk__lt=comment.pk).exclude(author_id__in=told)
             .order_by().values_list("author_id", flat=True).distinct()
         )
-        if earlier:  # (only then is the post author's name needed)
-            notifier.notify(
-                Kind.REPLY, earlier, text=f"{author.name} also commented on {post.author.name}’s post: “{preview}”",
-                dedupe_key=f"reply:{comment.pk}", **refs,
-            )
+        # One send: every recipient's state is locked in one ascending sweep.
+        notifier.send([
+            Notice(Kind.COMMENT, [post.author_id], text=f"{author.name} commented on your post: “{preview}”",
+                   dedupe_key=f"comment:{comment.pk}", **refs),
+            Notice(Kind.MENTION, mention_ids, text=f"{author.name} mentioned you in a comment: “{preview}”",
+                   dedupe_key=f"mention:comment:{comment.pk}", **refs),
+            Notice(Kind.REPLY, earlier,
+                   text=f"{author.name} also commented on {post.author.name}’s post: “{preview}”",
+                   dedupe_key=f"reply:{comment.pk}", **refs),
+        ])
     return comment
 
 
 def delete_comment(user: User, comment_id: int) -> None:
+    post_id = Comment.objects.values_list("post_id", flat=True).get(pk=comment_id)
     with transaction.atomic():
+        lock_post(post_id)  # the post first, as everywhere (a post delete waits, or we find it gone)
         comment = Comment.objects.select_for_update().get(pk=comment_id)
         if comment.author_id != user.pk:
             raise PermissionDenied("You can only delete your own comments.")
@@ -164,6 +178,10 @@ def unfollow(follower: User, username: str) -> bool:
 def delete_account(user: User) -> None:
     """Delete a user and everything they wrote, withdrawing notifications about it first."""
     with transaction.atomic():
+        # Every post this touches (theirs, and those they commented on), locked in ascending id
+        # before any notification state, like every other write.
+        touched = set(user.posts.values_list("pk", flat=True)) | set(user.comments.values_list("post_id", flat=True))
+        list(Post.objects.select_for_update().filter(pk__in=touched).order_by("pk").values_list("pk", flat=True))
         post_ids = list(user.posts.values_list("pk", flat=True))
         comment_ids = list(user.comments.values_list("pk", flat=True))
         notifier.withdraw(post_refs=post_ids, comment_refs=comment_ids)

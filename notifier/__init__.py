@@ -3,6 +3,26 @@
 The rest of the project talks to this app through one entry point, `notifier.notify(...)` (see
 notifier.services.notify). notifier never imports feed: feed decides who is told what.
 """
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One event to tell some people about (see services.send).
+
+    `recipients` are users, user ids, or a queryset of user ids (`values_list(..., flat=True)`).
+    The actor is never told of their own action; with a `dedupe_key`, a recipient who already has
+    a notification with that key gets no second one (retried fan-out, like → unlike → like).
+    """
+
+    kind: str
+    recipients: object
+    actor: object
+    text: str
+    url: str
+    post_ref: int | None = None
+    comment_ref: int | None = None
+    dedupe_key: str | None = None
 
 
 def notify(kind, recipients, **kwargs):
@@ -10,6 +30,13 @@ def notify(kind, recipients, **kwargs):
     from .services import notify as _notify
 
     return _notify(kind, recipients, **kwargs)
+
+
+def send(notices):
+    """Store several notices in one transaction, locking every recipient once; see services.send."""
+    from .services import send as _send
+
+    return _send(notices)
 
 
 def withdraw(**kwargs):

@@ -1,19 +1,31 @@
 """Pushing stored notifications, and recording what happened to each push.
 
-Pushes run after the transaction commits (a rolled-back comment must not light anyone's bell),
-outside it (a slow broker must not hold database locks). A push that fails stays `pending` with
-the error recorded, for `manage.py deliver_pending` to retry; one that can never succeed is
-marked `failed`.
+Every stored notification comes with a PendingPush row (the outbox), written in the same
+transaction. The push itself runs after the commit (a rolled-back comment must not light anyone's
+bell) and outside it (a slow broker must not hold database locks):
+- succeeded: the PendingPush rows of the batch go, in one DELETE;
+- may pass (broker down, throttled, timed out): they stay, due again after a backoff, for
+  `manage.py deliver_pending` to retry;
+- can never succeed (payload too large, bad topic): they stay with no due time, as the record of
+  the failure;
+- never attempted (the process died between commit and push): the row was written due a minute
+  ahead (IN_FLIGHT_LEASE), so deliver_pending picks it up then.
+
+A push made on behalf of a request is `urgent`: one attempt with a short timeout (see
+publishers), so a wedged broker costs a request at most a few hundred milliseconds; everything
+that fails is left to deliver_pending.
 """
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from . import background, envelope
-from .models import Delivery, Notification
+from . import envelope
+from .models import Notification, NotificationState, PendingPush
+from .oncommit import after_commit
 from .publishers import PublishError, get_publisher
 from .topics import user_topic
 
@@ -24,8 +36,27 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 12
 BASE_DELAY = timedelta(seconds=30)
 MAX_DELAY = timedelta(hours=1)
-# A row this old that was never attempted lost its after-commit push (process died): retry it.
-ORPHAN_AFTER = timedelta(minutes=1)
+# A new row is due this long after its commit: the in-process push goes first, and one lost with
+# its process (killed between commit and push) is retried by deliver_pending after that.
+IN_FLIGHT_LEASE = timedelta(minutes=1)
+# How long a claimed batch belongs to the deliver_pending run that claimed it.
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What one push needs, built from memory right after a write (no query between the commit
+    and the publish) or loaded back by deliver() for a retry."""
+
+    pk: int
+    recipient_id: int
+    seq: int
+    kind: str
+    actor: object
+    text: str
+    url: str
+    created_at: datetime
+    unread_count: int
 
 
 def backoff(attempts: int) -> timedelta:
@@ -33,29 +64,39 @@ def backoff(attempts: int) -> timedelta:
     return min(MAX_DELAY, BASE_DELAY * (2 ** max(attempts - 1, 0)))
 
 
-def deliver_on_commit(notifications: list[Notification]) -> None:
-    """Push just-created notifications once the transaction commits.
+def deliver_on_commit(items: list[Outgoing], *, urgent: bool = True) -> None:
+    """Push just-stored notifications once the transaction commits.
 
-    The rows are pushed from memory (with the unread count notify() computed under lock): no query
-    stands between the commit and the publish.
+    Urgent unless called from background work (a fan-out task pushes with the patient client).
     """
-    if notifications:
-        background.after_commit(push, notifications)
+    if items:
+        after_commit(push, items, urgent and not _in_background())
+
+
+def _in_background() -> bool:
+    from .taskqueue import in_task
+
+    return in_task()
 
 
 def deliver(notification_ids: list[int]) -> dict[str, int]:
-    """Publish those of these notifications that are still pending; see push()."""
-    pending = (
-        Notification.objects.filter(pk__in=notification_ids, delivery=Delivery.PENDING)
-        .select_related("actor", "recipient__notification_state")
+    """Publish those of these notifications whose push is still owed; see push()."""
+    unread = NotificationState.objects.filter(pk=OuterRef("recipient_id")).values("unread_count")[:1]
+    rows = (
+        Notification.objects.filter(pk__in=notification_ids, pending_push__due_at__isnull=False)
+        .select_related("actor")
+        .annotate(unread_now=Subquery(unread))
         .order_by("pk")
     )
-    for notification in pending:
-        notification.unread_count_after = notification.recipient.notification_state.unread_count
-    return push(list(pending))
+    items = [
+        Outgoing(pk=n.pk, recipient_id=n.recipient_id, seq=n.seq, kind=n.kind, actor=n.actor, text=n.text,
+                 url=n.url, created_at=n.created_at, unread_count=n.unread_now or 0)
+        for n in rows
+    ]
+    return push(items, urgent=False)
 
 
-def push(notifications: list[Notification]) -> dict[str, int]:
+def push(items: list[Outgoing], urgent: bool = False) -> dict[str, int]:
     """Publish each notification to its recipient's topic and record each outcome.
 
     When a push fails in a way that may pass (broker down, throttled), the rest of the batch is not
@@ -67,57 +108,52 @@ def push(notifications: list[Notification]) -> dict[str, int]:
         publisher = get_publisher()
     except PublishError as exc:  # e.g. the data endpoint could not be discovered: try later
         log.warning("no publisher: %s", exc)
-        _record([], {n.pk: str(exc)[:300] for n in notifications}, {})
-        return {"delivered": 0, "pending": len(notifications), "failed": 0}
-    for notification in notifications:
+        _record([], {n.pk: str(exc)[:300] for n in items}, {})
+        return {"delivered": 0, "pending": len(items), "failed": 0}
+    for item in items:
         if retry:
-            retry[notification.pk] = "not attempted: an earlier push in the batch failed"
+            retry[item.pk] = "not attempted: an earlier push in the batch failed"
             continue
-        message = envelope.notification_message(notification, unread_count=notification.unread_count_after)
+        message = envelope.notification_message(item, unread_count=item.unread_count)
         try:
-            publisher.publish(user_topic(notification.recipient_id), envelope.encode(message))
+            publisher.publish(user_topic(item.recipient_id), envelope.encode(message), urgent=urgent)
         except PublishError as exc:
-            (failed if exc.permanent else retry)[notification.pk] = str(exc)[:300]
-            log.warning("push of notification %s failed (%s): %s", notification.pk,
+            (failed if exc.permanent else retry)[item.pk] = str(exc)[:300]
+            log.warning("push of notification %s failed (%s): %s", item.pk,
                         "permanent" if exc.permanent else "will retry", exc)
         else:
-            delivered.append(notification.pk)
+            delivered.append(item.pk)
     _record(delivered, retry, failed)
     return {"delivered": len(delivered), "pending": len(retry), "failed": len(failed)}
 
 
 def _record(delivered: list[int], retry: dict[int, str], failed: dict[int, str]) -> None:
     now = timezone.now()
-    attempted = dict(attempts=F("attempts") + 1, last_attempt_at=now)
     if delivered:
-        Notification.objects.filter(pk__in=delivered).update(
-            delivery=Delivery.DELIVERED, last_error="", next_attempt_at=None, **attempted
-        )
-    for pk, error in failed.items():
-        Notification.objects.filter(pk=pk).update(
-            delivery=Delivery.FAILED, last_error=error, next_attempt_at=None, **attempted
-        )
+        PendingPush.objects.filter(pk__in=delivered).delete()
+    attempted = dict(attempts=F("attempts") + 1, last_attempt_at=now)
+    for error in set(failed.values()):
+        pks = [pk for pk, e in failed.items() if e == error]
+        PendingPush.objects.filter(pk__in=pks).update(due_at=None, last_error=error, **attempted)
+    if not retry:
+        return
     # Rows that will be retried: grouped by attempt count, since the backoff depends on it.
     by_attempts: dict[tuple[int, str], list[int]] = {}
-    for pk, attempts in Notification.objects.filter(pk__in=list(retry)).values_list("pk", "attempts"):
+    for pk, attempts in PendingPush.objects.filter(pk__in=list(retry)).values_list("pk", "attempts"):
         by_attempts.setdefault((attempts + 1, retry[pk]), []).append(pk)
     for (attempts, error), pks in by_attempts.items():
         gave_up = attempts >= MAX_ATTEMPTS
-        Notification.objects.filter(pk__in=pks).update(
-            delivery=Delivery.FAILED if gave_up else Delivery.PENDING,
+        PendingPush.objects.filter(pk__in=pks).update(
             last_error=(f"gave up after {attempts} attempts: " if gave_up else "") + error,
-            next_attempt_at=None if gave_up else now + backoff(attempts),
+            due_at=None if gave_up else now + backoff(attempts),
             **attempted,
         )
 
 
 def due_for_retry(now=None):
-    """Pending notifications whose next attempt is due, oldest first."""
+    """Owed pushes whose next attempt is due, oldest first."""
     now = now or timezone.now()
-    return Notification.objects.filter(
-        Q(attempts__gt=0, next_attempt_at__lte=now) | Q(attempts=0, created_at__lte=now - ORPHAN_AFTER),
-        delivery=Delivery.PENDING,
-    ).order_by("pk")
+    return PendingPush.objects.filter(due_at__lte=now).order_by("due_at")
 
 
 def claim_due(limit: int) -> list[int]:
@@ -126,19 +162,19 @@ def claim_due(limit: int) -> list[int]:
     rows twice. On PostgreSQL rows locked by the other run are skipped."""
     with transaction.atomic():
         ids = list(due_for_retry().select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
-        Notification.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
+        PendingPush.objects.filter(pk__in=ids).update(due_at=timezone.now() + CLAIM_LEASE)
     return ids
 
 
 def publish_read_on_commit(user_id: int, *, last_seq: int, unread_count: int, ids: list[int] | None) -> None:
     """After commit, tell the user's open tabs that notifications were read (best effort)."""
     message = envelope.read_message(last_seq=last_seq, unread_count=unread_count, ids=ids)
-    background.after_commit(_publish_best_effort, user_id, message)
+    after_commit(_publish_best_effort, user_id, message)
 
 
 def _publish_best_effort(user_id: int, message: dict) -> None:
     # Not stored and not retried: a tab that misses it corrects its badge from the API on reconnect.
     try:
-        get_publisher().publish(user_topic(user_id), envelope.encode(message))
+        get_publisher().publish(user_topic(user_id), envelope.encode(message), urgent=True)
     except PublishError as exc:
         log.info("read-state push to user %s failed: %s", user_id, exc)

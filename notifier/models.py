@@ -1,16 +1,27 @@
-"""Stored notifications and each user's notification state.
+"""Stored notifications, each user's notification state, and the pushes still owed.
 
-The state row is the single source of truth for the bell: `unread_count` is kept exact by every
-write in notifier.services (in the same transaction as the notification rows), so reading it is
-one primary-key lookup, never a COUNT(*). `last_seq` numbers a user's notifications so a client
-that reconnects can ask for exactly what it missed (`?after_seq=N`).
+The state row is the single source of truth for the bell. Every write in notifier.services changes
+it in the same transaction as the notification rows, under its row lock, so:
+- `unread_count` is exact, and reading it is one primary-key lookup, never a COUNT(*);
+- `last_seq` numbers a user's notifications, so a client that reconnects can ask for exactly what
+  it missed (`?after_seq=N`);
+- `read_seq` is a read watermark: every notification with `seq <= read_seq` is read. "Mark all
+  read" moves the watermark, one row, whatever the backlog; only notifications read one by one
+  above it carry their own `read_at`. A notification is unread when `seq > read_seq` and
+  `read_at` is null.
 
 Notifications name what they are about by plain ids (post_ref, comment_ref), not generic foreign
 keys and not foreign keys into the feed app: notifier does not depend on feed. The app that owns
 those objects withdraws the notifications when it deletes them (services.withdraw).
+
+Index diet: every index on Notification serves a query that can be named (see Meta), and no
+column that a routine UPDATE changes (`read_at`) is indexed, so those updates stay HOT on
+PostgreSQL. Delivery bookkeeping lives in its own narrow table, PendingPush, so a successful push
+deletes one small row instead of rewriting a wide one with all its index entries.
 """
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Kind(models.TextChoices):
@@ -22,22 +33,19 @@ class Kind(models.TextChoices):
     NEW_POST = "new_post", "New post"
 
 
-class Delivery(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
-
-
 class NotificationState(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="notification_state"
     )
     last_seq = models.PositiveBigIntegerField(default=0)
     unread_count = models.PositiveIntegerField(default=0)
+    # Everything with seq <= read_seq is read ("mark all read" in O(1)).
+    read_seq = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=models.Q(unread_count__gte=0), name="state_unread_not_negative"),
+            models.CheckConstraint(condition=models.Q(read_seq__lte=models.F("last_seq")), name="state_read_seq_le_last"),
         ]
 
     def __str__(self):
@@ -46,55 +54,72 @@ class NotificationState(models.Model):
 
 class NotificationQuerySet(models.QuerySet):
     def for_user(self, user):
-        return self.filter(recipient=user)
+        """The user's notifications, each annotated `read` from the watermark and its own mark.
+
+        The watermark is read in the same statement (a scalar subquery on the state's primary key).
+        """
+        uid = getattr(user, "pk", user)
+        return self.filter(recipient_id=uid).annotate(
+            read=models.ExpressionWrapper(
+                models.Q(read_at__isnull=False) | models.Q(seq__lte=_read_seq_of(uid)),
+                output_field=models.BooleanField(),
+            )
+        )
 
     def unread(self):
-        return self.filter(read_at__isnull=True)
+        """Unread: above the recipient's read watermark and not read one by one. For use after
+        for_user() or with a recipient filter (the watermark is looked up per recipient)."""
+        return self.filter(read_at__isnull=True, seq__gt=_read_seq_of(models.OuterRef("recipient_id")))
+
+
+def _read_seq_of(user_id):
+    from django.db.models.functions import Coalesce
+
+    return Coalesce(
+        models.Subquery(NotificationState.objects.filter(pk=user_id).values("read_seq")[:1]),
+        0,
+        output_field=models.PositiveBigIntegerField(),
+    )
 
 
 class Notification(models.Model):
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    # No index of its own: the (recipient, seq) unique index leads with it.
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications", db_index=False
+    )
     # SET_NULL, not CASCADE: deleting an actor's account must not silently change other users'
-    # unread counts; the notification stays and shows "someone".
+    # unread counts; the notification stays and shows "someone". (Its index serves that UPDATE.)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     seq = models.PositiveBigIntegerField()
-    post_ref = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
-    comment_ref = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    post_ref = models.PositiveBigIntegerField(null=True, blank=True)
+    comment_ref = models.PositiveBigIntegerField(null=True, blank=True)
     # Same event delivered twice (a retried fan-out chunk, like/unlike/like) stores one row.
     dedupe_key = models.CharField(max_length=100, null=True, blank=True)
     text = models.CharField(max_length=300)
     url = models.CharField(max_length=200)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set only when this notification is read by itself above the read watermark (not indexed).
     read_at = models.DateTimeField(null=True, blank=True)
-
-    delivery = models.CharField(max_length=10, choices=Delivery.choices, default=Delivery.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    last_error = models.CharField(max_length=300, blank=True)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    # When deliver_pending may try a pending push again (exponential backoff; see delivery.py).
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     objects = NotificationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-seq"]
         constraints = [
+            # The list (newest first), ?unread=true (seq above the watermark) and ?after_seq=N.
             models.UniqueConstraint(fields=["recipient", "seq"], name="notification_seq_unique"),
+            # A retried event finds the row it already stored.
             models.UniqueConstraint(fields=["recipient", "dedupe_key"], name="notification_dedupe_unique"),
         ]
         indexes = [
+            # withdraw(post_refs=…) when a post is deleted, and fan-out-vs-delete checks.
+            models.Index(fields=["post_ref"], condition=models.Q(post_ref__isnull=False), name="notification_post_ref_idx"),
+            # withdraw(comment_refs=…) when a comment is deleted.
             models.Index(
-                fields=["recipient", "-seq"],
-                condition=models.Q(read_at__isnull=True),
-                name="notification_unread_idx",
-            ),
-            models.Index(
-                fields=["next_attempt_at"],
-                condition=models.Q(delivery="pending"),
-                name="notification_pending_idx",
+                fields=["comment_ref"], condition=models.Q(comment_ref__isnull=False), name="notification_comment_ref_idx"
             ),
         ]
 
@@ -103,4 +128,38 @@ class Notification(models.Model):
 
     @property
     def is_read(self) -> bool:
-        return self.read_at is not None
+        """From for_user()'s annotation; without it only the row's own mark is known."""
+        return bool(getattr(self, "read", self.read_at is not None))
+
+
+class PendingPush(models.Model):
+    """A push that is owed: the outbox row for one notification, written in the same transaction.
+
+    It exists from the moment the notification is stored until the push succeeds (then it is
+    deleted) or can never succeed (then it stays with `due_at` null, as a record of the failure).
+    `due_at` is when deliver_pending may try it: right after the commit it is a lease a minute
+    ahead, so the in-process push goes first and a push lost with its process is retried.
+    """
+
+    notification = models.OneToOneField(
+        Notification, on_delete=models.DO_NOTHING, primary_key=True, related_name="pending_push"
+    )
+    # So that deleting an account takes its owed pushes with its notifications (the cascade).
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    due_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [
+            # deliver_pending: what is due, oldest first. Given-up rows (null) are not in it.
+            models.Index(fields=["due_at"], condition=models.Q(due_at__isnull=False), name="pendingpush_due_idx"),
+        ]
+
+    def __str__(self):
+        return f"push of notification {self.notification_id} ({self.state})"
+
+    @property
+    def state(self) -> str:
+        return "failed" if self.due_at is None else "pending"

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import threading
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -29,9 +30,14 @@ class PublishError(Exception):
 
 
 class Publisher:
-    """Base class: subclasses implement publish() and raise PublishError on failure."""
+    """Base class: subclasses implement publish() and raise PublishError on failure.
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+    `urgent` marks a publish made on behalf of a request: one attempt within a short time budget
+    (settings.PUSH_URGENT_TIMEOUT), because a request must not wait on a slow broker; whatever
+    fails is retried later by deliver_pending. Background work publishes patiently.
+    """
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, urgent: bool = False) -> None:
         raise NotImplementedError
 
 
@@ -42,18 +48,42 @@ def local_credentials() -> tuple[str, str]:
 
 
 class IotDataPublisher(Publisher):
-    """boto3 iot-data Publish with one client per process and botocore's standard retry mode."""
+    """boto3 iot-data Publish with two clients per process, created on first use:
+    - patient (background work, deliver_pending): botocore's standard retry mode, 2 s to connect,
+      5 s to read;
+    - urgent (after a request's commit): one attempt, the connect and read timeouts splitting
+      PUSH_URGENT_TIMEOUT (300 ms by default), so the request's latency does not depend on the
+      broker's health.
+    """
 
     def __init__(self):
+        self._clients = {}
+        self._lock = threading.Lock()  # boto3's default session is not safe to build clients from concurrently
+
+    def _client(self, urgent: bool):
+        client = self._clients.get(urgent)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(urgent) or self._make_client(urgent)
+                self._clients[urgent] = client
+        return client
+
+    @property
+    def client(self):
+        """The patient client (its endpoint and config are what operators and tests inspect)."""
+        return self._client(False)
+
+    def _make_client(self, urgent: bool):
         import boto3
         from botocore.config import Config
 
-        config = Config(
-            retries={"mode": "standard", "max_attempts": 3},
-            connect_timeout=2,
-            read_timeout=5,
-            tcp_keepalive=True,
-        )
+        if urgent:
+            half = settings.PUSH_URGENT_TIMEOUT / 2
+            config = Config(retries={"total_max_attempts": 1}, connect_timeout=half, read_timeout=half,
+                            tcp_keepalive=True)
+        else:
+            config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5,
+                            tcp_keepalive=True)
         kwargs = {"region_name": settings.AWS_REGION, "config": config}
         if settings.NOTIFIER_BACKEND == "local":
             key_id, secret = local_credentials()
@@ -71,13 +101,14 @@ class IotDataPublisher(Publisher):
                 kwargs["endpoint_url"] = f"https://{data_endpoint()}"
             except (BotoCoreError, ClientError) as exc:
                 raise PublishError(f"IoT data endpoint unknown: {exc}") from exc
-        self.client = boto3.client("iot-data", **kwargs)
+        return boto3.client("iot-data", **kwargs)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, urgent: bool = False) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        client = self._client(urgent)
         try:
-            self.client.publish(topic=topic, qos=qos, payload=payload)
+            client.publish(topic=topic, qos=qos, payload=payload)
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = exc.response.get("Error", {}).get("Message") or str(exc)

@@ -1,18 +1,24 @@
 """Writes to notifications and to the per-user state, always together, always in one transaction.
 
-Locking order is the same everywhere: the recipients' NotificationState rows first (ascending
-user id), then notification rows. That keeps the unread count exact under concurrency and rules
-out deadlocks between a fan-out and a "mark all read".
+One lock order everywhere: whatever the caller locked first (the feed locks the post or comment a
+write is about), then every NotificationState row the transaction will touch, once, in ascending
+user id, then notification rows. send() takes all the recipients of all its notices before it
+writes any of them, so "comment" + "mention" + "reply" from one comment lock in one ascending
+sweep, never three interleaved ones. That keeps counts exact under concurrency and leaves no cycle
+for a deadlock between comments, fan-out chunks, deletes and "mark all read".
+
+The writes are set-based: per chunk of recipients, one UPDATE of their state rows and one
+INSERT … SELECT of their notifications straight from those rows (no model object per recipient),
+plus one INSERT … SELECT of the owed pushes.
 """
 from collections.abc import Iterable
-
-from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db import connection, transaction
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import delivery
-from .models import Kind, Notification, NotificationState
+from . import Notice, delivery
+from .models import Kind, Notification, NotificationState, PendingPush
 
 # Recipients handled per statement: keeps IN lists well under database parameter limits.
 CHUNK_SIZE = 500
@@ -27,87 +33,122 @@ def _chunks(items: list, size: int = CHUNK_SIZE):
         yield items[start : start + size]
 
 
-def _lock_states(user_ids: list[int], dedupe_key: str | None = None) -> dict[int, NotificationState]:
-    """Lock (creating where missing) the state rows of these users, in ascending id order.
+def notify(kind: str, recipients: Iterable, **fields) -> list[delivery.Outgoing]:
+    """Store a `kind` notification for each recipient and push each after commit; see send()."""
+    return send([Notice(kind, recipients, **fields)])
 
-    With a dedupe_key, each state also says (`has_key`) whether that user already has a
-    notification with the key: the same query, so a retried event costs nothing extra.
+
+def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
+    """Store every notice for its recipients in one transaction and push them after commit.
+
+    Notices are applied in order, so when one person is in two of them their seqs follow that
+    order. Returns what will be pushed (one item per stored notification).
     """
-    locked = NotificationState.objects.select_for_update().order_by("user_id")
-    if dedupe_key:
-        locked = locked.annotate(
-            has_key=Exists(Notification.objects.filter(recipient_id=OuterRef("user_id"), dedupe_key=dedupe_key))
-        )
-    states = {s.user_id: s for s in locked.filter(user_id__in=user_ids)}
-    missing = [uid for uid in user_ids if uid not in states]
-    if missing:
-        NotificationState.objects.bulk_create(
-            [NotificationState(user_id=uid) for uid in missing], ignore_conflicts=True
-        )
-        states.update({s.user_id: s for s in locked.filter(user_id__in=missing)})
-    return states
-
-
-def notify(
-    kind: str,
-    recipients: Iterable,
-    *,
-    actor,
-    text: str,
-    url: str,
-    post_ref: int | None = None,
-    comment_ref: int | None = None,
-    dedupe_key: str | None = None,
-) -> list[Notification]:
-    """Store a `kind` notification for each recipient (users or ids) and push each after commit.
-
-    - The actor is never notified of their own action, and each recipient gets one row.
-    - With a `dedupe_key`, a recipient who already has a notification with that key gets no second
-      one (retried fan-out, like → unlike → like).
-    - Rows are bulk-inserted, and each recipient's seq and unread count move in the same
-      transaction, so the bell never disagrees with the list.
-    """
-    if kind not in Kind.values:
-        raise ValueError(f"unknown notification kind {kind!r}")
-    actor_id = _user_id(actor) if actor is not None else None
-    user_ids = sorted({_user_id(r) for r in recipients} - {actor_id})
-    created: list[Notification] = []
-    if not user_ids:
-        return created
-    fields = dict(
-        actor=actor, kind=kind, text=text[:300], url=url, post_ref=post_ref,
-        comment_ref=comment_ref, dedupe_key=dedupe_key,
-    )
+    planned = []
+    for notice in notices:
+        if notice.kind not in Kind.values:
+            raise ValueError(f"unknown notification kind {notice.kind!r}")
+        actor_id = _user_id(notice.actor) if notice.actor is not None else None
+        recipients = notice.recipients
+        if isinstance(recipients, QuerySet):
+            ids = set(recipients)
+        else:
+            ids = {_user_id(r) for r in recipients}
+        ids.discard(actor_id)
+        if ids:
+            planned.append((notice, actor_id, sorted(ids)))
+    if not planned:
+        return []
+    everyone = sorted({uid for _, _, ids in planned for uid in ids})
     # No savepoint: a failure here must undo the caller's write too (it is the same event).
     with transaction.atomic(savepoint=False):
-        for chunk in _chunks(user_ids):
-            created += _notify_chunk(chunk, fields)
-        delivery.deliver_on_commit(created)
-    return created
+        unread = _lock_states(everyone)
+        now = timezone.now()
+        out: list[delivery.Outgoing] = []
+        for notice, actor_id, ids in planned:
+            if notice.dedupe_key:
+                ids = _without_key(ids, notice.dedupe_key)
+            for part in _chunks(ids):
+                out += _store(notice, actor_id, part, now, unread)
+        delivery.deliver_on_commit(out)
+    return out
 
 
-def _notify_chunk(user_ids: list[int], fields: dict) -> list[Notification]:
-    states = _lock_states(user_ids, fields["dedupe_key"])
-    user_ids = [uid for uid in user_ids if not getattr(states[uid], "has_key", False)]
-    if not user_ids:
-        return []
+def _lock_states(user_ids: list[int]) -> dict[int, int]:
+    """Lock (creating where missing) the state rows of these ascending user ids; returns each
+    one's unread count as locked."""
+    locked = NotificationState.objects.select_for_update().order_by("user_id")
+    unread: dict[int, int] = {}
+    for part in _chunks(user_ids):
+        found = dict(locked.filter(user_id__in=part).values_list("user_id", "unread_count"))
+        missing = [uid for uid in part if uid not in found]
+        if missing:
+            NotificationState.objects.bulk_create(
+                [NotificationState(user_id=uid) for uid in missing], ignore_conflicts=True
+            )
+            found.update(locked.filter(user_id__in=missing).values_list("user_id", "unread_count"))
+        unread.update(found)
+    return unread
+
+
+def _without_key(user_ids: list[int], dedupe_key: str) -> list[int]:
+    have = set()
+    for part in _chunks(user_ids):
+        have.update(
+            Notification.objects.filter(recipient_id__in=part, dedupe_key=dedupe_key).values_list("recipient_id", flat=True)
+        )
+    return [uid for uid in user_ids if uid not in have]
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _store(notice: Notice, actor_id, user_ids: list[int], now, unread: dict[int, int]) -> list[delivery.Outgoing]:
+    """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
+    bump their seq and unread count, insert their notifications numbered by the new seq, and
+    insert the pushes owed for them."""
     NotificationState.objects.filter(user_id__in=user_ids).update(
         last_seq=F("last_seq") + 1, unread_count=F("unread_count") + 1
     )
-    rows = []
-    for uid in user_ids:
-        row = Notification(recipient_id=uid, seq=states[uid].last_seq + 1, **fields)
-        # The recipient's exact unread count including this row, for the push envelope.
-        row.unread_count_after = states[uid].unread_count + 1
-        rows.append(row)
-    return Notification.objects.bulk_create(rows)
+    placeholders = ", ".join(["%s"] * len(user_ids))
+    created = connection.ops.adapt_datetimefield_value(now)
+    due = connection.ops.adapt_datetimefield_value(now + delivery.IN_FLIGHT_LEASE)
+    state, notification, push = _table(NotificationState), _table(Notification), _table(PendingPush)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {notification} (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,"
+            f" text, url, created_at, read_at)"
+            f" SELECT s.user_id, %s, %s, s.last_seq, %s, %s, %s, %s, %s, %s, NULL FROM {state} s"
+            f" WHERE s.user_id IN ({placeholders}) RETURNING id, recipient_id, seq",
+            [actor_id, notice.kind, notice.post_ref, notice.comment_ref, notice.dedupe_key,
+             notice.text[:300], notice.url, created, *user_ids],
+        )
+        rows = cursor.fetchall()
+        cursor.execute(
+            f"INSERT INTO {push} (notification_id, recipient_id, attempts, due_at, last_error)"
+            f" SELECT n.id, n.recipient_id, 0, %s, '' FROM {notification} n JOIN {state} s"
+            f" ON s.user_id = n.recipient_id AND n.seq = s.last_seq WHERE s.user_id IN ({placeholders})",
+            [due, *user_ids],
+        )
+    out = []
+    for pk, uid, seq in rows:
+        unread[uid] += 1
+        out.append(delivery.Outgoing(
+            pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=notice.text[:300],
+            url=notice.url, created_at=now, unread_count=unread[uid],
+        ))
+    return out
 
 
 def _unread_in(condition: Q):
-    """Per-recipient count of unread notifications matching condition, as a correlated subquery."""
+    """Per-recipient count of unread notifications matching condition, as a correlated subquery
+    on NotificationState (unread: above that state's read watermark and not read by itself)."""
     return Coalesce(
         Subquery(
-            Notification.objects.filter(condition, recipient_id=OuterRef("user_id"), read_at__isnull=True)
+            Notification.objects.filter(
+                condition, recipient_id=OuterRef("user_id"), read_at__isnull=True, seq__gt=OuterRef("read_seq")
+            )
             .order_by()
             .values("recipient_id")
             .annotate(n=Count("id"))
@@ -118,9 +159,9 @@ def _unread_in(condition: Q):
 
 
 def _uncount(condition: Q) -> list[int]:
-    """Lock the state rows of everyone with a notification matching condition, and take the
-    unread ones among those out of their unread counts (the caller deletes or reads them next,
-    in the same transaction). Returns the user ids."""
+    """Lock the state rows of everyone with a notification matching condition (ascending id),
+    and take the unread ones among those out of their unread counts (the caller deletes or reads
+    them next, in the same transaction). Returns the user ids."""
     recipients = Notification.objects.filter(condition).order_by().values("recipient_id").distinct()
     user_ids = list(
         NotificationState.objects.select_for_update()
@@ -138,14 +179,15 @@ def _uncount(condition: Q) -> list[int]:
 def withdraw(*, post_refs: Iterable[int] = (), comment_refs: Iterable[int] = ()) -> int:
     """Delete the notifications about these posts/comments (they are being deleted).
 
-    Called by the owner of those objects inside its delete transaction, so nobody is left with a
-    link to something that no longer exists, and unread counts drop by exactly what was removed.
-    Returns the number of notifications removed.
+    Called by the owner of those objects inside its delete transaction, after it has locked them,
+    so nobody is left with a link to something that no longer exists, and unread counts drop by
+    exactly what was removed. Returns the number of notifications removed.
     """
     condition = Q(post_ref__in=list(post_refs)) | Q(comment_ref__in=list(comment_refs))
     with transaction.atomic():
         if not _uncount(condition):
             return 0
+        PendingPush.objects.filter(notification__in=Notification.objects.filter(condition).values("pk")).delete()
         deleted, _ = Notification.objects.filter(condition).delete()
     return deleted
 
@@ -158,34 +200,36 @@ def mark_read(user, notification_id: int) -> int:
     """
     uid = _user_id(user)
     with transaction.atomic():
-        state = _lock_states([uid])[uid]
-        changed = Notification.objects.filter(pk=notification_id, recipient_id=uid, read_at__isnull=True).update(
-            read_at=timezone.now()
-        )
+        _lock_states([uid])
+        state = NotificationState.objects.get(pk=uid)
+        changed = Notification.objects.filter(
+            pk=notification_id, recipient_id=uid, read_at__isnull=True, seq__gt=state.read_seq
+        ).update(read_at=timezone.now())
         if not changed:
             if not Notification.objects.filter(pk=notification_id, recipient_id=uid).exists():
                 raise Notification.DoesNotExist(notification_id)
             return state.unread_count
-        NotificationState.objects.filter(pk=uid).update(unread_count=F("unread_count") - 1)
         unread = state.unread_count - 1
+        NotificationState.objects.filter(pk=uid).update(unread_count=unread)
         delivery.publish_read_on_commit(uid, last_seq=state.last_seq, unread_count=unread, ids=[notification_id])
     return unread
 
 
 def mark_all_read(user) -> int:
-    """Mark all of the user's notifications read with one UPDATE; returns how many changed."""
+    """Mark all of the user's notifications read by moving the read watermark: one row, whatever
+    the backlog. Returns how many were unread."""
     uid = _user_id(user)
     with transaction.atomic():
-        state = _lock_states([uid])[uid]
-        changed = Notification.objects.filter(recipient_id=uid, read_at__isnull=True).update(read_at=timezone.now())
-        NotificationState.objects.filter(pk=uid).update(unread_count=0)
+        _lock_states([uid])
+        state = NotificationState.objects.get(pk=uid)
+        NotificationState.objects.filter(pk=uid).update(read_seq=state.last_seq, unread_count=0)
         delivery.publish_read_on_commit(uid, last_seq=state.last_seq, unread_count=0, ids=None)
-    return changed
+    return state.unread_count
 
 
 def mark_read_where(condition: Q) -> int:
-    """Mark every notification matching condition read, whoever it belongs to (admin action)."""
-    condition &= Q(read_at__isnull=True)
+    """Mark every unread notification matching condition read, whoever it belongs to (admin)."""
+    condition = Q(pk__in=Notification.objects.filter(condition).unread().values("pk"))
     with transaction.atomic():
         user_ids = _uncount(condition)
         if not user_ids:

@@ -18,11 +18,16 @@ def memory_publisher(settings):
     return publisher
 
 
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+
 @pytest.fixture(autouse=True)
 def _inline_background_work(settings):
-    # Background jobs (follower fan-out) run inline, after commit, in the test's thread: a test
-    # sees their effect when it runs on_commit callbacks. test_fanout.py covers the thread pool.
-    settings.BACKGROUND_WORKERS = 0
+    # Background tasks (follower fan-out) run inline, after commit, in the test's thread: a test
+    # sees their effect when it runs on_commit callbacks. Tests of the database queue and its
+    # worker set DATABASE_TASKS themselves.
+    settings.TASKS = IMMEDIATE_TASKS
 
 
 @pytest.fixture(autouse=True)

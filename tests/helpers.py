@@ -9,10 +9,33 @@ def state_of(user) -> NotificationState:
 def assert_count_exact(*users):
     """The stored unread count equals what COUNT(*) says (the invariant every write must keep)."""
     for user in users:
-        actual = Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+        actual = Notification.objects.for_user(user).unread().count()
         stored = NotificationState.objects.filter(pk=user.pk).values_list("unread_count", flat=True).first() or 0
         assert stored == actual, f"{user}: stored unread_count {stored} != {actual} unread rows"
 
 
 def kinds_of(user) -> list[str]:
     return list(Notification.objects.filter(recipient=user).order_by("seq").values_list("kind", flat=True))
+
+
+def push_of(notification) -> tuple:
+    """(state, attempts, last_error) of a notification's push; a delivered one owes nothing."""
+    from notifier.models import PendingPush
+
+    owed = PendingPush.objects.filter(pk=getattr(notification, "pk", notification)).first()
+    if owed is None:
+        return ("delivered", None, "")
+    return (owed.state, owed.attempts, owed.last_error)
+
+
+def make_due(notification) -> None:
+    """Bring a pending push's next attempt forward to now."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from notifier.models import PendingPush
+
+    PendingPush.objects.filter(pk=getattr(notification, "pk", notification)).update(
+        due_at=timezone.now() - timedelta(seconds=1)
+    )

@@ -11,7 +11,7 @@ from playwright.sync_api import expect, sync_playwright
 from feed import services
 from feed.models import User
 from notifier.localiot.server import LocalIoT
-from notifier.models import Notification
+from notifier.models import Notification, PendingPush
 from notifier.publishers import local_credentials
 
 from .browser import launch
@@ -123,7 +123,7 @@ def test_after_a_drop_the_client_reconnects_and_catches_up_without_duplicates(li
             expect(page.locator("#live-state")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
             services.add_comment(bob, post.pk, "while away 1")
             services.add_comment(bob, post.pk, "while away 2")
-            assert Notification.objects.filter(delivery="pending").count() == 2
+            assert PendingPush.objects.filter(due_at__isnull=False).count() == 2
             running = start()
             wait_live(page)
 
@@ -133,9 +133,9 @@ def test_after_a_drop_the_client_reconnects_and_catches_up_without_duplicates(li
             expect(items.nth(2)).to_contain_text("while online")
             expect(page.locator("#bell-count")).to_have_text("3")
             # deliver_pending now pushes the two again: the page must not show them twice.
-            Notification.objects.filter(delivery="pending").update(next_attempt_at=timezone.now())
+            PendingPush.objects.update(due_at=timezone.now())
             call_command("deliver_pending", verbosity=0)
-            assert Notification.objects.filter(delivery="delivered").count() == 3
+            assert not PendingPush.objects.exists()  # all three delivered
             page.wait_for_timeout(500)
             expect(items).to_have_count(3)
             browser.close()

@@ -7,8 +7,10 @@ from django.utils import timezone
 
 from feed import services
 from notifier import delivery
-from notifier.models import Delivery, Notification
+from notifier.models import Notification, PendingPush
 from notifier.publishers import PublishError
+
+from .helpers import make_due, push_of
 
 pytestmark = pytest.mark.django_db
 
@@ -26,24 +28,19 @@ def run():
     call_command("deliver_pending", verbosity=0)
 
 
-def make_due(n):
-    Notification.objects.filter(pk=n.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-
-
 def test_backoff_doubles_up_to_an_hour():
     assert [delivery.backoff(a).total_seconds() for a in (1, 2, 3, 4)] == [30, 60, 120, 240]
     assert delivery.backoff(20) == timedelta(hours=1)
 
 
 def test_a_failed_push_waits_for_its_backoff_then_is_delivered(failed_push, memory_publisher):
-    n = Notification.objects.get(pk=failed_push.pk)
-    assert n.next_attempt_at > timezone.now() + timedelta(seconds=25)
+    n = failed_push
+    assert PendingPush.objects.get(pk=n.pk).due_at > timezone.now() + timedelta(seconds=25)
     run()
     assert memory_publisher.sent == []  # not due yet
     make_due(n)
     run()
-    n.refresh_from_db()
-    assert (n.delivery, n.attempts, n.next_attempt_at) == (Delivery.DELIVERED, 2, None)
+    assert push_of(n) == ("delivered", None, "")
     assert [m["id"] for _, m in memory_publisher.sent] == [n.pk]
     run()
     assert len(memory_publisher.sent) == 1  # delivered rows are not pushed again
@@ -54,31 +51,29 @@ def test_still_failing_backs_off_further(failed_push, memory_publisher):
     make_due(failed_push)
     before = timezone.now()
     run()
-    n = Notification.objects.get(pk=failed_push.pk)
-    assert (n.delivery, n.attempts) == (Delivery.PENDING, 2)
-    assert n.next_attempt_at >= before + timedelta(seconds=60)
+    owed = PendingPush.objects.get(pk=failed_push.pk)
+    assert (owed.state, owed.attempts) == ("pending", 2)
+    assert owed.due_at >= before + timedelta(seconds=60)
 
 
 def test_permanent_error_is_marked_failed_not_retried(failed_push, memory_publisher):
     memory_publisher.fail = PublishError("HTTP 413: too large", permanent=True)
     make_due(failed_push)
     run()
-    n = Notification.objects.get(pk=failed_push.pk)
-    assert (n.delivery, n.next_attempt_at) == (Delivery.FAILED, None)
+    assert push_of(failed_push)[0] == "failed"
     memory_publisher.fail = None
-    Notification.objects.filter(pk=n.pk).update(next_attempt_at=timezone.now() - timedelta(days=1))
     run()
     assert memory_publisher.sent == []
 
 
 def test_gives_up_after_max_attempts(failed_push, memory_publisher):
     memory_publisher.fail = PublishError("connection refused")
-    Notification.objects.filter(pk=failed_push.pk).update(attempts=delivery.MAX_ATTEMPTS - 1)
+    PendingPush.objects.filter(pk=failed_push.pk).update(attempts=delivery.MAX_ATTEMPTS - 1)
     make_due(failed_push)
     run()
-    n = Notification.objects.get(pk=failed_push.pk)
-    assert n.delivery == Delivery.FAILED
-    assert n.last_error.startswith(f"gave up after {delivery.MAX_ATTEMPTS} attempts")
+    state, _, error = push_of(failed_push)
+    assert state == "failed"
+    assert error.startswith(f"gave up after {delivery.MAX_ATTEMPTS} attempts")
 
 
 def test_orphaned_never_attempted_rows_are_picked_up(alice, bob, memory_publisher):
@@ -86,9 +81,11 @@ def test_orphaned_never_attempted_rows_are_picked_up(alice, bob, memory_publishe
     n = Notification.objects.get(recipient=alice)
     run()
     assert memory_publisher.sent == []  # too fresh: its own after-commit push may be under way
-    Notification.objects.filter(pk=n.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+    owed = PendingPush.objects.get(pk=n.pk)
+    assert owed.due_at > timezone.now() + timedelta(seconds=50)  # the in-flight lease
+    make_due(n)  # ... has run out
     run()
-    assert Notification.objects.get(pk=n.pk).delivery == Delivery.DELIVERED
+    assert push_of(n) == ("delivered", None, "")
 
 
 def test_a_broker_outage_stops_the_batch_early(alice, make_user, memory_publisher, on_commit):
@@ -105,4 +102,4 @@ def test_a_broker_outage_stops_the_batch_early(alice, make_user, memory_publishe
     finally:
         del memory_publisher.publish
     assert len(calls) == 1  # one failed attempt, not five
-    assert Notification.objects.filter(kind="new_post", delivery=Delivery.PENDING).count() == 5
+    assert PendingPush.objects.filter(notification__kind="new_post", due_at__isnull=False).count() == 5

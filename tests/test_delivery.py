@@ -4,8 +4,10 @@ from django.db import transaction
 
 from feed import services
 from notifier import delivery
-from notifier.models import Delivery, Notification
+from notifier.models import Notification
 from notifier.publishers import PublishError
+
+from .helpers import push_of
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +27,7 @@ def test_comment_pushes_the_envelope_after_commit(alice, bob, memory_publisher, 
         "url": f"/posts/{post.pk}/#comment-{comment.pk}",
         "created_at": n.created_at.isoformat(), "unread_count": 1,
     }
-    assert (n.delivery, n.attempts, n.last_error) == (Delivery.DELIVERED, 1, "")
+    assert push_of(n) == ("delivered", None, "")
 
 
 def test_topic_prefix_comes_from_settings(alice, bob, memory_publisher, on_commit, settings):
@@ -51,13 +53,11 @@ def test_transient_failure_leaves_the_row_pending_for_retry(alice, bob, memory_p
     with on_commit():
         services.follow(bob, "alice")
     n = Notification.objects.get(recipient=alice)
-    assert (n.delivery, n.attempts, n.last_error) == (Delivery.PENDING, 1, "connection refused")
-    assert n.last_attempt_at is not None
+    assert push_of(n) == ("pending", 1, "connection refused")
 
     memory_publisher.fail = None
     assert delivery.deliver([n.pk]) == {"delivered": 1, "pending": 0, "failed": 0}
-    n.refresh_from_db()
-    assert (n.delivery, n.attempts, n.last_error) == (Delivery.DELIVERED, 2, "")
+    assert push_of(n) == ("delivered", None, "")
     assert len(memory_publisher.sent) == 1
     # Delivering again is a no-op: delivered rows are never pushed twice.
     assert delivery.deliver([n.pk]) == {"delivered": 0, "pending": 0, "failed": 0}
@@ -68,8 +68,9 @@ def test_permanent_failure_marks_the_row_failed(alice, bob, memory_publisher, on
     with on_commit():
         services.follow(bob, "alice")
     n = Notification.objects.get(recipient=alice)
-    assert (n.delivery, n.attempts) == (Delivery.FAILED, 1)
-    assert "413" in n.last_error
+    state, attempts, error = push_of(n)
+    assert (state, attempts) == ("failed", 1)
+    assert "413" in error
     assert delivery.deliver([n.pk])["delivered"] == 0
 
 

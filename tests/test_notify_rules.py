@@ -173,9 +173,14 @@ def test_mark_read_and_mark_all_read_keep_count_exact(alice, bob):
     assert_count_exact(alice)
     with CaptureQueriesContext(connection) as queries:
         assert notifier.services.mark_all_read(alice) == 4
-    notification_updates = [q for q in queries if q["sql"].startswith('UPDATE "notifier_notification"')]
-    assert len(notification_updates) == 1
-    assert state_of(alice).unread_count == 0
+    # A watermark on the state row: no notification row is touched, whatever the backlog.
+    assert not [q for q in queries if '"notifier_notification"' in q["sql"]]
+    assert (state_of(alice).unread_count, state_of(alice).read_seq) == (0, 5)
+    assert_count_exact(alice)
+    services.add_comment(bob, post.pk, "after the watermark")
+    assert state_of(alice).unread_count == 1
+    assert list(Notification.objects.for_user(alice).unread().values_list("seq", flat=True)) == [6]
+    assert notifier.services.mark_read(alice, first.pk) == 1  # below the watermark: already read
     assert_count_exact(alice)
 
 

@@ -196,7 +196,7 @@ def test_admin_lists_run_a_fixed_number_of_queries(client, alice, bob, make_user
         services.add_comment(fan, p.pk, "c")
         services.like(fan, p.pk)
     assert measure() == few
-    r = client.get("/admin/notifier/notification/?kind__exact=comment&read=no&delivery__exact=pending&q=fan")
+    r = client.get("/admin/notifier/notification/?kind__exact=comment&read=no&push=pending&q=fan")
     assert r.status_code == 200
 
 

@@ -9,7 +9,6 @@ from django.db import transaction
 from tqdm import tqdm
 
 from feed import services
-from notifier import background
 from feed.models import Comment, Post, User
 
 DEMO_PASSWORD = "herald-demo-pass"
@@ -72,7 +71,6 @@ class Command(BaseCommand):
             for index, username in LIKES:
                 services.like(users[username], posts[index - 1].pk)
                 bar.update()
-        background.wait()  # the followers' fan-out runs on worker threads: let it finish
         self.stdout.write(self.style.SUCCESS(
             f"Demo data ready. Log in as {', '.join(users)} with password {DEMO_PASSWORD!r}."
         ))

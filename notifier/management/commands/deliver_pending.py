@@ -1,4 +1,5 @@
-"""Retry pushes that did not go out (broker down, throttled), with exponential backoff.
+"""Retry pushes that did not go out (broker down, throttled), with exponential backoff, and sweep
+the task queue (notifier.taskqueue.sweep: tasks whose worker died, failed tasks worth another try).
 
 Runs once by default (the Zappa scheduled event calls it every minute); `--loop N` keeps running
 and retries every N seconds, for a long-lived local process.
@@ -7,7 +8,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from notifier import delivery
+from notifier import delivery, taskqueue
 
 
 class Command(BaseCommand):
@@ -21,9 +22,12 @@ class Command(BaseCommand):
     def handle(self, *args, batch, loop, **options):
         while True:
             totals = self.run_once(batch)
-            if options["verbosity"] > 0 and (not loop or any(totals.values())):
+            swept = taskqueue.sweep()
+            if options["verbosity"] > 0 and (not loop or any(totals.values()) or any(swept.values())):
                 self.stdout.write(
-                    f"delivered {totals['delivered']}, still pending {totals['pending']}, failed {totals['failed']}"
+                    f"delivered {totals['delivered']}, still pending {totals['pending']}, failed {totals['failed']}; "
+                    f"tasks queued again: {swept['stale']} stale, {swept['retried']} failed; "
+                    f"re-invoked {swept['invoked']}"
                 )
             if not loop:
                 return
