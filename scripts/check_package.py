@@ -234,6 +234,8 @@ def smoke(path: str, python: str) -> tuple[dict, list[str]]:
         problems.append(f"MQTT.js not served from the package: {mqtt}")
     if not steps.get("async_tasks"):
         problems.append("a post to a follower started no background task (zappa.asynchronous)")
+    elif steps.get("fanout_notified") != 1:
+        problems.append(f"the post's fan-out, run by its invocations, told {steps.get('fanout_notified')} follower(s), not 1")
     expected = {"home_anonymous": 302, "signup": 201, "token": 200, "follow": 201, "post": 201}
     for step, status in expected.items():
         if steps.get(step) != status:

@@ -154,6 +154,10 @@ def main(argv: list[str]) -> dict:
         message = json.loads(invocation["Payload"])
         handler.lambda_handler(message, None)
         steps["async_tasks"].append({"task": message.get("task_path"), "type": invocation.get("InvocationType")})
+    # The invocations ran the queued fan-out (plan, then its chunk): the follower was told.
+    from notifier.models import Notification
+
+    steps["fanout_notified"] = Notification.objects.filter(recipient=follower, kind="new_post").count()
 
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events",
                  "resources": [f"arn:aws:events:us-east-1:123456789012:rule/"

@@ -186,3 +186,46 @@ def test_one_iot_data_client_per_process(settings, live_push):
 
     assert get_publisher() is get_publisher()
     assert get_publisher().client._endpoint.host == f"http://127.0.0.1:{live_push.http_port}"
+
+
+def test_a_wedged_broker_does_not_hold_a_write(api, alice, bob, settings, django_capture_on_commit_callbacks):
+    """A broker that accepts connections and never answers: the comment's POST still returns
+    within the urgent push budget (one attempt, PUSH_URGENT_TIMEOUT), and the push stays owed."""
+    import socket
+    import threading
+
+    wedged = socket.socket()
+    wedged.bind(("127.0.0.1", 0))
+    wedged.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        wedged.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(wedged.accept()[0])  # never read, never answered
+            except OSError:
+                pass
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+
+    class Wedged:
+        mqtt_port = ws_port = http_port = wedged.getsockname()[1]
+
+    point_settings_at(settings, Wedged)
+    post = services.create_post(alice, "hello")
+    try:
+        started = time.monotonic()
+        with django_capture_on_commit_callbacks(execute=True):
+            r = api.as_(bob).post(f"/api/posts/{post.pk}/comments/", {"text": "into the void"}, format="json")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        for conn in held:
+            conn.close()
+        wedged.close()
+    assert r.status_code == 201
+    assert took < 1.5, f"the POST waited {took:.2f}s on the broker"  # was 20 s: 3 attempts x (2 s + 5 s)
+    state, attempts, error = push_of(Notification.objects.get(recipient=alice))
+    assert (state, attempts) == ("pending", 1) and "timeout" in error.lower()
