@@ -75,8 +75,11 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
 
 
 def _lock_states(user_ids: list[int]) -> dict[int, int]:
-    """Lock (creating where missing) the state rows of these ascending user ids; returns each
-    one's unread count as locked."""
+    """Lock the state rows of these ascending user ids; returns each one's unread count as locked.
+
+    Every account gets its row when it is created (apps.create_state); one that is still missing
+    (an account made in bulk) is created here, for correctness.
+    """
     locked = NotificationState.objects.select_for_update().order_by("user_id")
     unread: dict[int, int] = {}
     for part in _chunks(user_ids):
