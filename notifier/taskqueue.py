@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_tasks import task, task_backends
 from django_tasks_db.backend import DatabaseBackend
@@ -137,7 +138,7 @@ def sweep(*, stale_after: timedelta | None = None, now=None) -> dict[str, int]:
             DBTaskResult.objects.running().filter(started_at__lte=now - stale_after)
             .update(status=TaskResultStatus.READY, run_after=now)
         )
-        failed = DBTaskResult.objects.failed().filter(task_path__regex=r"^(feed|notifier)\.")
+        failed = DBTaskResult.objects.failed().filter(Q(task_path__startswith="feed.") | Q(task_path__startswith="notifier."))
         for row in failed.select_for_update(skip_locked=True).only("pk", "worker_ids")[:1000]:
             runs = len(row.worker_ids)
             if runs < settings.TASK_MAX_ATTEMPTS:
