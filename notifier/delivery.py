@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from . import envelope
 from .models import Notification, NotificationState, PendingPush
 from .oncommit import after_commit
 from .publishers import PublishError, get_publisher
+from .sql import among, table
 from .topics import user_topic
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,10 @@ def push(items: list[Outgoing], urgent: bool = False) -> dict[str, int]:
 
 def _record(delivered: list[int], retry: dict[int, str], failed: dict[int, str]) -> None:
     now = timezone.now()
-    if delivered:
-        PendingPush.objects.filter(pk__in=delivered).delete()
+    if delivered:  # one statement for the batch, the ids as one parameter
+        cond, params = among("notification_id", delivered)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table(PendingPush)} WHERE {cond}", params)
     attempted = dict(attempts=F("attempts") + 1, last_attempt_at=now)
     for error in set(failed.values()):
         pks = [pk for pk, e in failed.items() if e == error]

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from . import Notice, delivery
 from .models import Kind, Notification, NotificationState, PendingPush
+from .sql import among, table
 
 # Recipients handled per statement: keeps IN lists well under database parameter limits.
 CHUNK_SIZE = 500
@@ -62,86 +63,80 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
     everyone = sorted({uid for _, _, ids in planned for uid in ids})
     # No savepoint: a failure here must undo the caller's write too (it is the same event).
     with transaction.atomic(savepoint=False):
-        unread = _lock_states(everyone)
+        _lock_states(everyone)
         now = timezone.now()
         out: list[delivery.Outgoing] = []
         for notice, actor_id, ids in planned:
-            if notice.dedupe_key:
-                ids = _without_key(ids, notice.dedupe_key)
             for part in _chunks(ids):
-                out += _store(notice, actor_id, part, now, unread)
+                out += _store(notice, actor_id, part, now)
         delivery.deliver_on_commit(out)
     return out
 
 
-def _lock_states(user_ids: list[int]) -> dict[int, int]:
-    """Lock the state rows of these ascending user ids; returns each one's unread count as locked.
+def _lock_states(user_ids: list[int]) -> None:
+    """Lock the state rows of these ascending user ids, in that order.
 
     Every account gets its row when it is created (apps.create_state); one that is still missing
     (an account made in bulk) is created here, for correctness.
     """
-    locked = NotificationState.objects.select_for_update().order_by("user_id")
-    unread: dict[int, int] = {}
-    for part in _chunks(user_ids):
-        found = dict(locked.filter(user_id__in=part).values_list("user_id", "unread_count"))
-        missing = [uid for uid in part if uid not in found]
-        if missing:
-            NotificationState.objects.bulk_create(
-                [NotificationState(user_id=uid) for uid in missing], ignore_conflicts=True
-            )
-            found.update(locked.filter(user_id__in=missing).values_list("user_id", "unread_count"))
-        unread.update(found)
-    return unread
-
-
-def _without_key(user_ids: list[int], dedupe_key: str) -> list[int]:
-    have = set()
-    for part in _chunks(user_ids):
-        have.update(
-            Notification.objects.filter(recipient_id__in=part, dedupe_key=dedupe_key).values_list("recipient_id", flat=True)
-        )
-    return [uid for uid in user_ids if uid not in have]
-
-
-def _table(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _store(notice: Notice, actor_id, user_ids: list[int], now, unread: dict[int, int]) -> list[delivery.Outgoing]:
-    """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
-    bump their seq and unread count, insert their notifications numbered by the new seq, and
-    insert the pushes owed for them."""
-    NotificationState.objects.filter(user_id__in=user_ids).update(
-        last_seq=F("last_seq") + 1, unread_count=F("unread_count") + 1
-    )
-    placeholders = ", ".join(["%s"] * len(user_ids))
-    created = connection.ops.adapt_datetimefield_value(now)
-    due = connection.ops.adapt_datetimefield_value(now + delivery.IN_FLIGHT_LEASE)
-    state, notification, push = _table(NotificationState), _table(Notification), _table(PendingPush)
+    state = table(NotificationState)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
+        for part in _chunks(user_ids):
+            cond, params = among("user_id", part)
+            cursor.execute(f"SELECT user_id FROM {state} WHERE {cond} ORDER BY user_id{lock}", params)
+            found = {row[0] for row in cursor.fetchall()}
+            missing = [uid for uid in part if uid not in found]
+            if missing:
+                NotificationState.objects.bulk_create(
+                    [NotificationState(user_id=uid) for uid in missing], ignore_conflicts=True
+                )
+                cond, params = among("user_id", missing)
+                cursor.execute(f"SELECT user_id FROM {state} WHERE {cond} ORDER BY user_id{lock}", params)
+
+
+def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.Outgoing]:
+    """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
+    bump the seq and unread count of those who do not have this notice yet (dedupe key), insert
+    their notifications numbered by the new seq, and insert the pushes owed for them."""
+    state, notification, push = table(NotificationState), table(Notification), table(PendingPush)
+    cond, cond_params = among("user_id", user_ids)
+    fresh_only, key_params = "", []
+    if notice.dedupe_key:
+        fresh_only = (f" AND NOT EXISTS (SELECT 1 FROM {notification} n"
+                      f" WHERE n.recipient_id = {state}.user_id AND n.dedupe_key = %s)")
+        key_params = [notice.dedupe_key]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {state} SET last_seq = last_seq + 1, unread_count = unread_count + 1"
+            f" WHERE {cond}{fresh_only} RETURNING user_id, unread_count",
+            [*cond_params, *key_params],
+        )
+        unread = dict(cursor.fetchall())
+        if not unread:
+            return []
+        cond, cond_params = among("s.user_id", sorted(unread))
         cursor.execute(
             f"INSERT INTO {notification} (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,"
             f" text, url, created_at, read_at)"
             f" SELECT s.user_id, %s, %s, s.last_seq, %s, %s, %s, %s, %s, %s, NULL FROM {state} s"
-            f" WHERE s.user_id IN ({placeholders}) RETURNING id, recipient_id, seq",
-            [actor_id, notice.kind, notice.post_ref, notice.comment_ref, notice.dedupe_key,
-             notice.text[:300], notice.url, created, *user_ids],
+            f" WHERE {cond} RETURNING id, recipient_id, seq",
+            [actor_id, notice.kind, notice.post_ref, notice.comment_ref, notice.dedupe_key, notice.text[:300],
+             notice.url, connection.ops.adapt_datetimefield_value(now), *cond_params],
         )
         rows = cursor.fetchall()
+        cond, cond_params = among("n.id", [row[0] for row in rows])
         cursor.execute(
             f"INSERT INTO {push} (notification_id, recipient_id, attempts, due_at, last_error)"
-            f" SELECT n.id, n.recipient_id, 0, %s, '' FROM {notification} n JOIN {state} s"
-            f" ON s.user_id = n.recipient_id AND n.seq = s.last_seq WHERE s.user_id IN ({placeholders})",
-            [due, *user_ids],
+            f" SELECT n.id, n.recipient_id, 0, %s, '' FROM {notification} n WHERE {cond}",
+            [connection.ops.adapt_datetimefield_value(now + delivery.IN_FLIGHT_LEASE), *cond_params],
         )
-    out = []
-    for pk, uid, seq in rows:
-        unread[uid] += 1
-        out.append(delivery.Outgoing(
-            pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=notice.text[:300],
-            url=notice.url, created_at=now, unread_count=unread[uid],
-        ))
-    return out
+    text = notice.text[:300]
+    return [
+        delivery.Outgoing(pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=text,
+                          url=notice.url, created_at=now, unread_count=unread[uid])
+        for pk, uid, seq in rows
+    ]
 
 
 def _unread_in(condition: Q):
