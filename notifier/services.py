@@ -11,6 +11,7 @@ The writes are set-based: per chunk of recipients, one UPDATE of their state row
 INSERT … SELECT of their notifications straight from those rows (no model object per recipient),
 plus one INSERT … SELECT of the owed pushes.
 """
+import json
 from collections.abc import Iterable
 from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
@@ -74,25 +75,32 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
 
 
 def _lock_states(user_ids: list[int]) -> None:
-    """Lock the state rows of these ascending user ids, in that order.
+    """Lock the state rows of these ascending user ids, in that order, creating any that is
+    missing in the same ascending sweep.
 
-    Every account gets its row when it is created (apps.create_state); one that is still missing
-    (an account made in bulk) is created here, for correctness.
+    Every account gets its row when it is created (apps.create_state), but one made in bulk may
+    have none. "Insert or lock" is one statement per batch of ids, in ascending order: on
+    PostgreSQL `INSERT … ON CONFLICT DO UPDATE … WHERE false` inserts the missing rows and locks
+    the existing ones without rewriting them (a lock-then-insert-the-rest would take the new rows'
+    locks out of order, and two writers could deadlock). SQLite serialises writers: there an
+    `INSERT … ON CONFLICT DO NOTHING` is enough.
     """
     state = table(NotificationState)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         for part in _chunks(user_ids):
-            cond, params = among("user_id", part)
-            cursor.execute(f"SELECT user_id FROM {state} WHERE {cond} ORDER BY user_id{lock}", params)
-            found = {row[0] for row in cursor.fetchall()}
-            missing = [uid for uid in part if uid not in found]
-            if missing:
-                NotificationState.objects.bulk_create(
-                    [NotificationState(user_id=uid) for uid in missing], ignore_conflicts=True
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"INSERT INTO {state} AS s (user_id, last_seq, unread_count, read_seq)"
+                    f" SELECT u, 0, 0, 0 FROM unnest(%s::bigint[]) AS u ORDER BY u"
+                    f" ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq WHERE false",
+                    [part],
                 )
-                cond, params = among("user_id", missing)
-                cursor.execute(f"SELECT user_id FROM {state} WHERE {cond} ORDER BY user_id{lock}", params)
+            else:  # SQLite (the project's other database)
+                cursor.execute(
+                    f"INSERT INTO {state} (user_id, last_seq, unread_count, read_seq)"
+                    f" SELECT value, 0, 0, 0 FROM json_each(%s) WHERE true ON CONFLICT (user_id) DO NOTHING",
+                    [json.dumps(part)],
+                )
 
 
 def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.Outgoing]:
