@@ -59,16 +59,25 @@ class NotificationQuerySet(models.QuerySet):
         The watermark is read in the same statement (a scalar subquery on the state's primary key).
         """
         uid = getattr(user, "pk", user)
-        return self.filter(recipient_id=uid).annotate(
-            read=models.ExpressionWrapper(
-                models.Q(read_at__isnull=False) | models.Q(seq__lte=_read_seq_of(uid)),
-                output_field=models.BooleanField(),
+        return (
+            self.filter(recipient_id=uid)
+            .alias(watermark=_read_seq_of(uid))
+            .annotate(
+                read=models.ExpressionWrapper(
+                    models.Q(read_at__isnull=False) | models.Q(seq__lte=models.F("watermark")),
+                    output_field=models.BooleanField(),
+                )
             )
         )
 
     def unread(self):
-        """Unread: above the recipient's read watermark and not read one by one. For use after
-        for_user() or with a recipient filter (the watermark is looked up per recipient)."""
+        """Unread: above the recipient's read watermark and not read one by one.
+
+        After for_user() the watermark is one value, looked up once, and `seq > watermark` is a
+        range of the (recipient, seq) index: a user who has read 100,000 notifications does not
+        make the database step over them. Elsewhere it is looked up per row's recipient."""
+        if "watermark" in self.query.annotations:
+            return self.filter(read_at__isnull=True, seq__gt=models.F("watermark"))
         return self.filter(read_at__isnull=True, seq__gt=_read_seq_of(models.OuterRef("recipient_id")))
 
 
