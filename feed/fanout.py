@@ -65,10 +65,10 @@ def plan_fanout(post_id: int) -> int:
 def fan_out_chunk(post_id: int, after_id: int, upto_id: int) -> int:
     """Notify the author's followers whose follow id is in (after_id, upto_id]; returns how many
     notifications were stored (0 for a chunk that already ran)."""
-    from .services import lock_post
+    from .services import KEEP, lock_post
 
     with transaction.atomic():
-        post = lock_post(post_id)
+        post = lock_post(post_id, KEEP)  # chunks of one post run side by side; a delete waits
         if post is None:
             return 0
         followers = (

@@ -8,7 +8,7 @@ Bad input raises django's ValidationError, acting on someone else's object Permi
 unknown object the model's DoesNotExist; views turn those into form errors or JSON (400/403/404).
 """
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.functions import Lower
 
 import notifier
@@ -30,17 +30,35 @@ def _mentioned_users(text: str) -> list[User]:
 # Lock order, for every write (see notifier.services): posts (ascending id), then the comment,
 # then notification state rows (ascending user id, taken by notifier in one sweep).
 
+# How a write holds the post it is about (PostgreSQL row locks; SQLite serialises writers):
+# - DELETE (FOR UPDATE): deleting it waits for every writer below, and they for it;
+# - COMMENT (FOR NO KEY UPDATE): comments and likes on one post take turns, so each comment sees
+#   every earlier one (who gets a `reply`) and a like never races an unlike; foreign-key checks of
+#   new rows pointing at the post are not blocked;
+# - KEEP (FOR KEY SHARE): the post cannot be deleted meanwhile, and nothing else waits (deleting a
+#   comment, the chunks of one fan-out side by side).
+DELETE, COMMENT, KEEP = "delete", "comment", "keep"
 
-def lock_post(post_id, *, for_delete: bool = False) -> Post | None:
-    """Lock the post (None when it does not exist), so a concurrent delete cannot leave
-    notifications about a vanished post. Writers that only add to the post take FOR NO KEY UPDATE,
-    which does not block the foreign-key checks of new comments and likes; a delete takes FOR
-    UPDATE, which waits for them all."""
-    return Post.objects.select_for_update(no_key=not for_delete).select_related("author").filter(pk=post_id).first()
+
+def lock_post(post_id, how: str = COMMENT) -> Post | None:
+    """Lock the post (only its own row, not its author's) and return it, or None when it does not
+    exist, so a concurrent delete cannot leave notifications about a vanished post."""
+    posts = Post.objects.select_related("author").filter(pk=post_id)
+    if how == DELETE:
+        return posts.select_for_update(of=("self",)).first()
+    if how == COMMENT:
+        return posts.select_for_update(no_key=True, of=("self",)).first()
+    if connection.vendor == "postgresql":  # KEEP: the ORM has no FOR KEY SHARE
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {connection.ops.quote_name(Post._meta.db_table)}"
+                           f" WHERE id = %s FOR KEY SHARE", [post_id])
+            if cursor.fetchone() is None:
+                return None
+    return posts.first()
 
 
-def _lock_post(post_id, **kwargs) -> Post:
-    post = lock_post(post_id, **kwargs)
+def _lock_post(post_id, how: str = COMMENT) -> Post:
+    post = lock_post(post_id, how)
     if post is None:
         raise Post.DoesNotExist(f"No post {post_id}.")
     return post
@@ -71,7 +89,7 @@ def create_post(author: User, text: str) -> Post:
 
 def delete_post(user: User, post_id: int) -> None:
     with transaction.atomic():
-        post = _lock_post(post_id, for_delete=True)
+        post = _lock_post(post_id, DELETE)
         if post.author_id != user.pk:
             raise PermissionDenied("You can only delete your own posts.")
         remove_post(post)
@@ -120,7 +138,7 @@ def add_comment(author: User, post_id: int, text: str) -> Comment:
 def delete_comment(user: User, comment_id: int) -> None:
     post_id = Comment.objects.values_list("post_id", flat=True).get(pk=comment_id)
     with transaction.atomic():
-        lock_post(post_id)  # the post first, as everywhere (a post delete waits, or we find it gone)
+        lock_post(post_id, KEEP)  # the post first, as everywhere (a post delete waits, or we find it gone)
         comment = Comment.objects.select_for_update().get(pk=comment_id)
         if comment.author_id != user.pk:
             raise PermissionDenied("You can only delete your own comments.")
@@ -136,7 +154,7 @@ def remove_comment(comment: Comment) -> None:
 def like(user: User, post_id: int) -> bool:
     """Like a post; liking twice is one like. Returns True when this call created the like."""
     with transaction.atomic():
-        post = _lock_post(post_id)
+        post = _lock_post(post_id)  # likes take turns too: get_or_create against a concurrent unlike
         _, created = Like.objects.get_or_create(post=post, user=user)
         if created:
             notifier.notify(

@@ -107,7 +107,7 @@ def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.
     """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
     bump the seq and unread count of those who do not have this notice yet (dedupe key), insert
     their notifications numbered by the new seq, and insert the pushes owed for them."""
-    state, notification, push = table(NotificationState), table(Notification), table(PendingPush)
+    state, notification = table(NotificationState), table(Notification)
     cond, cond_params = among("user_id", user_ids)
     fresh_only, key_params = "", []
     if notice.dedupe_key:
@@ -133,18 +133,31 @@ def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.
              notice.url, connection.ops.adapt_datetimefield_value(now), *cond_params],
         )
         rows = cursor.fetchall()
-        cond, cond_params = among("n.id", [row[0] for row in rows])
-        cursor.execute(
-            f"INSERT INTO {push} (notification_id, recipient_id, attempts, due_at, last_error)"
-            f" SELECT n.id, n.recipient_id, 0, %s, '' FROM {notification} n WHERE {cond}",
-            [connection.ops.adapt_datetimefield_value(now + delivery.IN_FLIGHT_LEASE), *cond_params],
-        )
+        _owe_pushes(cursor, rows, now + delivery.IN_FLIGHT_LEASE)
     text = notice.text[:300]
     return [
         delivery.Outgoing(pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=text,
                           url=notice.url, created_at=now, unread_count=unread[uid])
         for pk, uid, seq in rows
     ]
+
+
+def _owe_pushes(cursor, rows: list[tuple], due) -> None:
+    """Insert the PendingPush rows of just-inserted notifications (id, recipient_id, seq), from the
+    values themselves: one statement, no lookup in the notification table."""
+    push, due = table(PendingPush), connection.ops.adapt_datetimefield_value(due)
+    columns = "(notification_id, recipient_id, attempts, due_at, last_error)"
+    if connection.vendor == "postgresql":
+        cursor.execute(
+            f"INSERT INTO {push} {columns} SELECT n, r, 0, %s, '' FROM unnest(%s::bigint[], %s::bigint[]) AS t(n, r)",
+            [due, [row[0] for row in rows], [row[1] for row in rows]],
+        )
+    else:  # SQLite
+        cursor.execute(
+            f"INSERT INTO {push} {columns} SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 0, %s, ''"
+            f" FROM json_each(%s)",
+            [due, json.dumps([row[:2] for row in rows])],
+        )
 
 
 def _unread_in(condition: Q):
