@@ -15,11 +15,9 @@ delivered notification for both designs.
 Writes bench/results/push_latency.json and prints a summary.
 """
 import argparse
-import http.client
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,62 +29,13 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import Api, free_port, ms, percentile, wait_for_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 POLL_INTERVAL_S = 15.0
 WARMUP = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-class Api:
-    """A keep-alive HTTP/1.1 connection to Herald's API, like a browser's."""
-
-    def __init__(self, port: int, token: str | None = None):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.token = token
-
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Token {self.token}"
-        payload = json.dumps(body) if body is not None else None
-        try:
-            self.conn.request(method, path, body=payload, headers=headers)
-            response = self.conn.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            # The server closed an idle keep-alive connection: reconnect, as a browser does.
-            self.conn.close()
-            self.conn.request(method, path, body=payload, headers=headers)
-            response = self.conn.getresponse()
-        raw = response.read()
-        return response.status, (json.loads(raw) if raw else {})
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
 
 
 def run(count: int, rate: float, polls: int) -> dict:
