@@ -7,14 +7,16 @@ writes any of them, so "comment" + "mention" + "reply" from one comment lock in 
 sweep, never three interleaved ones. That keeps counts exact under concurrency and leaves no cycle
 for a deadlock between comments, fan-out chunks, deletes and "mark all read".
 
-The writes are set-based: per chunk of recipients, one UPDATE of their state rows and one
-INSERT … SELECT of their notifications straight from those rows (no model object per recipient),
-plus one INSERT … SELECT of the owed pushes.
+The writes are set-based: per chunk of recipients, one UPDATE of their state rows (which also
+skips those who already have the event: the dedupe key), one INSERT … SELECT of their
+notifications straight from those rows (no model object per recipient), and one INSERT of the
+owed pushes from the ids that INSERT returned.
 """
 import json
 from collections.abc import Iterable
+
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -22,7 +24,7 @@ from . import Notice, delivery
 from .models import Kind, Notification, NotificationState, PendingPush
 from .sql import among, table
 
-# Recipients handled per statement: keeps IN lists well under database parameter limits.
+# Recipients handled per statement: bounds each statement's rows, locks and returned data.
 CHUNK_SIZE = 500
 
 
@@ -51,11 +53,7 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
         if notice.kind not in Kind.values:
             raise ValueError(f"unknown notification kind {notice.kind!r}")
         actor_id = _user_id(notice.actor) if notice.actor is not None else None
-        recipients = notice.recipients
-        if isinstance(recipients, QuerySet):
-            ids = set(recipients)
-        else:
-            ids = {_user_id(r) for r in recipients}
+        ids = {_user_id(r) for r in notice.recipients}  # users, ids, or a queryset of ids
         ids.discard(actor_id)
         if ids:
             planned.append((notice, actor_id, sorted(ids)))
