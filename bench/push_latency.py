@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.benchlib import Api, free_port, ms, percentile, wait_for_port  # noqa: E402
+from bench.benchlib import Api, free_port, ms, percentile, stop, wait_for_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -176,13 +176,7 @@ def run(count: int, rate: float, polls: int) -> dict:
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         }
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
 
 
 def main():
