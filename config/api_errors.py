@@ -4,9 +4,10 @@
 Django's own exceptions raised by services (ValidationError, PermissionDenied, DoesNotExist) map
 to 400/403/404 here, so views stay thin and bad input never becomes a 500.
 """
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -33,6 +34,11 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied(str(exc.args[0]))
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
+    elif isinstance(exc, RequestDataTooBig):
+        from .errors import too_large_detail
+
+        exc = exceptions.APIException(too_large_detail())
+        exc.status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -45,6 +51,7 @@ def exception_handler(exc, context):
     return response
 
 
+@csrf_exempt  # it changes nothing: a POST to an unknown path is a 404 whatever its CSRF token
 def json_404(request, exception=None):
     return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
 

@@ -7,6 +7,7 @@ from feed.urls import api_urlpatterns as feed_api
 from notifier.urls import api_urlpatterns as notifier_api
 
 from .api_errors import json_404
+from .parsers import API_PARSERS
 from .throttles import LoginThrottle
 
 
@@ -14,6 +15,7 @@ class TokenView(ObtainAuthToken):
     """POST {username, password} → {token}, for scripts (send it as `Authorization: Token …`)."""
 
     throttle_classes = [LoginThrottle]
+    parser_classes = API_PARSERS
 
 
 api_patterns = [
@@ -24,6 +26,9 @@ api_patterns = [
     *notifier_api,
     re_path(r"^.*$", json_404),  # unknown API paths answer JSON, not the HTML 404 page
 ]
+
+handler400 = "config.errors.bad_request"
+handler500 = "config.errors.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -1,15 +1,16 @@
 """Feed API views: thin wrappers that validate with serializers and act through feed.services."""
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.pagination import IntegerCursorPagination
 from config.throttles import SignupThrottle, WriteThrottle
 
 from . import queries, services
 from .models import Like, Post
+from .text import USERNAME_MAX_LENGTH
 from .serializers import (
     CommentSerializer,
     FollowResultSerializer,
@@ -20,13 +21,10 @@ from .serializers import (
 )
 
 
-class NewestFirst(CursorPagination):
+class NewestFirst(IntegerCursorPagination):
     """Keyset pagination on the primary key: no OFFSET, no ties, stable under inserts."""
 
     ordering = "-id"
-    page_size = 20
-    page_size_query_param = "page_size"
-    max_page_size = 100
 
 
 class OldestFirst(NewestFirst):
@@ -79,7 +77,7 @@ class PostListView(generics.ListCreateAPIView):
         qs = Post.objects.all()
         author = self.request.query_params.get("author")
         if author:
-            qs = qs.filter(author__username__iexact=author)
+            qs = qs.filter(author__username__iexact=author) if len(author) <= USERNAME_MAX_LENGTH else qs.none()
         return queries.posts_for(self.request.user, qs)
 
     def perform_create(self, serializer):

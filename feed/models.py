@@ -16,7 +16,11 @@ from .text import MAX_TEXT_LENGTH, USERNAME_MAX_LENGTH, USERNAME_PATTERN, valida
 
 class UserManager(BaseUserManager):
     def get_by_natural_key(self, username):
-        # Log-in is case-insensitive, like uniqueness and mentions.
+        # Log-in is case-insensitive, like uniqueness and mentions. A name longer than any
+        # username matches nobody, and is not sent to the database as a LIKE pattern (SQLite
+        # refuses patterns over 50,000 bytes with an error).
+        if not isinstance(username, str) or len(username) > USERNAME_MAX_LENGTH:
+            raise self.model.DoesNotExist("No such user.")
         return self.get(username__iexact=username)
 
 

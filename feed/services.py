@@ -17,7 +17,7 @@ from notifier.models import Kind
 
 from . import fanout
 from .models import Comment, Follow, Like, Post, User
-from .text import clean_text, excerpt, mentioned_usernames
+from .text import USERNAME_MAX_LENGTH, clean_text, excerpt, mentioned_usernames
 
 
 def _mentioned_users(text: str) -> list[User]:
@@ -65,6 +65,8 @@ def _lock_post(post_id, how: str = COMMENT) -> Post:
 
 
 def get_user(username: str) -> User:
+    if len(username) > USERNAME_MAX_LENGTH:
+        raise User.DoesNotExist("No such user.")
     return User.objects.get(username__iexact=username, is_active=True)
 
 

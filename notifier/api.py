@@ -3,10 +3,10 @@ from django.utils.http import urlencode
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.pagination import IntegerCursorPagination
 from config.throttles import CredentialsThrottle, WriteThrottle
 
 from . import credentials, services
@@ -21,11 +21,8 @@ from .serializers import (
 CATCH_UP_LIMIT = 100
 
 
-class NewestFirst(CursorPagination):
+class NewestFirst(IntegerCursorPagination):
     ordering = "-seq"
-    page_size = 20
-    page_size_query_param = "page_size"
-    max_page_size = 100
 
 
 @extend_schema(
