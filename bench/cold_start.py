@@ -21,6 +21,7 @@ response (source).
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -65,8 +66,8 @@ def summary(values: list[float]) -> dict:
 def run_source(runs: int, python: str) -> dict:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp}/cold.sqlite3", "DJANGO_SETTINGS_MODULE": "config.settings",
-               "LOG_LEVEL": "ERROR"}
+        env = {"SECRET_KEY": secrets.token_urlsafe(40), **os.environ, "DATABASE_URL": f"sqlite:///{tmp}/cold.sqlite3",
+               "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_LEVEL": "ERROR"}
         env.pop("DEBUG", None)
         for _ in range(runs):
             started = time.perf_counter()

@@ -14,12 +14,19 @@ from .env import env_bool, env_float, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
+# The development key is public (it is in this file). Whoever knows the key can sign Django
+# sessions, forge the local emulator's tokens (read every user's topic) and sign its publishes, so
+# it is only ever used with DEBUG on, which `make run` sets.
+DEVELOPMENT_SECRET_KEY = "django-insecure-herald-local-development-key-not-for-production"
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        raise ImproperlyConfigured("SECRET_KEY must be set in production (zappa_settings.json environment).")
-    # Local development and tests only: a fixed key is fine where nothing is public.
-    SECRET_KEY = "django-insecure-herald-local-development-key-not-for-production"
+if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set to a secret value when DEBUG is off (in production: the stage's "
+            "remote_env). The development key is public: with it anyone could sign sessions and "
+            "forge live-push credentials. For local development set DEBUG=1 (make run does)."
+        )
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -107,3 +107,4 @@ def test_a_server_error_under_api_is_json(api, alice, monkeypatch):
     r = client.get("/api/feed/")
     body = assert_json_error(r, 500)
     assert "a bug" not in body["detail"]  # nothing internal leaks
+
