@@ -179,6 +179,11 @@ REST_FRAMEWORK = {
     },
 }
 
+# Failed log-ins (config/login_guard.py), on the page and the API alike.
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900, minimum=1)
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 10, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",
     "DESCRIPTION": "Social feed with instant notifications over AWS IoT Core.",

@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import Throttled
 
 from feed.urls import api_urlpatterns as feed_api
 from notifier.urls import api_urlpatterns as notifier_api
 
+from . import login_guard
 from .api_errors import json_404
 from .parsers import API_PARSERS
 from .throttles import LoginThrottle
@@ -16,6 +18,16 @@ class TokenView(ObtainAuthToken):
 
     throttle_classes = [LoginThrottle]
     parser_classes = API_PARSERS
+
+    def post(self, request, *args, **kwargs):
+        # Failed log-ins are limited per username and per address, as on the log-in page.
+        username = str(request.data.get("username", "")) if hasattr(request.data, "get") else ""
+        wait = login_guard.wait_seconds(request, username)
+        if wait:
+            raise Throttled(wait, detail=login_guard.MESSAGE.format(wait=wait))
+        response = super().post(request, *args, **kwargs)
+        login_guard.succeeded(request, username)
+        return response
 
 
 api_patterns = [

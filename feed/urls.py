@@ -17,7 +17,7 @@ urlpatterns = [
     path("comments/<int:pk>/delete/", views.comment_delete, name="comment-delete"),
     path("settings/profile/", views.edit_profile, name="edit-profile"),
     path("accounts/signup/", views.signup, name="signup"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 

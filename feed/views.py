@@ -1,12 +1,16 @@
 """HTML pages of the feed. Each POST acts through feed.services and redirects (POST/redirect/GET)."""
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+
+from config import login_guard
+from config.throttles import SignupThrottle, WriteThrottle, throttle_page
 
 from . import queries, services
 from .forms import CommentForm, PostForm, ProfileForm, SignupForm
@@ -36,6 +40,7 @@ def _act(request, action, *args) -> bool:
 
 
 @login_required
+@throttle_page(WriteThrottle)
 def home(request):
     form = PostForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -87,6 +92,7 @@ def following(request, username):
 
 @login_required
 @require_POST
+@throttle_page(WriteThrottle)
 def follow(request, username):
     if request.POST.get("action") == "unfollow":
         _act(request, services.unfollow, request.user, username)
@@ -95,6 +101,7 @@ def follow(request, username):
     return _back(request, f"/u/{username}/")
 
 
+@throttle_page(WriteThrottle)
 def post_detail(request, pk):
     try:
         post = queries.posts_for(request.user).get(pk=pk)
@@ -113,6 +120,7 @@ def post_detail(request, pk):
 
 @login_required
 @require_POST
+@throttle_page(WriteThrottle)
 def post_delete(request, pk):
     if _act(request, services.delete_post, request.user, pk):
         messages.success(request, "Post deleted.")
@@ -121,6 +129,7 @@ def post_delete(request, pk):
 
 @login_required
 @require_POST
+@throttle_page(WriteThrottle)
 def comment_delete(request, pk):
     post_id = request.POST.get("post")
     if _act(request, services.delete_comment, request.user, pk):
@@ -130,6 +139,7 @@ def comment_delete(request, pk):
 
 @login_required
 @require_POST
+@throttle_page(WriteThrottle)
 def like(request, pk):
     if request.POST.get("action") == "unlike":
         _act(request, services.unlike, request.user, pk)
@@ -138,6 +148,7 @@ def like(request, pk):
     return _back(request, f"/posts/{pk}/")
 
 
+@throttle_page(SignupThrottle)
 def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
@@ -158,3 +169,26 @@ def edit_profile(request):
         messages.success(request, "Profile saved.")
         return redirect("profile", username=request.user.username)
     return render(request, "feed/edit_profile.html", {"form": form})
+
+
+class LoginView(auth_views.LoginView):
+    """Django's log-in page with the failed log-in limits of config.login_guard (shared with
+    POST /api/token/): past them, 429 with Retry-After and the form saying when to try again."""
+
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        wait = login_guard.wait_seconds(request, username)
+        if wait:
+            form = self.get_form()
+            form.errors.clear()
+            form.add_error(None, login_guard.MESSAGE.format(wait=wait))
+            response = self.render_to_response(self.get_context_data(form=form), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        login_guard.succeeded(self.request, form.get_user().get_username())
+        return super().form_valid(form)
