@@ -1,6 +1,7 @@
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled
 
@@ -9,6 +10,7 @@ from notifier.urls import api_urlpatterns as notifier_api
 
 from . import login_guard
 from .api_errors import json_404
+from .csp import SWAGGER_UI
 from .parsers import API_PARSERS
 from .throttles import LoginThrottle
 
@@ -33,7 +35,8 @@ class TokenView(ObtainAuthToken):
 api_patterns = [
     path("token/", TokenView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's set-up script as a file: no inline script for the CSP.
+    path("docs/", csp_update(SWAGGER_UI)(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     *feed_api,
     *notifier_api,
     re_path(r"^.*$", json_404),  # unknown API paths answer JSON, not the HTML 404 page

@@ -1,0 +1,51 @@
+"""Content-Security-Policy (django-csp), with the live-push WebSocket origin allowed explicitly.
+
+Pages load scripts, styles and images from Herald itself only: no inline script (the one confirm()
+handler lives in feed.js), no inline style (but on the API docs page), no framing. The browser's MQTT connection is the one
+cross-origin connection a page makes; its origin follows the settings of the moment (the local
+emulator's port, or the AWS IoT data endpoint), so it is added per response rather than frozen at
+start-up.
+"""
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from csp.middleware import CSPMiddleware as BaseCSPMiddleware
+from django.conf import settings
+
+POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        # MQTT.js keeps its keep-alive timers in a Web Worker made from a blob: URL, so a
+        # background tab still pings on time (browsers slow down timers in hidden tabs).
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+
+def live_push_origins() -> list[str]:
+    """Where the browser's MQTT-over-WebSocket connection goes (notifier.credentials' URLs)."""
+    if settings.NOTIFIER_BACKEND == "local":
+        return [f"ws://{settings.LOCALIOT_HOST}:{settings.LOCALIOT_WS_PORT}"]
+    if settings.IOT_DATA_ENDPOINT:
+        return [f"wss://{settings.IOT_DATA_ENDPOINT}"]
+    return [f"wss://*.iot.{settings.AWS_REGION}.amazonaws.com"]  # the endpoint is discovered later
+
+
+# Swagger UI (/api/docs/) sets inline styles; that page alone may.
+SWAGGER_UI = {"style-src": [UNSAFE_INLINE]}
+
+
+class CSPMiddleware(BaseCSPMiddleware):
+    def get_policy_parts(self, request, response, report_only=False):
+        parts = super().get_policy_parts(request, response, report_only)
+        update = dict(parts.update or {})
+        update["connect-src"] = [*live_push_origins(), *update.get("connect-src", [])]
+        parts.update = update
+        return parts
