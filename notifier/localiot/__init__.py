@@ -13,6 +13,7 @@ Modules:
   topics       pure MQTT/AWS topic rules (matching, validation)
   sigv4        SigV4 verification of incoming HTTP requests, using botocore's own signer
   plugins      amqtt auth and topic plugins
+  gate         limits in front of amqtt: connection cap, CONNECT deadline, packet size and framing
   broker       the amqtt Broker subclass that authenticates before touching sessions
   publish_api  the asyncio HTTP server for iot-data Publish
   server       LocalIoT, which puts the three listeners together

@@ -1,22 +1,42 @@
-"""The amqtt Broker, with three small overrides that make it behave like AWS IoT where it matters."""
+"""The amqtt Broker, with small overrides that make it behave like AWS IoT where it matters.
+
+Every MQTT connection, TCP or WebSocket, also goes through notifier.localiot.gate first: a cap on
+concurrent connections, a deadline for the CONNECT, MQTT 3.1.1 only, and no packet over 128 KB.
+"""
+import asyncio
 import logging
 from functools import partial
 from http import HTTPStatus
 
 import websockets
-from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.adapters import (
+    ReaderAdapter,
+    StreamReaderAdapter,
+    StreamWriterAdapter,
+    WebSocketsReader,
+    WebSocketsWriter,
+    WriterAdapter,
+)
 from amqtt.broker import Broker
 from amqtt.contexts import ListenerType
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import format_client_message, gen_client_id
+from websockets.asyncio.server import ServerConnection
+
+from . import gate
 
 log = logging.getLogger(__name__)
 
 WS_PATH = "/mqtt"
 # AWS IoT Core supports QoS 0 and 1 only.
 MAX_QOS = 1
+# How long shutdown waits for amqtt to say goodbye to its clients before dropping the connections:
+# a client that does not read would otherwise hold it up forever (amqtt drains before closing).
+SHUTDOWN_TIMEOUT = 2.0
+# A WebSocket message carries one MQTT packet: the packet limit plus the largest fixed header.
+WS_MAX_MESSAGE_BYTES = gate.MAX_PACKET_BYTES + 5
 
 
 class NotAuthorized(AMQTTError):
@@ -39,7 +59,106 @@ class HeraldBroker(Broker):
 
     Client ids are also unguessable (tokens.new_client_id) and bound to the token, so even a
     client with a valid token of its own cannot aim at someone else's session.
+
+    Connections are admitted by notifier.localiot.gate before amqtt sees them (see that module):
+    `limiter` caps concurrent connections over both listeners, `connect_timeout` bounds the wait
+    for a CONNECT (and for the WebSocket handshake), `max_packet_bytes` bounds every packet.
     """
+
+    def __init__(
+        self,
+        config,
+        *,
+        limiter: gate.ConnectionLimiter | None = None,
+        connect_timeout: float = gate.CONNECT_TIMEOUT,
+        max_packet_bytes: int = gate.MAX_PACKET_BYTES,
+    ):
+        super().__init__(config)
+        self.limiter = limiter or gate.ConnectionLimiter()
+        self.connect_timeout = connect_timeout
+        self.max_packet_bytes = max_packet_bytes
+        # Every open MQTT connection (TCP and WebSocket), and those amqtt has not been handed yet
+        # (waiting for their CONNECT or WebSocket handshake): shutdown drops those first.
+        self._transports: set[asyncio.BaseTransport] = set()
+        self._unadmitted: set[asyncio.BaseTransport] = set()
+        self._unadmitted_tasks: set[asyncio.Task] = set()
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        """A TCP connection: capped, CONNECT within the deadline, then amqtt on checked packets."""
+        transport = writer.transport
+        if not self.limiter.try_acquire():
+            transport.abort()
+            return
+        task = asyncio.current_task()
+        self._transports.add(transport)
+        self._unadmitted.add(transport)
+        self._unadmitted_tasks.add(task)
+        try:
+            framed = gate.FramedReader(
+                StreamReaderAdapter(reader),
+                peer=_peer(writer.get_extra_info("peername")),
+                abort=transport.abort,
+                max_packet_bytes=self.max_packet_bytes,
+            )
+
+            async def write(data: bytes) -> None:
+                writer.write(data)
+                await writer.drain()
+
+            admitted = await gate.admit_first_packet(framed, write=write, connect_timeout=self.connect_timeout)
+            self._unadmitted.discard(transport)
+            self._unadmitted_tasks.discard(task)
+            if admitted:
+                await self._client_connected(listener_name, framed, StreamWriterAdapter(writer))
+        except asyncio.CancelledError:
+            # Only at exit. Python 3.11's start_server logs a cancelled connection task as an error.
+            pass
+        finally:
+            self.limiter.release()
+            self._transports.discard(transport)
+            self._unadmitted.discard(transport)
+            self._unadmitted_tasks.discard(task)
+            if not transport.is_closing():
+                transport.close()
+
+    async def ws_connected(self, websocket: ServerConnection, listener_name: str) -> None:
+        """A WebSocket connection (already counted by _CappedServerConnection): as stream_connected."""
+        framed = gate.FramedReader(
+            WebSocketsReader(websocket),
+            peer=_peer(websocket.remote_address),
+            abort=websocket.transport.abort,
+            max_packet_bytes=self.max_packet_bytes,
+        )
+        admitted = await gate.admit_first_packet(framed, write=websocket.send, connect_timeout=self.connect_timeout)
+        self._unadmitted.discard(websocket.transport)
+        if admitted:
+            await self._client_connected(listener_name, framed, WebSocketsWriter(websocket))
+
+    async def shutdown(self) -> None:
+        """amqtt's shutdown, bounded in time; whatever is still connected afterwards is dropped.
+
+        Connections amqtt has not been handed yet are dropped first: amqtt does not know them, and
+        websockets would otherwise wait for their opening handshakes to time out.
+        """
+        for transport in list(self._unadmitted):
+            transport.abort()
+        if self._unadmitted_tasks:
+            await asyncio.wait(list(self._unadmitted_tasks), timeout=1)
+        try:
+            await asyncio.wait_for(super().shutdown(), SHUTDOWN_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning(
+                "The broker did not shut down within %g s: dropping the remaining connections.", SHUTDOWN_TIMEOUT
+            )
+            for server in self._servers.values():
+                if server.instance is not None:
+                    server.instance.close()
+        finally:
+            for transport in list(self._transports):
+                transport.abort()
+            self._transports.clear()
 
     async def _initialize_client_session(
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
@@ -113,6 +232,11 @@ class HeraldBroker(Broker):
             ping_interval=None,
             # A client that never answers the close frame (awscrt's) must not hold up shutdown.
             close_timeout=1,
+            # The same limits as on TCP: a deadline for the opening handshake (the CONNECT gets its
+            # own in ws_connected), no message over the packet limit, the shared connection cap.
+            open_timeout=self.connect_timeout,
+            max_size=WS_MAX_MESSAGE_BYTES,
+            create_connection=_capped_connection_class(self.limiter, self._transports, self._unadmitted),
         )
 
     async def close_listeners(self) -> None:
@@ -125,6 +249,61 @@ class HeraldBroker(Broker):
         """The port a listener actually bound (the real one when configured with port 0)."""
         # amqtt keeps its servers in a private dict and has no public accessor for them.
         return self._servers[listener_name].instance.sockets[0].getsockname()[1]
+
+
+def _peer(address) -> str:
+    if isinstance(address, (tuple, list)) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def _capped_connection_class(
+    limiter: gate.ConnectionLimiter, transports: set, unadmitted: set
+) -> type[ServerConnection]:
+    """websockets' ServerConnection, counted against `limiter` from accept() to close.
+
+    Counting starts when the TCP connection is made, not after the opening handshake, so idle
+    sockets that never send a handshake count too. One over the cap is closed at once, without a
+    handshake (and without websockets logging a failed handshake). The transport is listed in
+    `transports` while open and in `unadmitted` until ws_connected hands it to amqtt.
+    """
+
+    class CappedServerConnection(ServerConnection):
+        counted = False
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.counted = limiter.try_acquire()
+            if not self.counted:
+                transport.abort()
+                return
+            transports.add(transport)
+            unadmitted.add(transport)
+
+        def connection_lost(self, exc) -> None:
+            try:
+                super().connection_lost(exc)
+            finally:
+                transports.discard(self.transport)
+                unadmitted.discard(self.transport)
+                if self.counted:
+                    self.counted = False
+                    limiter.release()
+
+        async def handshake(self, *args, **kwargs) -> None:
+            if not self.counted:
+                return  # left in CONNECTING: websockets' server drops the connection quietly
+            try:
+                await super().handshake(*args, **kwargs)
+            except Exception:
+                if self.request is not None:
+                    raise
+                # Closed before sending its HTTP request (a port probe, or dropped at shutdown):
+                # nothing worth websockets' "opening handshake failed" traceback.
+                log.info("WebSocket connection from %s closed before its HTTP request.", _peer(self.remote_address))
+
+    return CappedServerConnection
 
 
 def _only_mqtt_path(connection, request):

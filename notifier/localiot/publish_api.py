@@ -26,7 +26,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote
 
-from . import topics
+from . import gate, topics
 from .sigv4 import SignatureError, verify_request
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,19 @@ class _Request:
 class PublishServer:
     """Answers iot-data Publish requests signed with one key pair and hands messages to `deliver`."""
 
-    def __init__(self, *, access_key_id: str, secret_access_key: str, deliver: Deliver):
+    def __init__(
+        self,
+        *,
+        access_key_id: str,
+        secret_access_key: str,
+        deliver: Deliver,
+        max_connections: int = gate.MAX_HTTP_CONNECTIONS,
+    ):
         if not access_key_id or not secret_access_key:
             raise ValueError("An access key id and a secret access key are required.")
+        # Connections over the cap are closed at once (one rate-limited log line), so idle
+        # sockets cannot use up the process's file descriptors.
+        self.limiter = gate.ConnectionLimiter(max_connections, kind="HTTP")
         self._access_key_id = access_key_id
         self._secret_access_key = secret_access_key
         self._deliver = deliver
@@ -108,6 +118,9 @@ class PublishServer:
         self._server = None
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.limiter.try_acquire():
+            writer.transport.abort()
+            return
         self._connections.add(writer)
         try:
             keep_alive = True
@@ -130,7 +143,10 @@ class PublishServer:
             pass
         except Exception:
             log.exception("HTTP connection failed")
+        except asyncio.CancelledError:
+            pass  # only at exit (Python 3.11's start_server would log a cancelled task as an error)
         finally:
+            self.limiter.release()
             self._connections.discard(writer)
             writer.close()
 

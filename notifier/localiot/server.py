@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 
+from . import gate
 from .broker import WS_PATH, HeraldBroker
 from .publish_api import PublishServer
 
@@ -30,6 +31,13 @@ class LocalIoT:
 
     Port 0 picks a free port; the bound ports are reported by the properties once started. Use a
     literal address for `host` with port 0 ("localhost" may bind IPv4 and IPv6 on different ports).
+
+    Limits on MQTT clients (TCP and WebSocket alike, see notifier.localiot.gate):
+    `connect_timeout` seconds to send a complete CONNECT after connecting, `max_connections`
+    concurrent connections over both listeners (more are closed at once), and `max_packet_bytes`
+    per packet (AWS IoT's 128 KB message limit; a bigger packet closes the connection). The HTTP
+    Publish API has its own cap, `max_http_connections`. The soft open-files limit is raised to fit
+    the caps where the hard limit allows; otherwise the MQTT cap is lowered to fit (with a warning).
     """
 
     def __init__(
@@ -42,12 +50,24 @@ class LocalIoT:
         access_key_id: str,
         secret_access_key: str,
         token_key: str,
+        connect_timeout: float = gate.CONNECT_TIMEOUT,
+        max_connections: int = gate.MAX_CONNECTIONS,
+        max_packet_bytes: int = gate.MAX_PACKET_BYTES,
+        max_http_connections: int = gate.MAX_HTTP_CONNECTIONS,
     ):
         for name, port in (("mqtt_port", mqtt_port), ("ws_port", ws_port), ("http_port", http_port)):
             if port == FORBIDDEN_PORT:
                 raise ValueError(f"{name} must not be {FORBIDDEN_PORT}: a system MQTT broker may own that port.")
         if not (access_key_id and secret_access_key and token_key):
             raise ValueError("access_key_id, secret_access_key and token_key are all required.")
+        if not connect_timeout > 0:
+            raise ValueError("connect_timeout must be positive.")
+        if min(max_connections, max_packet_bytes, max_http_connections) < 1:
+            raise ValueError("max_connections, max_packet_bytes and max_http_connections must be positive.")
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.max_packet_bytes = max_packet_bytes
+        self.max_http_connections = max_http_connections
         self.host = host
         self._requested = {"mqtt": mqtt_port, "ws": ws_port, "http": http_port}
         self._access_key_id = access_key_id
@@ -63,14 +83,25 @@ class LocalIoT:
         """Bind all three listeners; on failure nothing is left running."""
         if self._broker is not None:
             raise RuntimeError("LocalIoT is already running.")
-        broker = HeraldBroker(self._broker_config())  # must be created inside the running loop
+        gate.install_accept_error_handler(asyncio.get_running_loop())
+        reserve = gate.DESCRIPTOR_RESERVE - gate.MAX_HTTP_CONNECTIONS + self.max_http_connections
+        limiter = gate.ConnectionLimiter(gate.ensure_descriptor_headroom(self.max_connections, reserve))
+        broker = HeraldBroker(  # must be created inside the running loop
+            self._broker_config(),
+            limiter=limiter,
+            connect_timeout=self.connect_timeout,
+            max_packet_bytes=self.max_packet_bytes,
+        )
         try:
             await broker.start()
         except BaseException:
             await broker.close_listeners()
             raise
         http = PublishServer(
-            access_key_id=self._access_key_id, secret_access_key=self._secret_access_key, deliver=self.publish
+            access_key_id=self._access_key_id,
+            secret_access_key=self._secret_access_key,
+            deliver=self.publish,
+            max_connections=self.max_http_connections,
         )
         self._broker = broker
         try:
