@@ -14,5 +14,5 @@ class JSONParser(parsers.JSONParser):
             raise ParseError("JSON parse error - nested too deeply.") from None
 
 
-# What every API view accepts (the token view too, which lists its own).
-API_PARSERS = [JSONParser, parsers.FormParser, parsers.MultiPartParser]
+# What the token view accepts: JSON, or a form (`curl -d username=… -d password=…`).
+TOKEN_PARSERS = [JSONParser, parsers.FormParser]

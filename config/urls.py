@@ -11,7 +11,7 @@ from notifier.urls import api_urlpatterns as notifier_api
 from . import login_guard
 from .api_errors import json_404
 from .csp import SWAGGER_UI
-from .parsers import API_PARSERS
+from .parsers import TOKEN_PARSERS
 from .throttles import LoginThrottle
 
 
@@ -19,7 +19,7 @@ class TokenView(ObtainAuthToken):
     """POST {username, password} → {token}, for scripts (send it as `Authorization: Token …`)."""
 
     throttle_classes = [LoginThrottle]
-    parser_classes = API_PARSERS
+    parser_classes = TOKEN_PARSERS
 
     def post(self, request, *args, **kwargs):
         # Failed log-ins are limited per username and per address, as on the log-in page.

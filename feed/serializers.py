@@ -1,12 +1,15 @@
 """API shapes and input validation for the feed (contract: README "HTTP API")."""
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Comment, Post, User
-from .text import clean_text
+from .text import MAX_TEXT_LENGTH, clean_text
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH, "pattern": r"\S",
+                     "description": "Not blank: at least one character other than white space."})
 class TextField(serializers.CharField):
     """Post/comment text: stripped, non-blank, at most 2,000 characters, with a readable message."""
 
@@ -18,6 +21,8 @@ class TextField(serializers.CharField):
     def run_validation(self, data=serializers.empty):
         # Overrides run_validation, not to_internal_value: CharField returns "" before
         # to_internal_value is reached, and every text must pass through clean_text.
+        if data is not serializers.empty and data is not None and not isinstance(data, str):
+            raise serializers.ValidationError(f"{self.what} text must be a string.")  # not 0, true, [..]
         value = super().run_validation(data)
         try:
             return clean_text(value, what=self.what)

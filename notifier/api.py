@@ -1,7 +1,7 @@
 """Notification API: a user only ever sees or changes their own notifications."""
 from django.utils.http import urlencode
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,16 +25,7 @@ class NewestFirst(IntegerCursorPagination):
     ordering = "-seq"
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("unread", OpenApiTypes.BOOL, description="Only unread notifications."),
-        OpenApiParameter(
-            "after_seq", OpenApiTypes.INT,
-            description="Catch-up after a reconnect: exactly the notifications with seq > N, oldest first, "
-            f"up to {CATCH_UP_LIMIT} a page (follow `next`).",
-        ),
-    ]
-)
+@extend_schema(parameters=[ListQuerySerializer])
 class NotificationListView(generics.ListAPIView):
     serializer_class = NotificationSerializer
     pagination_class = NewestFirst

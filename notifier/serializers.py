@@ -22,8 +22,12 @@ class UnreadCountSerializer(serializers.Serializer):
 
 
 class ListQuerySerializer(serializers.Serializer):
-    unread = serializers.BooleanField(required=False, default=False)
-    after_seq = serializers.IntegerField(required=False, min_value=0)
+    unread = serializers.BooleanField(required=False, default=False, help_text="Only unread notifications.")
+    after_seq = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**63 - 1,
+        help_text="Catch-up after a reconnect: exactly the notifications with seq > N, oldest first, "
+        "up to 100 a page (follow `next`).",
+    )
 
 
 class CatchUpPageSerializer(serializers.Serializer):

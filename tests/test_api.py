@@ -104,7 +104,8 @@ def test_create_get_and_delete_a_post(api, alice, bob):
         ({"text": "x" * 2001}, "Post is too long: 2001 characters, the limit is 2000."),
         ({}, "Post text is required."),
         ({"text": None}, "Post cannot be empty."),
-        ({"text": ["a", "b"]}, "Not a valid string."),
+        ({"text": ["a", "b"]}, "Post text must be a string."),
+        ({"text": 0}, "Post text must be a string."),
     ],
 )
 def test_bad_post_text_gets_400(api, alice, body, message):

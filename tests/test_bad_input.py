@@ -36,7 +36,8 @@ def cursor_with_position(position: str) -> str:
 
 
 @pytest.mark.parametrize("path", ["/api/feed/", "/api/notifications/", "/api/posts/", "/api/posts/{post}/comments/"])
-@pytest.mark.parametrize("cursor", [cursor_with_position("abc"), "cD1hYmM=", "not-base64!", cursor_with_position("1e999")])
+@pytest.mark.parametrize("cursor", [cursor_with_position("abc"), "cD1hYmM=", "not-base64!", "0.0.abc", "0.0.1e999",
+                                    "2.0.5", "0.0." + "9" * 30])
 def test_a_cursor_whose_position_is_not_a_number_is_a_400(api, alice, path, cursor):
     from feed import services
 
