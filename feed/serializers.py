@@ -15,8 +15,9 @@ class TextField(serializers.CharField):
 
     def __init__(self, *, what: str, **kwargs):
         self.what = what
-        kwargs.setdefault("error_messages", {"required": f"{what} text is required.", "null": f"{what} cannot be empty."})
-        super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
+        kwargs.setdefault("error_messages", {"required": f"{what} text is required.", "null": f"{what} cannot be empty.",
+                                             "blank": f"{what} cannot be empty."})
+        super().__init__(allow_blank=False, trim_whitespace=False, **kwargs)
 
     def run_validation(self, data=serializers.empty):
         # Overrides run_validation, not to_internal_value: CharField returns "" before
@@ -36,7 +37,11 @@ class ActorSerializer(serializers.Serializer):
 
 
 class SignupSerializer(serializers.ModelSerializer):
-    password = serializers.CharField(write_only=True, style={"input_type": "password"})
+    password = serializers.CharField(
+        write_only=True, min_length=8, style={"input_type": "password"},
+        help_text="At least 8 characters, not all digits, not a common password.",
+        error_messages={"min_length": "This password is too short. It must contain at least 8 characters."},
+    )
 
     class Meta:
         model = User
