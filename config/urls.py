@@ -39,7 +39,7 @@ api_patterns = [
     path("docs/", csp_update(SWAGGER_UI)(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     *feed_api,
     *notifier_api,
-    re_path(r"^.*$", json_404),  # unknown API paths answer JSON, not the HTML 404 page
+    re_path(r"^[\s\S]*$", json_404),  # unknown API paths (any characters, newlines too) answer JSON
 ]
 
 handler400 = "config.errors.bad_request"

@@ -109,3 +109,8 @@ def test_a_server_error_under_api_is_json(api, alice, monkeypatch):
     body = assert_json_error(r, 500)
     assert "a bug" not in body["detail"]  # nothing internal leaks
 
+
+
+@pytest.mark.parametrize("path", ["/api/posts/%0A/", "/api/posts/abc/", "/api/posts/1%0A2/comments/", "/api/%F0%9F%98%80"])
+def test_any_unknown_api_path_is_a_json_404(api, alice, path):
+    assert_json_error(api.as_(alice).get(path), 404)
