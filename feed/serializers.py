@@ -8,8 +8,9 @@ from .models import Comment, Post, User
 from .text import MAX_TEXT_LENGTH, clean_text
 
 
-@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH, "pattern": r"\S",
-                     "description": "Not blank: at least one character other than white space."})
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH,
+                     "pattern": r"^[^\u0000]*[^\u0000\s][^\u0000]*$",
+                     "description": "Not blank (at least one character other than white space); no NUL characters."})
 class TextField(serializers.CharField):
     """Post/comment text: stripped, non-blank, at most 2,000 characters, with a readable message."""
 

@@ -40,6 +40,7 @@ class NotificationListView(generics.ListAPIView):
         return qs
 
     def list(self, request, *args, **kwargs):
+        self.paginator.get_page_size(request)  # a bad page_size is a 400 on the catch-up path too
         qs = self.get_queryset()
         if "after_seq" not in self.query:
             return super().list(request, *args, **kwargs)

@@ -114,3 +114,11 @@ def test_a_server_error_under_api_is_json(api, alice, monkeypatch):
 @pytest.mark.parametrize("path", ["/api/posts/%0A/", "/api/posts/abc/", "/api/posts/1%0A2/comments/", "/api/%F0%9F%98%80"])
 def test_any_unknown_api_path_is_a_json_404(api, alice, path):
     assert_json_error(api.as_(alice).get(path), 404)
+
+
+@pytest.mark.parametrize("params", [{"page_size": "0"}, {"page_size": "101"}, {"page_size": "x"}, {"page_size": ""},
+                                    {"page_size": "612528443518", "after_seq": "5"}])
+def test_a_page_size_out_of_bounds_is_a_400_on_every_list(api, alice, params):
+    for path in ("/api/notifications/", "/api/posts/", "/api/feed/"):
+        body = assert_json_error(api.as_(alice).get(path, params), 400)
+        assert "page_size" in body["errors"]
