@@ -226,6 +226,10 @@ LOCALIOT_HOST = env_str("LOCALIOT_HOST", "127.0.0.1")
 LOCALIOT_MQTT_PORT = env_int("LOCALIOT_MQTT_PORT", 8883, minimum=1, maximum=65535)
 LOCALIOT_WS_PORT = env_int("LOCALIOT_WS_PORT", 8083, minimum=1, maximum=65535)
 LOCALIOT_HTTP_PORT = env_int("LOCALIOT_HTTP_PORT", 8084, minimum=1, maximum=65535)
+# The emulator closes a connection that sends no CONNECT within this many seconds, and holds at
+# most this many MQTT connections (TCP and WebSocket together) open at once.
+LOCALIOT_CONNECT_TIMEOUT = env_float("LOCALIOT_CONNECT_TIMEOUT", 10.0, minimum=0.1, maximum=300)
+LOCALIOT_MAX_CONNECTIONS = env_int("LOCALIOT_MAX_CONNECTIONS", 1000, minimum=1, maximum=100_000)
 for _name in ("LOCALIOT_MQTT_PORT", "LOCALIOT_WS_PORT", "LOCALIOT_HTTP_PORT"):
     if globals()[_name] == 1883:
         raise ImproperlyConfigured(f"{_name} must not be 1883: a system MQTT broker may own that port.")

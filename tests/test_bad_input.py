@@ -122,3 +122,15 @@ def test_a_page_size_out_of_bounds_is_a_400_on_every_list(api, alice, params):
     for path in ("/api/notifications/", "/api/posts/", "/api/feed/"):
         body = assert_json_error(api.as_(alice).get(path, params), 400)
         assert "page_size" in body["errors"]
+
+
+def test_the_api_takes_json_and_says_so_to_a_form(api, alice):
+    r = api.as_(alice).post("/api/posts/", {"text": "as a form"}, format="multipart")
+    body = assert_json_error(r, 415)
+    assert "multipart/form-data" in body["detail"]
+    # ... except the token view, which also takes a form (curl -d username=… -d password=…).
+    from .conftest import PASSWORD
+
+    assert api.post("/api/token/", {"username": "alice", "password": PASSWORD}, format="multipart").status_code == 415
+    r = api.post("/api/token/", f"username=alice&password={PASSWORD}", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 200 and r.json()["token"]

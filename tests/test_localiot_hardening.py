@@ -422,10 +422,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _runlocaliot(ports: dict, *, open_files: int | None = None) -> subprocess.Popen:
+def _runlocaliot(ports: dict, *, open_files: int | None = None, **settings_env: str) -> subprocess.Popen:
     """`manage.py runlocaliot` on the given ports, optionally with `ulimit -n open_files`; returns once it serves."""
     env = os.environ | {name: str(port) for name, port in ports.items()}
-    env |= {"LOCALIOT_HOST": "127.0.0.1", "DEBUG": "1", "SECRET_KEY": COMMAND_SECRET_KEY}
+    env |= {"LOCALIOT_HOST": "127.0.0.1", "DEBUG": "1", "SECRET_KEY": COMMAND_SECRET_KEY, **settings_env}
 
     def limit_open_files():
         if open_files is not None:
@@ -564,6 +564,26 @@ def test_runlocaliot_exits_within_5_s_of_sigterm_with_idle_connections_open():
         assert code == 0, process.stderr.read()
         stderr = process.stderr.read()
         assert "Traceback" not in stderr, stderr
+    finally:
+        for sock in sockets:
+            sock.close()
+        _stop(process)
+
+
+def test_runlocaliot_takes_its_limits_from_settings():
+    """LOCALIOT_MAX_CONNECTIONS and LOCALIOT_CONNECT_TIMEOUT reach the command's emulator."""
+    ports = {"LOCALIOT_MQTT_PORT": _free_port(), "LOCALIOT_WS_PORT": _free_port(), "LOCALIOT_HTTP_PORT": _free_port()}
+    process = _runlocaliot(ports, LOCALIOT_MAX_CONNECTIONS="2", LOCALIOT_CONNECT_TIMEOUT="0.5")
+    sockets = []
+    try:
+        for _ in range(3):
+            sockets.append(socket.create_connection(("127.0.0.1", ports["LOCALIOT_MQTT_PORT"]), timeout=5))
+        sockets[2].settimeout(2)
+        assert sockets[2].recv(1) == b""  # over the cap of 2: closed at once
+        started = time.monotonic()
+        sockets[0].settimeout(5)
+        assert sockets[0].recv(1) == b""  # no CONNECT: closed after the 0.5 s timeout
+        assert time.monotonic() - started < 2.5
     finally:
         for sock in sockets:
             sock.close()

@@ -32,6 +32,8 @@ class Command(BaseCommand):
             access_key_id=access_key_id,
             secret_access_key=secret_access_key,
             token_key=settings.SECRET_KEY,
+            connect_timeout=settings.LOCALIOT_CONNECT_TIMEOUT,
+            max_connections=settings.LOCALIOT_MAX_CONNECTIONS,
         )
         asyncio.run(self._serve(iot))
 
