@@ -128,6 +128,18 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
+def steady(count: int, rate: float):
+    """Yield 0..count-1 at `rate` per second on a fixed schedule (a late step does not push the
+    later ones back), so a slow response does not lower the offered load."""
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield i
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * p / 100

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchlib import (  # noqa: E402
     NOOP_PUBLISHER, ROOT, Api, bench_env, free_port, machine, migrate, ms, percentile,
-    recreate_database, scratch_url, start_db_worker, start_gunicorn, stats_ms, stop, write_result,
+    recreate_database, scratch_url, start_db_worker, start_gunicorn, stats_ms, steady, stop, write_result,
 )
 from bench.fanout import build  # noqa: E402
 from bench.benchlib import CpuMeter, connect  # noqa: E402
@@ -90,13 +90,7 @@ class FanoutLoad(threading.Thread):
 def send_round(api: Api, count: int, rate: float, label: str) -> list[tuple[float, float]]:
     """POST /api/posts/ `count` times at `rate`/s; returns (sent at, latency) pairs."""
     out = []
-    interval = 1.0 / rate
-    start = time.perf_counter()
-    for i in range(count):
-        target = start + i * interval
-        delay = target - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+    for i in steady(count, rate):
         t0 = time.perf_counter()
         status, body = api.call("POST", "/api/posts/", {"text": f"{label} post {i}"})
         out.append((t0, time.perf_counter() - t0))

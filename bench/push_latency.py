@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.benchlib import Api, free_port, ms, percentile, stop, wait_for_port  # noqa: E402
+from bench.benchlib import Api, free_port, ms, percentile, steady, stop, wait_for_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -117,13 +117,7 @@ def run(count: int, rate: float, polls: int) -> dict:
 
         sent: dict[int, float] = {}
         post_times = []
-        interval = 1.0 / rate
-        start = time.perf_counter()
-        for i in range(count):
-            target = start + i * interval
-            delay = target - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+        for i in steady(count, rate):
             t0 = time.perf_counter()
             sent[i] = t0
             status, body = commenter.call("POST", f"/api/posts/{post['id']}/comments/", {"text": f"comment #{i} "})

@@ -28,6 +28,7 @@ from .models import Notification, NotificationState, PendingPush
 from .oncommit import after_commit
 from .publishers import PublishError, get_publisher
 from .sql import among, table
+from .taskqueue import in_task
 from .topics import user_topic
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,7 @@ def deliver_on_commit(items: list[Outgoing], *, urgent: bool = True) -> None:
     Urgent unless called from background work (a fan-out task pushes with the patient client).
     """
     if items:
-        after_commit(push, items, urgent and not _in_background())
-
-
-def _in_background() -> bool:
-    from .taskqueue import in_task
-
-    return in_task()
+        after_commit(push, items, urgent and not in_task())
 
 
 def deliver(notification_ids: list[int]) -> dict[str, int]:

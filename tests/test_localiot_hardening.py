@@ -20,6 +20,7 @@ from notifier.localiot import gate
 from notifier.localiot.server import LocalIoT
 from notifier.localiot.tokens import issue_token, new_client_id
 
+from .live import free_port
 from .mqtt_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -416,11 +417,6 @@ def test_accept_errors_for_lack_of_descriptors_are_reported_once_per_interval(ca
 COMMAND_SECRET_KEY = "localiot-hardening-test-secret-key"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _runlocaliot(ports: dict, *, open_files: int | None = None, **settings_env: str) -> subprocess.Popen:
     """`manage.py runlocaliot` on the given ports, optionally with `ulimit -n open_files`; returns once it serves."""
@@ -459,7 +455,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 def test_runlocaliot_with_few_file_descriptors_caps_connections_instead_of_failing_accept():
     """With `ulimit -n 500` the cap shrinks to fit: 150 idle sockets never make accept() fail."""
-    ports = {"LOCALIOT_MQTT_PORT": _free_port(), "LOCALIOT_WS_PORT": _free_port(), "LOCALIOT_HTTP_PORT": _free_port()}
+    ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
     process = _runlocaliot(ports, open_files=500)
     sockets = []
     try:
@@ -505,7 +501,7 @@ def test_runlocaliot_with_few_file_descriptors_caps_connections_instead_of_faili
 def test_runlocaliot_recovers_from_running_out_of_file_descriptors_with_one_log_line():
     """`ulimit -n 60`: a burst of 150 connections makes accept() fail (asyncio accepts up to 100 at
     once, before any can be refused); that is reported once, not per failure, and service resumes."""
-    ports = {"LOCALIOT_MQTT_PORT": _free_port(), "LOCALIOT_WS_PORT": _free_port(), "LOCALIOT_HTTP_PORT": _free_port()}
+    ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
     process = _runlocaliot(ports, open_files=60)
     sockets = []
     try:
@@ -541,7 +537,7 @@ def test_runlocaliot_recovers_from_running_out_of_file_descriptors_with_one_log_
 
 
 def test_runlocaliot_exits_within_5_s_of_sigterm_with_idle_connections_open():
-    ports = {"LOCALIOT_MQTT_PORT": _free_port(), "LOCALIOT_WS_PORT": _free_port(), "LOCALIOT_HTTP_PORT": _free_port()}
+    ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
     process = _runlocaliot(ports)
     sockets = []
     try:
@@ -572,7 +568,7 @@ def test_runlocaliot_exits_within_5_s_of_sigterm_with_idle_connections_open():
 
 def test_runlocaliot_takes_its_limits_from_settings():
     """LOCALIOT_MAX_CONNECTIONS and LOCALIOT_CONNECT_TIMEOUT reach the command's emulator."""
-    ports = {"LOCALIOT_MQTT_PORT": _free_port(), "LOCALIOT_WS_PORT": _free_port(), "LOCALIOT_HTTP_PORT": _free_port()}
+    ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
     process = _runlocaliot(ports, LOCALIOT_MAX_CONNECTIONS="2", LOCALIOT_CONNECT_TIMEOUT="0.5")
     sockets = []
     try:
