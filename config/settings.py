@@ -230,6 +230,9 @@ LOCALIOT_HTTP_PORT = env_int("LOCALIOT_HTTP_PORT", 8084, minimum=1, maximum=6553
 # most this many MQTT connections (TCP and WebSocket together) open at once.
 LOCALIOT_CONNECT_TIMEOUT = env_float("LOCALIOT_CONNECT_TIMEOUT", 10.0, minimum=0.1, maximum=300)
 LOCALIOT_MAX_CONNECTIONS = env_int("LOCALIOT_MAX_CONNECTIONS", 1000, minimum=1, maximum=100_000)
+# Publishes/s the emulator's HTTP API accepts before answering 429 as AWS does past the account's
+# limit (0: no limit); for trying Herald's back-off locally.
+LOCALIOT_PUBLISH_RATE = env_float("LOCALIOT_PUBLISH_RATE", 0.0, minimum=0, maximum=1_000_000)
 for _name in ("LOCALIOT_MQTT_PORT", "LOCALIOT_WS_PORT", "LOCALIOT_HTTP_PORT"):
     if globals()[_name] == 1883:
         raise ImproperlyConfigured(f"{_name} must not be 1883: a system MQTT broker may own that port.")
@@ -249,8 +252,21 @@ TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASK_BACKEND]}}
 TASK_STALE_AFTER = env_int("TASK_STALE_AFTER", 600, minimum=1)
 # A failed task is run again (backing off) until it has run this many times.
 TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
+# On Lambda, at most this many invocations drain the task queue for one burst of tasks (a
+# 1M-follower post is 2,000 chunks, not 2,000 concurrent invocations); each keeps taking queued
+# tasks for TASK_LAMBDA_DRAIN_SECONDS (keep it well under the function's timeout).
+TASK_LAMBDA_PARALLEL = env_int("TASK_LAMBDA_PARALLEL", 10, minimum=1, maximum=1000)
+TASK_LAMBDA_DRAIN_SECONDS = env_float("TASK_LAMBDA_DRAIN_SECONDS", 10.0, minimum=0, maximum=900)
 # Seconds a request's own push may take (connect + read, one attempt); the rest is deliver_pending's.
 PUSH_URGENT_TIMEOUT = env_float("PUSH_URGENT_TIMEOUT", 0.3, minimum=0.02, maximum=10)
+# Publishing batches (notifier/publishing.py), per process: publishes in flight at once, and
+# publishes per second. AWS IoT allows 20,000 publishes/s per account by default; 1,000 per process
+# times TASK_LAMBDA_PARALLEL stays well inside it. A throttled (429) publisher halves its rate.
+PUSH_CONCURRENCY = env_int("PUSH_CONCURRENCY", 8, minimum=1, maximum=256)
+PUSH_RATE_LIMIT = env_float("PUSH_RATE_LIMIT", 1000.0, minimum=1, maximum=100_000)
+# After a publish fails because the broker cannot be reached, batches in the process leave their
+# pushes to deliver_pending for this long instead of each waiting out its own timeouts.
+PUSH_BREAKER_SECONDS = env_float("PUSH_BREAKER_SECONDS", 5.0, minimum=0, maximum=600)
 # Dotted path of the class that pushes messages; see notifier/publishers.py.
 NOTIFIER_PUBLISHER = env_str("NOTIFIER_PUBLISHER", "notifier.publishers.IotDataPublisher")
 

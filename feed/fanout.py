@@ -32,8 +32,10 @@ def schedule(post: Post) -> None:
     enqueue(plan_fanout, post.pk)
 
 
-def chunk_bounds(author_id: int, size: int = CHUNK_SIZE) -> list[tuple[int, int]]:
-    """(after_id, upto_id] ranges of follow ids covering the author's followers, `size` each."""
+def chunk_bounds(author_id: int, size: int | None = None) -> list[tuple[int, int]]:
+    """(after_id, upto_id] ranges of follow ids covering the author's followers, `size` (default
+    CHUNK_SIZE) each."""
+    size = size or CHUNK_SIZE
     follows = Follow.objects.filter(followee_id=author_id)
     ends = list(
         follows.annotate(n=Window(RowNumber(), order_by=F("pk").asc()))

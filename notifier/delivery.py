@@ -27,6 +27,7 @@ from . import envelope
 from .models import Notification, NotificationState, PendingPush
 from .oncommit import after_commit
 from .publishers import PublishError, get_publisher
+from .publishing import publish_all
 from .sql import among, table
 from .taskqueue import in_task
 from .topics import user_topic
@@ -89,38 +90,38 @@ def deliver(notification_ids: list[int]) -> dict[str, int]:
                  url=n.url, created_at=n.created_at, unread_count=n.unread_now or 0)
         for n in rows
     ]
-    return push(items, urgent=False)
+    return push(items, urgent=False, retry=True)
 
 
-def push(items: list[Outgoing], urgent: bool = False) -> dict[str, int]:
+def push(items: list[Outgoing], urgent: bool = False, retry: bool = False) -> dict[str, int]:
     """Publish each notification to its recipient's topic and record each outcome.
 
-    When a push fails in a way that may pass (broker down, throttled), the rest of the batch is not
+    The batch is published side by side, within the process's rate limit (notifier.publishing).
+    When a push fails in a way that may pass (broker down), the rest of the batch is not
     attempted: they would most likely fail the same way, each after its own timeouts, and
-    deliver_pending retries them all later. Returns counts by outcome.
+    deliver_pending retries them all later. Throttled pushes are slowed down and retried in the
+    batch. A `retry` of owed pushes tries even while the breaker is open. Returns counts by
+    outcome.
     """
-    delivered, retry, failed = [], {}, {}
     try:
         publisher = get_publisher()
     except PublishError as exc:  # e.g. the data endpoint could not be discovered: try later
         log.warning("no publisher: %s", exc)
         _record([], {n.pk: str(exc)[:300] for n in items}, {})
         return {"delivered": 0, "pending": len(items), "failed": 0}
-    for item in items:
-        if retry:
-            retry[item.pk] = "not attempted: an earlier push in the batch failed"
-            continue
-        message = envelope.notification_message(item, unread_count=item.unread_count)
-        try:
-            publisher.publish(user_topic(item.recipient_id), envelope.encode(message), urgent=urgent)
-        except PublishError as exc:
-            (failed if exc.permanent else retry)[item.pk] = str(exc)[:300]
-            log.warning("push of notification %s failed (%s): %s", item.pk,
-                        "permanent" if exc.permanent else "will retry", exc)
-        else:
-            delivered.append(item.pk)
-    _record(delivered, retry, failed)
-    return {"delivered": len(delivered), "pending": len(retry), "failed": len(failed)}
+    messages = [
+        (item.pk, user_topic(item.recipient_id),
+         envelope.encode(envelope.notification_message(item, unread_count=item.unread_count)))
+        for item in items
+    ]
+    outcome = publish_all(publisher, messages, urgent=urgent, probe=retry)
+    if outcome.failed:
+        log.warning("%d push(es) failed for good, e.g. notification %s: %s", len(outcome.failed),
+                    *next(iter(outcome.failed.items())))
+    if outcome.throttled:
+        log.info("the broker throttled %d push(es); the publish rate was lowered", outcome.throttled)
+    _record(outcome.delivered, outcome.retry, outcome.failed)
+    return {"delivered": len(outcome.delivered), "pending": len(outcome.retry), "failed": len(outcome.failed)}
 
 
 def _record(delivered: list[int], retry: dict[int, str], failed: dict[int, str]) -> None:
@@ -172,7 +173,11 @@ def publish_read_on_commit(user_id: int, *, last_seq: int, unread_count: int, id
 
 def _publish_best_effort(user_id: int, message: dict) -> None:
     # Not stored and not retried: a tab that misses it corrects its badge from the API on reconnect.
+    # Through publish_all all the same: it counts against the rate and respects the breaker.
     try:
-        get_publisher().publish(user_topic(user_id), envelope.encode(message), urgent=True)
+        outcome = publish_all(get_publisher(), [(user_id, user_topic(user_id), envelope.encode(message))], urgent=True)
     except PublishError as exc:
         log.info("read-state push to user %s failed: %s", user_id, exc)
+    else:
+        if not outcome.delivered:
+            log.info("read-state push to user %s failed: %s", user_id, {**outcome.retry, **outcome.failed}.get(user_id))

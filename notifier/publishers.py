@@ -6,7 +6,10 @@ settings.NOTIFIER_PUBLISHER, loaded once per process.
 
 A failed publish raises PublishError, which says whether trying again can help: an oversized
 payload or an invalid topic will fail the same way forever (permanent), a refused connection or
-a throttle may not.
+a throttle (HTTP 429, which slows the process's publishing down) may not.
+
+Batches of messages go through notifier.publishing (concurrency, rate limit, breaker), using the
+publisher's `gate`.
 """
 import functools
 import hashlib
@@ -23,10 +26,15 @@ log = logging.getLogger(__name__)
 PERMANENT_STATUS = {400, 413}
 
 
+# ... and the one that says "slow down".
+THROTTLED_STATUS = 429
+
+
 class PublishError(Exception):
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, throttled: bool = False):
         super().__init__(message)
         self.permanent = permanent
+        self.throttled = throttled
 
 
 class Publisher:
@@ -40,6 +48,13 @@ class Publisher:
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, urgent: bool = False) -> None:
         raise NotImplementedError
 
+    @functools.cached_property
+    def gate(self):
+        """This publisher's concurrency, rate limit and breaker, shared by every batch in the process."""
+        from .publishing import Gate
+
+        return Gate.from_settings()
+
 
 def local_credentials() -> tuple[str, str]:
     """The key pair the local emulator accepts, derived from SECRET_KEY (nothing else to configure)."""
@@ -50,7 +65,9 @@ def local_credentials() -> tuple[str, str]:
 class IotDataPublisher(Publisher):
     """boto3 iot-data Publish with two clients per process, created on first use:
     - patient (background work, deliver_pending): botocore's standard retry mode, 2 s to connect,
-      5 s to read;
+      5 s to read; its connection pool has room for every concurrent publish (PUSH_CONCURRENCY,
+      plus the threads that publish their own batches), so no publish waits for or discards a
+      connection;
     - urgent (after a request's commit): one attempt, the connect and read timeouts splitting
       PUSH_URGENT_TIMEOUT (300 ms by default), so the request's latency does not depend on the
       broker's health.
@@ -77,13 +94,14 @@ class IotDataPublisher(Publisher):
         import boto3
         from botocore.config import Config
 
+        pool = settings.PUSH_CONCURRENCY + 8
         if urgent:
             half = settings.PUSH_URGENT_TIMEOUT / 2
             config = Config(retries={"total_max_attempts": 1}, connect_timeout=half, read_timeout=half,
-                            tcp_keepalive=True)
+                            tcp_keepalive=True, max_pool_connections=pool)
         else:
             config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5,
-                            tcp_keepalive=True)
+                            tcp_keepalive=True, max_pool_connections=pool)
         kwargs = {"region_name": settings.AWS_REGION, "config": config}
         if settings.NOTIFIER_BACKEND == "local":
             key_id, secret = local_credentials()
@@ -112,7 +130,8 @@ class IotDataPublisher(Publisher):
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = exc.response.get("Error", {}).get("Message") or str(exc)
-            raise PublishError(f"HTTP {status}: {message}", permanent=status in PERMANENT_STATUS) from exc
+            raise PublishError(f"HTTP {status}: {message}", permanent=status in PERMANENT_STATUS,
+                               throttled=status == THROTTLED_STATUS) from exc
         except BotoCoreError as exc:
             raise PublishError(str(exc)) from exc
 

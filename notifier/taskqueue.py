@@ -84,14 +84,45 @@ def enqueue(task_, *args) -> None:
 
 
 class LambdaBackend(DatabaseBackend):
-    """On Lambda: the database queue, with each task handed to an asynchronous invocation of this
-    function after the commit (zappa.asynchronous), so nothing waits for a poller. The row is the
-    durable record: an invocation that never happens or dies is found by sweep()."""
+    """On Lambda: the database queue, with tasks handed to asynchronous invocations of this function
+    after the commit (zappa.asynchronous), so nothing waits for a poller. The row is the durable
+    record: an invocation that never happens or dies is found by sweep().
+
+    Parallel, within a cap: the tasks one transaction enqueues (a fan-out plan's chunks) get at
+    most TASK_LAMBDA_PARALLEL invocations, fewer when that many tasks are already running; every
+    invocation runs its task and then keeps taking queued tasks (`run_queued`) for
+    TASK_LAMBDA_DRAIN_SECONDS. So a 1M-follower post's 2,000 chunks run on ten invocations, not
+    2,000: the account's Lambda concurrency and IoT publish rate stay free for everyone else."""
 
     def enqueue(self, task, args, kwargs):
         result = super().enqueue(task, args, kwargs)
-        after_commit(_invoke, str(result.id))
+        _invoke_after_commit(str(result.id))
         return result
+
+
+def _invoke_after_commit(result_id: str) -> None:
+    """Hand the task to an invocation once the transaction commits: one callback per transaction
+    collects its tasks, so the cap applies to all of them together. (A task whose callback is lost
+    with a rolled-back savepoint while its row survives is found by the sweep.)"""
+    if not connection.in_atomic_block:
+        _invoke_capped([result_id])
+        return
+    for _, func, _ in connection.run_on_commit:
+        ids = getattr(func, "herald_invocations", None)
+        if ids is not None:
+            ids.append(result_id)
+            return
+    ids = [result_id]
+    after_commit(_invoke_capped, ids)
+    connection.run_on_commit[-1][1].herald_invocations = ids
+
+
+def _invoke_capped(ids: list[str]) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    room = settings.TASK_LAMBDA_PARALLEL - DBTaskResult.objects.running().count()
+    for result_id in ids[: max(1, min(len(ids), room))]:
+        _invoke(result_id)
 
 
 def _invoke(result_id: str) -> None:
@@ -100,14 +131,31 @@ def _invoke(result_id: str) -> None:
     run_async(run_queued, args=[result_id])
 
 
-def run_queued(result_id: str) -> bool:
-    """Run one queued task by id if nobody has claimed it (an asynchronous invocation's entry
-    point; Lambda may deliver the same invocation twice). Returns whether it ran here."""
-    from django_tasks_db.management.commands.db_worker import Worker
+def run_queued(result_id: str, *, drain_seconds: float | None = None) -> bool:
+    """An asynchronous invocation's entry point: run the queued task `result_id` if nobody has
+    claimed it yet (Lambda may deliver the same invocation twice), then keep running queued tasks
+    until none is left or drain_seconds (TASK_LAMBDA_DRAIN_SECONDS) have passed; if tasks are
+    still queued then, hand them on to a fresh invocation. Returns whether `result_id` ran here."""
     from django_tasks_db.models import DBTaskResult
 
+    drain_seconds = settings.TASK_LAMBDA_DRAIN_SECONDS if drain_seconds is None else drain_seconds
+    deadline = time.monotonic() + drain_seconds
+    ran = _run_one(DBTaskResult.objects.filter(pk=result_id))
+    while time.monotonic() < deadline:
+        if not _run_one(DBTaskResult.objects.order_by("-priority", "run_after")):
+            return ran
+    following = DBTaskResult.objects.ready().order_by("-priority", "run_after").values_list("pk", flat=True).first()
+    if following is not None:
+        _invoke(str(following))
+    return ran
+
+
+def _run_one(candidates) -> bool:
+    """Claim the first ready task among `candidates` (skipping rows others hold) and run it."""
+    from django_tasks_db.management.commands.db_worker import Worker
+
     with transaction.atomic():
-        row = DBTaskResult.objects.ready().filter(pk=result_id).select_for_update(skip_locked=True).first()
+        row = candidates.ready().select_for_update(skip_locked=True).first()
         if row is None:
             return False
         worker_id = f"lambda-{random.getrandbits(48):012x}"
@@ -125,7 +173,8 @@ def sweep(*, stale_after: timedelta | None = None, now=None) -> dict[str, int]:
     - `retried`: FAILED Herald tasks with fewer than TASK_MAX_ATTEMPTS runs go back to READY,
       due after a backoff (30 s doubling).
     - `invoked`: on the Lambda backend, READY tasks older than a minute (an invocation that never
-      came) are invoked again.
+      came, or a queue longer than its invocations could drain) are invoked again, within
+      TASK_LAMBDA_PARALLEL.
     """
     from django_tasks.base import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
@@ -149,8 +198,10 @@ def sweep(*, stale_after: timedelta | None = None, now=None) -> dict[str, int]:
     if counts["stale"] or counts["retried"]:
         log.warning("task sweep: %(stale)s stale task(s) and %(retried)s failed one(s) queued again", counts)
     if isinstance(task_backends["default"], LambdaBackend):
-        lost = DBTaskResult.objects.ready().filter(enqueued_at__lte=now - timedelta(minutes=1))
-        for result_id in lost.values_list("pk", flat=True)[:1000]:
+        # Within the cap: a queue that running invocations are draining needs no more of them.
+        room = settings.TASK_LAMBDA_PARALLEL - DBTaskResult.objects.running().count()
+        lost = DBTaskResult.objects.ready().filter(enqueued_at__lte=now - timedelta(minutes=1)).order_by("enqueued_at")
+        for result_id in lost.values_list("pk", flat=True)[: max(0, room)]:
             _invoke(str(result_id))
             counts["invoked"] += 1
     return counts

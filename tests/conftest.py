@@ -13,8 +13,7 @@ def memory_publisher(settings):
     """Every test pushes into memory unless it sets up the real emulator itself."""
     settings.NOTIFIER_PUBLISHER = "tests.publishers.MemoryPublisher"
     publisher = get_publisher()
-    publisher.sent.clear()
-    publisher.fail = None
+    publisher.reset()
     return publisher
 
 

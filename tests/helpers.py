@@ -39,3 +39,12 @@ def make_due(notification) -> None:
     PendingPush.objects.filter(pk=getattr(notification, "pk", notification)).update(
         due_at=timezone.now() - timedelta(seconds=1)
     )
+
+
+def make_followers(author, count, prefix="fan"):
+    """`count` new accounts following `author`."""
+    from feed.models import Follow, User
+
+    fans = User.objects.bulk_create([User(username=f"{prefix}{i}") for i in range(count)])
+    Follow.objects.bulk_create([Follow(follower=fan, followee=author) for fan in fans])
+    return fans

@@ -10,13 +10,7 @@ from feed.models import Follow, User
 from notifier.models import Notification, NotificationState
 
 from .conftest import DATABASE_TASKS
-from .helpers import assert_count_exact
-
-
-def make_followers(author, count, prefix="fan"):
-    fans = User.objects.bulk_create([User(username=f"{prefix}{i}") for i in range(count)])
-    Follow.objects.bulk_create([Follow(follower=fan, followee=author) for fan in fans])
-    return fans
+from .helpers import assert_count_exact, make_followers
 
 
 @pytest.mark.django_db

@@ -40,13 +40,76 @@ def test_a_post_queues_its_fanout_row_and_invokes_it_after_commit(alice, invocat
     [plan] = DBTaskResult.objects.all()
     assert invocations == [str(plan.pk)]
 
-    # The invocation runs the plan, whose chunk is queued and invoked in turn.
+    # The invocation runs the plan, whose chunk is queued and invoked in turn; the plan's
+    # invocation then goes on to take the chunk itself (it drains the queue), so the chunk's own
+    # invocation finds nothing left to run.
     assert taskqueue.run_queued(invocations[0]) is True
     [chunk] = DBTaskResult.objects.filter(task_path="feed.fanout.fan_out_chunk")
     assert invocations[1:] == [str(chunk.pk)]
-    assert taskqueue.run_queued(invocations[1]) is True
     assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 3
     assert set(DBTaskResult.objects.values_list("status", flat=True)) == {"SUCCESSFUL"}
+    assert taskqueue.run_queued(invocations[1]) is False
+
+
+def plan_with_chunks(author, monkeypatch, chunks):
+    """A post whose fan-out is `chunks` chunks of two followers; returns it once its plan has run
+    (with no time left to drain, so every chunk is still queued)."""
+    from feed import fanout
+
+    monkeypatch.setattr(fanout, "CHUNK_SIZE", 2)
+    fans_of(author, 2 * chunks)
+    post = services.create_post(author, "to many")
+    plan = DBTaskResult.objects.filter(status="READY").get(task_path="feed.fanout.plan_fanout")
+    assert taskqueue.run_queued(str(plan.pk), drain_seconds=0) is True
+    return post
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_big_fanout_gets_at_most_the_parallel_cap_of_invocations(alice, invocations, settings, monkeypatch):
+    settings.TASK_LAMBDA_PARALLEL = 3
+    post = plan_with_chunks(alice, monkeypatch, chunks=12)
+    chunks = DBTaskResult.objects.filter(task_path="feed.fanout.fan_out_chunk")
+    assert chunks.count() == 12
+    # The plan's invocation (which goes on draining the queue once the plan is done, so it is one
+    # of the 3), then 2 for its 12 chunks (not 12), then, its drain time being used up with
+    # chunks still queued, one to carry on after it.
+    assert len(invocations) == 1 + 2 + 1
+    assert set(invocations[1:]) <= {str(pk) for pk in chunks.values_list("pk", flat=True)}
+
+    # One invocation drains the whole queue when it has the time.
+    assert taskqueue.run_queued(invocations[1]) is True
+    assert not DBTaskResult.objects.exclude(status="SUCCESSFUL").exists()
+    assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 24
+    assert [taskqueue.run_queued(i) for i in invocations[2:]] == [False] * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fewer_invocations_when_tasks_are_already_running(alice, invocations, settings, monkeypatch):
+    settings.TASK_LAMBDA_PARALLEL = 4
+    from django_tasks_db.models import DBTaskResult as Row
+
+    with transaction.atomic():  # two tasks of another post, claimed by invocations still running
+        services.create_post(alice, "busy")
+        services.create_post(alice, "busier")
+    Row.objects.update(status="RUNNING", started_at=timezone.now())
+    invocations.clear()
+    plan_with_chunks(alice, monkeypatch, chunks=6)  # (its plan's own row was READY, run by hand)
+    chunk_invocations = [i for i in invocations if Row.objects.get(pk=i).task_path.endswith("fan_out_chunk")]
+    # 4 allowed, 3 running (two tasks and the plan's own invocation): 1 invocation for the
+    # chunks, then the hand-over.
+    assert len(chunk_invocations) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_stays_within_the_cap(alice, invocations, settings, monkeypatch):
+    settings.TASK_LAMBDA_PARALLEL = 3
+    plan_with_chunks(alice, monkeypatch, chunks=8)
+    invocations.clear()
+    later = timezone.now() + timedelta(minutes=2)
+    assert taskqueue.sweep(now=later)["invoked"] == 3  # eight queued, none running
+    DBTaskResult.objects.filter(pk__in=invocations[:2]).update(status="RUNNING", started_at=later)
+    invocations.clear()
+    assert taskqueue.sweep(now=later)["invoked"] == 1  # two running: room for one more
 
 
 @pytest.mark.django_db(transaction=True)

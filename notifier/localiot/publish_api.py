@@ -10,6 +10,9 @@ is all Herald's publisher calls, so that is all this serves; boto3's `iot-data` 
     403 ForbiddenException              missing, malformed or wrong SigV4 signature, stale date
     400 InvalidRequestException         invalid topic, qos not 0 or 1, bad request
     413 RequestEntityTooLargeException  payload over 128 KB
+    429 ThrottlingException             over `max_publish_rate` publishes/s (off unless set: AWS
+                                        throttles an account past its publish limit, and this lets
+                                        Herald's back-off be tried locally)
     404 ResourceNotFoundException       any other path
     405 MethodNotAllowedException       any other method on /topics/...
 
@@ -20,6 +23,7 @@ beyond amqtt. Chunked request bodies are refused (botocore always sends Content-
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -77,8 +81,31 @@ class _Request:
         return "close" not in connection
 
 
+class PublishRate:
+    """A token bucket: `rate` publishes a second, bursts of up to one second's worth."""
+
+    def __init__(self, rate: float, clock=time.monotonic):
+        if not rate > 0:
+            raise ValueError("max_publish_rate must be positive.")
+        self.rate = rate
+        self._clock = clock
+        self._tokens = rate
+        self._at = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 class PublishServer:
-    """Answers iot-data Publish requests signed with one key pair and hands messages to `deliver`."""
+    """Answers iot-data Publish requests signed with one key pair and hands messages to `deliver`.
+
+    `throttled` counts the publishes refused with 429 (see `max_publish_rate`)."""
 
     def __init__(
         self,
@@ -87,6 +114,7 @@ class PublishServer:
         secret_access_key: str,
         deliver: Deliver,
         max_connections: int = gate.MAX_HTTP_CONNECTIONS,
+        max_publish_rate: float | None = None,
     ):
         if not access_key_id or not secret_access_key:
             raise ValueError("An access key id and a secret access key are required.")
@@ -98,6 +126,16 @@ class PublishServer:
         self._deliver = deliver
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self.max_publish_rate = max_publish_rate
+        self.throttled = 0
+
+    @property
+    def max_publish_rate(self) -> float | None:
+        return self._rate.rate if self._rate else None
+
+    @max_publish_rate.setter
+    def max_publish_rate(self, rate: float | None) -> None:
+        self._rate = PublishRate(rate) if rate else None
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve_connection, host, port, limit=MAX_HEADER_BYTES)
@@ -223,6 +261,9 @@ class PublishServer:
             raise HttpError(
                 413, "RequestEntityTooLargeException", f"Payload exceeds the {MAX_PAYLOAD_BYTES} byte limit."
             )
+        if self._rate is not None and not self._rate.take():
+            self.throttled += 1
+            raise HttpError(429, "ThrottlingException", "Rate exceeded")
         # `retain` and the MQTT 5 properties are ignored: nothing is ever retained here, so no
         # message can reach a later subscriber without its RECEIVE check.
         await self._deliver(topic, request.body, int(qos_values[0]))

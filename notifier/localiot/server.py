@@ -36,7 +36,8 @@ class LocalIoT:
     `connect_timeout` seconds to send a complete CONNECT after connecting, `max_connections`
     concurrent connections over both listeners (more are closed at once), and `max_packet_bytes`
     per packet (AWS IoT's 128 KB message limit; a bigger packet closes the connection). The HTTP
-    Publish API has its own cap, `max_http_connections`. The soft open-files limit is raised to fit
+    Publish API has its own cap, `max_http_connections`, and answers 429 past `max_publish_rate`
+    publishes a second (unset: no limit; settable while running). The soft open-files limit is raised to fit
     the caps where the hard limit allows; otherwise the MQTT cap is lowered to fit (with a warning).
     """
 
@@ -54,6 +55,7 @@ class LocalIoT:
         max_connections: int = gate.MAX_CONNECTIONS,
         max_packet_bytes: int = gate.MAX_PACKET_BYTES,
         max_http_connections: int = gate.MAX_HTTP_CONNECTIONS,
+        max_publish_rate: float | None = None,
     ):
         for name, port in (("mqtt_port", mqtt_port), ("ws_port", ws_port), ("http_port", http_port)):
             if port == FORBIDDEN_PORT:
@@ -68,6 +70,7 @@ class LocalIoT:
         self.max_connections = max_connections
         self.max_packet_bytes = max_packet_bytes
         self.max_http_connections = max_http_connections
+        self._max_publish_rate = max_publish_rate
         self.host = host
         self._requested = {"mqtt": mqtt_port, "ws": ws_port, "http": http_port}
         self._access_key_id = access_key_id
@@ -102,6 +105,7 @@ class LocalIoT:
             secret_access_key=self._secret_access_key,
             deliver=self.publish,
             max_connections=self.max_http_connections,
+            max_publish_rate=self._max_publish_rate,
         )
         self._broker = broker
         try:
@@ -177,6 +181,13 @@ class LocalIoT:
     def http_url(self) -> str:
         """The boto3 `endpoint_url` for the iot-data client."""
         return f"http://{self._url_host()}:{self.http_port}"
+
+    @property
+    def publish_api(self) -> PublishServer:
+        """The HTTP Publish API (its `max_publish_rate` can be changed while it runs)."""
+        if self._http is None:
+            raise RuntimeError("LocalIoT is not running.")
+        return self._http
 
     @property
     def broker(self) -> HeraldBroker:

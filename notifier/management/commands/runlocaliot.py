@@ -34,6 +34,7 @@ class Command(BaseCommand):
             token_key=settings.SECRET_KEY,
             connect_timeout=settings.LOCALIOT_CONNECT_TIMEOUT,
             max_connections=settings.LOCALIOT_MAX_CONNECTIONS,
+            max_publish_rate=settings.LOCALIOT_PUBLISH_RATE or None,
         )
         asyncio.run(self._serve(iot))
 

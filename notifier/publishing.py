@@ -1,0 +1,219 @@
+"""Publishing a batch of messages: side by side, within a rate, and stopping early when the broker
+is down.
+
+Why: AWS IoT Core is a network hop away from Lambda, milliseconds per Publish. One publish at a
+time, a post to 10,000 followers would take minutes to push while the account allows 20,000
+publishes a second. So a batch is published by several threads at once through the publisher's
+one client (boto3 clients are thread-safe; IotDataPublisher sizes botocore's connection pool to
+match), and three process-wide guards keep that from turning into abuse:
+
+- concurrency (settings.PUSH_CONCURRENCY): at most that many publishes of a batch in flight. The
+  calling thread publishes too and the rest come from a shared pool, so a batch always moves even
+  when the pool is busy with another one (a request's few pushes never queue behind a fan-out);
+- a rate (settings.PUSH_RATE_LIMIT publishes/s per process; Lambda's fan-out parallelism is capped
+  too, see taskqueue) that stays well inside the account's limit by design, and halves when AWS
+  throttles anyway (HTTP 429), recovering over RECOVERY seconds. A throttled message is published
+  again later in the same batch (up to THROTTLE_RETRIES times) and only then left for
+  deliver_pending: throttling slows a fan-out down but loses nothing;
+- a breaker: a failure that may pass but is not a throttle (broker unreachable, timed out) stops the
+  batch (every other publish would wait out its own timeouts) and, for PUSH_BREAKER_SECONDS,
+  batches in this process do not try at all. Their messages stay owed and deliver_pending retries
+  them; without the breaker, each 500-follower chunk of a fan-out would spend its own timeouts
+  finding out that the broker is still down. Retries of owed pushes (`probe`) always try: they
+  are how the process finds out that the broker is back, and a success closes the breaker.
+
+Outcomes come back per message, for delivery._record to write in a few statements.
+"""
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from .publishers import PublishError
+
+log = logging.getLogger(__name__)
+
+THROTTLE_RETRIES = 3
+RECOVERY = 10.0  # seconds for a throttled rate to climb back to the configured one
+MIN_RATE = 1.0
+
+
+@dataclass
+class Outcome:
+    """What happened to each message of a batch, by key: delivered, retry later, failed for good."""
+
+    delivered: list = field(default_factory=list)
+    retry: dict = field(default_factory=dict)
+    failed: dict = field(default_factory=dict)
+    throttled: int = 0  # how many 429s the batch met (each one slowed the rate down)
+
+
+class RateLimiter:
+    """Publishes per second for the whole process, evenly spaced (a small burst allowed), with
+    multiplicative decrease on throttling and a linear climb back (AIMD)."""
+
+    def __init__(self, rate: float, burst: float = 0.05, clock=time.monotonic, sleep=time.sleep):
+        self.max_rate = float(rate)
+        self.burst = burst  # seconds of credit an idle limiter keeps
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = clock()
+        self._floor = self.max_rate  # the rate right after the last throttle
+        self._throttled_at = None
+
+    def rate(self, now: float | None = None) -> float:
+        if self._throttled_at is None:
+            return self.max_rate
+        now = self._clock() if now is None else now
+        climbed = (now - self._throttled_at) / RECOVERY * (self.max_rate - self._floor)
+        return min(self.max_rate, self._floor + climbed)
+
+    def acquire(self, max_wait: float | None = None) -> bool:
+        """Wait for this publish's slot; False (and no slot taken) if that is over max_wait away."""
+        with self._lock:
+            now = self._clock()
+            slot = max(self._next, now - self.burst)
+            if max_wait is not None and slot - now > max_wait:
+                return False
+            self._next = slot + 1.0 / self.rate(now)
+        if slot > now:
+            self._sleep(slot - now)
+        return True
+
+    def throttled(self) -> None:
+        """The broker said 429: halve the rate and pause one new interval before the next slot."""
+        with self._lock:
+            now = self._clock()
+            self._floor = max(MIN_RATE, self.rate(now) / 2)
+            self._throttled_at = now
+            self._next = max(self._next, now + 1.0 / self._floor)
+
+
+class Breaker:
+    """Open for `seconds` after a failure that says the broker cannot be reached."""
+
+    def __init__(self, seconds: float, clock=time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self._open_until = 0.0
+
+    def is_open(self) -> bool:
+        return self._clock() < self._open_until
+
+    def trip(self) -> None:
+        self._open_until = self._clock() + self.seconds
+
+    def reset(self) -> None:
+        self._open_until = 0.0
+
+
+class Gate:
+    """A publisher's process-wide concurrency, rate and breaker (see the module docstring)."""
+
+    def __init__(self, concurrency: int, rate: float, breaker_seconds: float):
+        self.concurrency = concurrency
+        self.limiter = RateLimiter(rate)
+        self.breaker = Breaker(breaker_seconds)
+        self._pool = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls) -> "Gate":
+        return cls(settings.PUSH_CONCURRENCY, settings.PUSH_RATE_LIMIT, settings.PUSH_BREAKER_SECONDS)
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency - 1, thread_name_prefix="herald-push")
+            return self._pool
+
+
+def publish_all(publisher, messages: list[tuple[object, str, bytes]], *, urgent: bool = False,
+                probe: bool = False) -> Outcome:
+    """Publish (key, topic, payload) messages; returns each key's outcome.
+
+    Urgent batches (a request's) wait at most PUSH_URGENT_TIMEOUT for a rate slot; what does not
+    get one is left owed, like any other publish that may pass.
+    """
+    gate = publisher.gate
+    outcome = Outcome()
+    if gate.breaker.is_open() and not probe:
+        for key, _, _ in messages:
+            outcome.retry[key] = "not attempted: the broker could not be reached moments ago"
+        return outcome
+    batch = _Batch(publisher, gate, messages, outcome, urgent)
+    lanes = min(gate.concurrency, len(messages)) - 1
+    futures = [gate.pool().submit(batch.run) for _ in range(lanes)]
+    batch.run()
+    for future in futures:  # the queue is empty: lanes still waiting for a thread are not needed
+        if not future.cancel():
+            future.result()
+    if probe and outcome.delivered and not batch.stopped:
+        gate.breaker.reset()
+    return outcome
+
+
+class _Batch:
+    """One batch's queue, shared by its lanes (the calling thread and up to concurrency-1 pool
+    threads); each lane takes the next message until the queue is empty or the batch stops."""
+
+    def __init__(self, publisher, gate: Gate, messages, outcome: Outcome, urgent: bool):
+        self.publisher = publisher
+        self.gate = gate
+        self.outcome = outcome
+        self.urgent = urgent
+        self.max_wait = settings.PUSH_URGENT_TIMEOUT if urgent else None
+        self.queue = deque((key, topic, payload, 0) for key, topic, payload in messages)
+        self.lock = threading.Lock()
+        self.stopped = None  # why the batch stopped, once it has
+
+    def _next(self):
+        with self.lock:
+            if not self.queue:
+                return None
+            if self.stopped:  # the rest is not attempted
+                while self.queue:
+                    key = self.queue.popleft()[0]
+                    self.outcome.retry[key] = f"not attempted: {self.stopped}"
+                return None
+            return self.queue.popleft()
+
+    def run(self) -> None:
+        while (item := self._next()) is not None:
+            key, topic, payload, throttles = item
+            if not self.gate.limiter.acquire(self.max_wait):
+                with self.lock:
+                    self.outcome.retry[key] = "not attempted: over the publish rate limit"
+                continue
+            try:
+                self.publisher.publish(topic, payload, urgent=self.urgent)
+            except PublishError as exc:
+                self._failed(item, exc)
+            else:
+                with self.lock:
+                    self.outcome.delivered.append(key)
+
+    def _failed(self, item, exc: PublishError) -> None:
+        key, topic, payload, throttles = item
+        error = str(exc)[:300]
+        with self.lock:
+            if exc.permanent:
+                self.outcome.failed[key] = error
+            elif exc.throttled:
+                self.outcome.throttled += 1
+                self.gate.limiter.throttled()
+                if throttles < THROTTLE_RETRIES:
+                    self.queue.append((key, topic, payload, throttles + 1))
+                else:
+                    self.outcome.retry[key] = error
+            else:
+                self.outcome.retry[key] = error
+                if not self.stopped:
+                    self.stopped = f"an earlier push in the batch failed ({error})"
+                    self.gate.breaker.trip()
+                    log.warning("push failed, the batch stops and owed pushes wait for deliver_pending: %s", exc)
