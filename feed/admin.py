@@ -1,6 +1,13 @@
-"""Admin for the feed. Deletions go through feed.services so notifications and counts stay exact."""
+"""Admin for the feed. Deletions go through feed.services so notifications and counts stay exact.
+
+Every table here can be large: the changelists do not COUNT(*) the whole table
+(notifier.admin.LargeTableAdmin: `show_full_result_count = False` and a paginator that takes the
+planner's estimate for an unfiltered list on PostgreSQL).
+"""
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+
+from notifier.admin import CountEstimatePaginator, LargeTableAdmin, SendTestPushPermission, push_test_message
 
 from . import services
 from .models import Comment, Follow, Like, Post, User
@@ -20,15 +27,18 @@ class ServiceDeleteMixin:
 
 
 @admin.register(User)
-class UserAdmin(ServiceDeleteMixin, BaseUserAdmin):
+class UserAdmin(ServiceDeleteMixin, SendTestPushPermission, BaseUserAdmin):
     remove = services.delete_account
+    show_full_result_count = False
+    paginator = CountEstimatePaginator
+    actions = [push_test_message]
     fieldsets = BaseUserAdmin.fieldsets + (("Profile", {"fields": ("display_name", "bio")}),)
     list_display = ["username", "display_name", "email", "is_staff", "is_active", "date_joined"]
     search_fields = ["username", "display_name", "email"]
 
 
 @admin.register(Post)
-class PostAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class PostAdmin(ServiceDeleteMixin, LargeTableAdmin):
     remove = services.remove_post
     list_display = ["id", "author", "short_text", "created_at"]
     list_select_related = ["author"]
@@ -37,7 +47,8 @@ class PostAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     raw_id_fields = ["author"]
     readonly_fields = ["created_at"]
     filter_horizontal = ["mentions"]
-    date_hierarchy = "created_at"
+    # No date_hierarchy: it reads MIN/MAX and the distinct years of created_at (not indexed) on
+    # every render of the list, a scan of the whole table.
 
     @admin.display(description="text")
     def short_text(self, post):
@@ -45,7 +56,7 @@ class PostAdmin(ServiceDeleteMixin, admin.ModelAdmin):
 
 
 @admin.register(Comment)
-class CommentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class CommentAdmin(ServiceDeleteMixin, LargeTableAdmin):
     remove = services.remove_comment
     list_display = ["id", "author", "post", "short_text", "created_at"]
     list_select_related = ["author", "post__author"]
@@ -61,7 +72,7 @@ class CommentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
 
 
 @admin.register(Like)
-class LikeAdmin(admin.ModelAdmin):
+class LikeAdmin(LargeTableAdmin):
     list_display = ["id", "user", "post", "created_at"]
     list_select_related = ["user", "post__author"]
     search_fields = ["user__username", "post__text"]
@@ -70,7 +81,7 @@ class LikeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Follow)
-class FollowAdmin(admin.ModelAdmin):
+class FollowAdmin(LargeTableAdmin):
     list_display = ["id", "follower", "followee", "created_at"]
     list_select_related = ["follower", "followee"]
     search_fields = ["follower__username", "followee__username"]
