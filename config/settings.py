@@ -259,6 +259,9 @@ TASK_LAMBDA_PARALLEL = env_int("TASK_LAMBDA_PARALLEL", 10, minimum=1, maximum=10
 TASK_LAMBDA_DRAIN_SECONDS = env_float("TASK_LAMBDA_DRAIN_SECONDS", 10.0, minimum=0, maximum=900)
 # Seconds a request's own push may take (connect + read, one attempt); the rest is deliver_pending's.
 PUSH_URGENT_TIMEOUT = env_float("PUSH_URGENT_TIMEOUT", 0.3, minimum=0.02, maximum=10)
+# Likes of one post, follows and one author's new posts within this many seconds are one
+# notification ("Ana and 3 others liked your post"); see notifier/groups.py.
+NOTIFICATION_GROUP_WINDOW = env_int("NOTIFICATION_GROUP_WINDOW", 86400, minimum=60, maximum=30 * 86400)
 # Publishing batches (notifier/publishing.py), per process: publishes in flight at once, and
 # publishes per second. AWS IoT allows 20,000 publishes/s per account by default; 1,000 per process
 # times TASK_LAMBDA_PARALLEL stays well inside it. A throttled (429) publisher halves its rate.

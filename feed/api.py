@@ -8,6 +8,8 @@ from rest_framework.views import APIView
 from config.pagination import IntegerCursorPagination
 from config.throttles import SignupThrottle, WriteThrottle
 
+import notifier
+
 from . import queries, services
 from .models import Like, Post
 from .text import USERNAME_MAX_LENGTH
@@ -15,6 +17,7 @@ from .serializers import (
     CommentSerializer,
     FollowResultSerializer,
     LikeResultSerializer,
+    MuteResultSerializer,
     PostSerializer,
     SignupSerializer,
     UserSerializer,
@@ -143,6 +146,25 @@ class LikeView(APIView):
     @extend_schema(request=None, responses={200: LikeResultSerializer})
     def delete(self, request, pk):
         services.unlike(request.user, pk)
+        return self._result(request, pk, status.HTTP_200_OK)
+
+
+class MuteView(APIView):
+    """Mute a post (no more notifications about it for you) or unmute it."""
+
+    throttle_classes = [WriteThrottle]
+
+    def _result(self, request, pk, code):
+        return Response({"post": pk, "muted": notifier.muted(request.user, pk)}, status=code)
+
+    @extend_schema(request=None, responses={200: MuteResultSerializer, 201: MuteResultSerializer})
+    def post(self, request, pk):
+        created = services.mute_post(request.user, pk, True)
+        return self._result(request, pk, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={200: MuteResultSerializer})
+    def delete(self, request, pk):
+        services.mute_post(request.user, pk, False)
         return self._result(request, pk, status.HTTP_200_OK)
 
 

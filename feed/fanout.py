@@ -8,7 +8,8 @@ run on any worker in any order. A chunk is a few SQL statements (notifier.notify
 of follower ids).
 
 Every step may run twice (a worker killed mid-chunk, a retried Lambda invocation, a re-run plan):
-the dedupe key post:<id> gives each follower one notification and one unread, whatever happens.
+a follower's item for the author's posts (a NEWEST group) already showing this post or a newer one
+is left alone, so each follower is told once and counted once, whatever happens.
 A chunk holds the post's row lock while it writes, so a post deleted during its fan-out either
 waits for the chunk (and then withdraws what it wrote) or is gone before it (and the chunk tells
 nobody): no notification outlives its post.
@@ -78,8 +79,8 @@ def fan_out_chunk(post_id: int, after_id: int, upto_id: int) -> int:
             .exclude(follower_id__in=post.mentions.values("pk"))  # they were told already (mention)
             .values_list("follower_id", flat=True)
         )
-        stored = notifier.notify(
+        stored = notifier.notify(  # one item per follower for the author's posts of the day, the newest shown
             Kind.NEW_POST, followers, actor=post.author, url=post.get_absolute_url(), post_ref=post.pk,
-            text=f"{post.author.name} posted: “{excerpt(post.text)}”", dedupe_key=f"post:{post.pk}",
+            text=f"{{actors}} posted: “{excerpt(post.text)}”", group=f"new_post:{post.author_id}",
         )
     return len(stored)

@@ -115,3 +115,8 @@ class LikeResultSerializer(serializers.Serializer):
     post = serializers.IntegerField()
     liked = serializers.BooleanField()
     like_count = serializers.IntegerField()
+
+
+class MuteResultSerializer(serializers.Serializer):
+    post = serializers.IntegerField()
+    muted = serializers.BooleanField()

@@ -158,20 +158,31 @@ def like(user: User, post_id: int) -> bool:
     with transaction.atomic():
         post = _lock_post(post_id)  # likes take turns too: get_or_create against a concurrent unlike
         _, created = Like.objects.get_or_create(post=post, user=user)
-        if created:
+        if created:  # the author's "… liked your post" item for this post gains this person
             notifier.notify(
                 Kind.LIKE, [post.author_id], actor=user, url=post.get_absolute_url(), post_ref=post.pk,
-                text=f"{user.name} liked your post: “{excerpt(post.text)}”", dedupe_key=f"like:{post.pk}:{user.pk}",
+                text=f"{{actors}} liked your post: “{excerpt(post.text)}”", group=f"like:{post.pk}",
             )
     return created
 
 
 def unlike(user: User, post_id: int) -> bool:
-    """Remove a like; returns True when there was one. (The like's notification stays: it happened,
-    and its dedupe key keeps like → unlike → like from notifying twice.)"""
-    post = Post.objects.get(pk=post_id)
-    deleted, _ = Like.objects.filter(post=post, user=user).delete()
+    """Remove a like; returns True when there was one. The author's item for it loses this person
+    (and goes if nobody is left)."""
+    with transaction.atomic():
+        post = _lock_post(post_id)  # as like() does: the two take turns
+        deleted, _ = Like.objects.filter(post=post, user=user).delete()
+        if deleted:
+            notifier.retract(Kind.LIKE, post.author_id, user, f"like:{post.pk}")
     return bool(deleted)
+
+
+def mute_post(user: User, post_id: int, muted: bool = True) -> bool:
+    """Stop (or resume) the user's notifications about this post: comments, replies, likes and
+    mentions on it. Returns whether that changed anything."""
+    if not Post.objects.filter(pk=post_id).exists():
+        raise Post.DoesNotExist(f"No post {post_id}.")
+    return notifier.mute_post(user, post_id, muted)
 
 
 def follow(follower: User, username: str) -> bool:
@@ -184,14 +195,18 @@ def follow(follower: User, username: str) -> bool:
         if created:
             notifier.notify(
                 Kind.FOLLOW, [followee], actor=follower, url=follower.get_absolute_url(),
-                text=f"{follower.name} started following you.", dedupe_key=f"follow:{follower.pk}",
+                text="{actors} started following you.", group="follow",
             )
     return created
 
 
 def unfollow(follower: User, username: str) -> bool:
+    """Stop following; the followee's "… started following you" item loses this person."""
     followee = get_user(username)
-    deleted, _ = Follow.objects.filter(follower=follower, followee=followee).delete()
+    with transaction.atomic():
+        deleted, _ = Follow.objects.filter(follower=follower, followee=followee).delete()
+        if deleted:
+            notifier.retract(Kind.FOLLOW, followee, follower, "follow")
     return bool(deleted)
 
 

@@ -29,6 +29,7 @@ api_urlpatterns = [
     path("posts/<int:pk>/", api.PostDetailView.as_view(), name="api-post"),
     path("posts/<int:pk>/comments/", api.CommentListView.as_view(), name="api-comments"),
     path("posts/<int:pk>/like/", api.LikeView.as_view(), name="api-like"),
+    path("posts/<int:pk>/mute/", api.MuteView.as_view(), name="api-mute"),
     path("comments/<int:pk>/", api.CommentDetailView.as_view(), name="api-comment"),
     path("feed/", api.HomeFeedView.as_view(), name="api-feed"),
 ]

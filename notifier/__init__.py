@@ -12,7 +12,11 @@ class Notice:
 
     `recipients` are users, user ids, or a queryset of user ids (`values_list(..., flat=True)`).
     The actor is never told of their own action; with a `dedupe_key`, a recipient who already has
-    a notification with that key gets no second one (retried fan-out, like → unlike → like).
+    a notification with that key gets no second one (a retried comment).
+
+    Kinds in models.GROUPED take a `group` instead (e.g. `like:<post id>`): the activity joins the
+    recipient's item for that group in the current window, or starts it. Their `text` starts with
+    "{actors}", filled in when shown ("Ana and 3 others liked your post").
     """
 
     kind: str
@@ -23,6 +27,7 @@ class Notice:
     post_ref: int | None = None
     comment_ref: int | None = None
     dedupe_key: str | None = None
+    group: str | None = None
 
 
 def notify(kind, recipients, **kwargs):
@@ -37,6 +42,27 @@ def send(notices):
     from .services import send as _send
 
     return _send(notices)
+
+
+def retract(kind, recipient, actor, group):
+    """Take an actor out of a group (unlike, unfollow), keeping counts exact; see services.retract."""
+    from .services import retract as _retract
+
+    return _retract(kind, recipient, actor, group)
+
+
+def mute_post(user, post_ref, muted=True):
+    """Stop (or resume) notifications about one post for this user; see services.mute_post."""
+    from .services import mute_post as _mute_post
+
+    return _mute_post(user, post_ref, muted)
+
+
+def muted(user, post_ref) -> bool:
+    """Whether this user muted this post."""
+    from .models import MutedPost
+
+    return MutedPost.objects.filter(user_id=getattr(user, "pk", user), post_ref=post_ref).exists()
 
 
 def withdraw(**kwargs):

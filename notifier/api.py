@@ -9,12 +9,14 @@ from rest_framework.views import APIView
 from config.pagination import IntegerCursorPagination
 from config.throttles import CredentialsThrottle, WriteThrottle
 
-from . import credentials, services
+from . import credentials, groups, services
 from .models import Notification, NotificationState
 from .serializers import (
     ListQuerySerializer,
     NotificationSerializer,
+    PreferencesSerializer,
     ReadResultSerializer,
+    SeenResultSerializer,
     UnreadCountSerializer,
 )
 
@@ -39,7 +41,13 @@ class NotificationListView(generics.ListAPIView):
             qs = qs.unread()
         return qs
 
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return groups.attach_actors(page) if page is not None else None
+
     def list(self, request, *args, **kwargs):
+        """Newest first; with ?after_seq=N, the catch-up: items whose seq is above N, oldest first
+        (a bumped group is there again, with its new seq: clients replace it by id)."""
         self.paginator.get_page_size(request)  # a bad page_size is a 400 on the catch-up path too
         qs = self.get_queryset()
         if "after_seq" not in self.query:
@@ -47,7 +55,7 @@ class NotificationListView(generics.ListAPIView):
         after = self.query["after_seq"]
         items = list(qs.filter(seq__gt=after).order_by("seq")[: CATCH_UP_LIMIT + 1])
         more = len(items) > CATCH_UP_LIMIT
-        items = items[:CATCH_UP_LIMIT]
+        items = groups.attach_actors(items[:CATCH_UP_LIMIT])
         state = NotificationState.objects.filter(pk=request.user.pk).first()
         next_url = None
         if more:
@@ -58,13 +66,44 @@ class NotificationListView(generics.ListAPIView):
             "next": next_url,
             "last_seq": state.last_seq if state else 0,
             "unread_count": state.unread_count if state else 0,
+            "unseen_count": state.unseen_count if state else 0,
         })
 
 
 class UnreadCountView(APIView):
     @extend_schema(responses=UnreadCountSerializer)
     def get(self, request):
-        return Response({"unread_count": services.unread_count(request.user)})
+        state = NotificationState.objects.filter(pk=request.user.pk).first()
+        return Response({"unread_count": state.unread_count if state else 0,
+                         "unseen_count": state.unseen_count if state else 0})
+
+
+class MarkSeenView(APIView):
+    """The user opened the bell: everything is seen (the badge clears in every tab); items stay
+    unread until opened."""
+
+    throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=None, responses=SeenResultSerializer)
+    def post(self, request):
+        return Response({"unseen_count": services.mark_seen(request.user)})
+
+
+class PreferencesView(APIView):
+    throttle_classes = [WriteThrottle]
+
+    def get_throttles(self):
+        return [] if self.request.method == "GET" else super().get_throttles()
+
+    @extend_schema(responses=PreferencesSerializer)
+    def get(self, request):
+        return Response(services.preferences(request.user))
+
+    @extend_schema(request=PreferencesSerializer, responses=PreferencesSerializer)
+    def put(self, request):
+        body = PreferencesSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(services.set_preferences(request.user, **body.validated_data))
 
 
 class MarkReadView(APIView):

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from . import envelope
+from . import envelope, groups
 from .models import Notification, NotificationState, PendingPush
 from .oncommit import after_commit
 from .publishers import PublishError, get_publisher
@@ -60,6 +60,10 @@ class Outgoing:
     url: str
     created_at: datetime
     unread_count: int
+    unseen_count: int = 0
+    actor_count: int = 1
+    actor_list: tuple = ()  # up to 3 most recent actors (envelope.actor_dict), newest first
+    read: bool = False
 
 
 def backoff(attempts: int) -> timedelta:
@@ -76,21 +80,36 @@ def deliver_on_commit(items: list[Outgoing], *, urgent: bool = True) -> None:
         after_commit(push, items, urgent and not in_task())
 
 
-def deliver(notification_ids: list[int]) -> dict[str, int]:
-    """Publish those of these notifications whose push is still owed; see push()."""
-    unread = NotificationState.objects.filter(pk=OuterRef("recipient_id")).values("unread_count")[:1]
-    rows = (
-        Notification.objects.filter(pk__in=notification_ids, pending_push__due_at__isnull=False)
+def load(notification_ids: list[int]) -> list[Outgoing]:
+    """These notifications as they are now, with their recipients' current counts and their
+    groups' most recent actors (for a retry, or an item that changed in place)."""
+    def state(column):
+        return Subquery(NotificationState.objects.filter(pk=OuterRef("recipient_id")).values(column)[:1])
+
+    rows = list(
+        Notification.objects.filter(pk__in=notification_ids)
         .select_related("actor")
-        .annotate(unread_now=Subquery(unread))
+        .annotate(unread_now=state("unread_count"), unseen_now=state("unseen_count"), read_seq_now=state("read_seq"))
         .order_by("pk")
     )
-    items = [
+    recent = groups.recent_actors([n.pk for n in rows if groups.needs_members(n)])
+    return [
         Outgoing(pk=n.pk, recipient_id=n.recipient_id, seq=n.seq, kind=n.kind, actor=n.actor, text=n.text,
-                 url=n.url, created_at=n.created_at, unread_count=n.unread_now or 0)
+                 url=n.url, created_at=n.created_at, unread_count=n.unread_now or 0, unseen_count=n.unseen_now or 0,
+                 actor_count=n.actor_count, actor_list=tuple(recent.get(n.pk) or [envelope.actor_dict(n.actor)]),
+                 read=n.read_at is not None or n.seq <= (n.read_seq_now or 0))
         for n in rows
     ]
-    return push(items, urgent=False, retry=True)
+
+
+def deliver(notification_ids: list[int]) -> dict[str, int]:
+    """Publish those of these notifications whose push is still owed; see push()."""
+    owed = PendingPush.objects.filter(pk__in=notification_ids, due_at__isnull=False).values_list("pk", flat=True)
+    return push(load(list(owed)), urgent=False, retry=True)
+
+
+def item_message(item: Outgoing) -> dict:
+    return envelope.notification_message(item, unread_count=item.unread_count, unseen_count=item.unseen_count)
 
 
 def push(items: list[Outgoing], urgent: bool = False, retry: bool = False) -> dict[str, int]:
@@ -109,11 +128,7 @@ def push(items: list[Outgoing], urgent: bool = False, retry: bool = False) -> di
         log.warning("no publisher: %s", exc)
         _record([], {n.pk: str(exc)[:300] for n in items}, {})
         return {"delivered": 0, "pending": len(items), "failed": 0}
-    messages = [
-        (item.pk, user_topic(item.recipient_id),
-         envelope.encode(envelope.notification_message(item, unread_count=item.unread_count)))
-        for item in items
-    ]
+    messages = [(item.pk, user_topic(item.recipient_id), envelope.encode(item_message(item))) for item in items]
     outcome = publish_all(publisher, messages, urgent=urgent, probe=retry)
     if outcome.failed:
         log.warning("%d push(es) failed for good, e.g. notification %s: %s", len(outcome.failed),
@@ -165,9 +180,16 @@ def claim_due(limit: int) -> list[int]:
     return ids
 
 
-def publish_read_on_commit(user_id: int, *, last_seq: int, unread_count: int, ids: list[int] | None) -> None:
+def publish_read_on_commit(user_id: int, *, last_seq: int, unread_count: int, ids: list[int] | None,
+                           unseen_count: int | None = None) -> None:
     """After commit, tell the user's open tabs that notifications were read (best effort)."""
-    message = envelope.read_message(last_seq=last_seq, unread_count=unread_count, ids=ids)
+    publish_on_commit(user_id, envelope.read_message(last_seq=last_seq, unread_count=unread_count, ids=ids,
+                                                      unseen_count=unseen_count))
+
+
+def publish_on_commit(user_id: int, message: dict) -> None:
+    """After commit, send the user's open tabs a message that is not stored (best effort: read,
+    seen, an item changed in place or removed)."""
     after_commit(_publish_best_effort, user_id, message)
 
 

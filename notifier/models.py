@@ -9,6 +9,16 @@ it in the same transaction as the notification rows, under its row lock, so:
   read" moves the watermark, one row, whatever the backlog; only notifications read one by one
   above it carry their own `read_at`. A notification is unread when `seq > read_seq` and
   `read_at` is null.
+- `seen_seq` is the seen watermark, the same way: opening the bell marks everything seen (the
+  badge shows `unseen_count`), while items stay unread until opened.
+
+Grouped notifications: likes of one post, follows of one person and new posts by one author within
+a window are one row (`GROUPED`), keyed by `dedupe_key` (`like:<post>:<window>`, …). New activity
+bumps the row: it takes the next seq, becomes unread and unseen again, and is pushed with the same
+id so every open tab replaces it in place. Counts change only when an item's state flips (bumping
+an item that is already unread changes no count), so they stay exact: the bell counts items as
+the list shows them. NotificationActor rows say who is in a group (for "Ana and 3 others", and to
+take someone out again on unlike / unfollow).
 
 Notifications name what they are about by plain ids (post_ref, comment_ref), not generic foreign
 keys and not foreign keys into the feed app: notifier does not depend on feed. The app that owns
@@ -33,6 +43,15 @@ class Kind(models.TextChoices):
     NEW_POST = "new_post", "New post"
 
 
+# How activity of a grouped kind joins its group: MEMBERS groups count distinct actors (a second
+# like by the same person changes nothing; unlike takes them out); NEWEST groups (one author's new
+# posts) have one actor and move to the newest post (an older post arriving late changes nothing).
+MEMBERS, NEWEST = "members", "newest"
+GROUPED = {Kind.LIKE: MEMBERS, Kind.FOLLOW: MEMBERS, Kind.NEW_POST: NEWEST}
+# Kinds a user can mute (settings page, preferences API): all of them.
+MUTABLE_KINDS = list(Kind.values)
+
+
 class NotificationState(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="notification_state"
@@ -41,15 +60,25 @@ class NotificationState(models.Model):
     unread_count = models.PositiveIntegerField(default=0)
     # Everything with seq <= read_seq is read ("mark all read" in O(1)).
     read_seq = models.PositiveBigIntegerField(default=0)
+    # Everything with seq <= seen_seq is seen (opening the bell); the badge shows unseen_count.
+    seen_seq = models.PositiveBigIntegerField(default=0)
+    unseen_count = models.PositiveIntegerField(default=0)
+    # Kinds this user is never notified of, comma-separated (checked inside the set-based write).
+    muted_kinds = models.CharField(max_length=120, blank=True, default="")
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=models.Q(unread_count__gte=0), name="state_unread_not_negative"),
             models.CheckConstraint(condition=models.Q(read_seq__lte=models.F("last_seq")), name="state_read_seq_le_last"),
+            models.CheckConstraint(condition=models.Q(seen_seq__lte=models.F("last_seq")), name="state_seen_seq_le_last"),
         ]
 
     def __str__(self):
-        return f"{self.user}: seq {self.last_seq}, {self.unread_count} unread"
+        return f"{self.user}: seq {self.last_seq}, {self.unread_count} unread, {self.unseen_count} unseen"
+
+    @property
+    def muted_kind_list(self) -> list[str]:
+        return [k for k in self.muted_kinds.split(",") if k]
 
 
 class NotificationQuerySet(models.QuerySet):
@@ -105,8 +134,11 @@ class Notification(models.Model):
     seq = models.PositiveBigIntegerField()
     post_ref = models.PositiveBigIntegerField(null=True, blank=True)
     comment_ref = models.PositiveBigIntegerField(null=True, blank=True)
-    # Same event delivered twice (a retried fan-out chunk, like/unlike/like) stores one row.
+    # Same event delivered twice (a retried fan-out chunk, a retried comment) stores one row; for a
+    # grouped kind, the group's key: its activity lands on this one row.
     dedupe_key = models.CharField(max_length=100, null=True, blank=True)
+    # Distinct actors in a group (1 for everything else).
+    actor_count = models.PositiveIntegerField(default=1)
     text = models.CharField(max_length=300)
     url = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
@@ -120,7 +152,7 @@ class Notification(models.Model):
         constraints = [
             # The list (newest first), ?unread=true (seq above the watermark) and ?after_seq=N.
             models.UniqueConstraint(fields=["recipient", "seq"], name="notification_seq_unique"),
-            # A retried event finds the row it already stored.
+            # A retried event finds the row it already stored; activity finds its group.
             models.UniqueConstraint(fields=["recipient", "dedupe_key"], name="notification_dedupe_unique"),
         ]
         indexes = [
@@ -136,9 +168,48 @@ class Notification(models.Model):
         return f"{self.kind} for {self.recipient_id} (seq {self.seq})"
 
     @property
+    def display_text(self) -> str:
+        """The text as shown, a group's "{actors}" filled in (see groups.attach_actors)."""
+        from .envelope import actor_list, render_text
+
+        return render_text(self.text, actor_list(self), self.actor_count)
+
+    @property
     def is_read(self) -> bool:
         """From for_user()'s annotation; without it only the row's own mark is known."""
         return bool(getattr(self, "read", self.read_at is not None))
+
+
+class NotificationActor(models.Model):
+    """One person in a group (a MEMBERS kind): who liked, who followed, and when (newest first in
+    "Ana and 3 others"). Goes with the group, and with the person's account."""
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="members", db_index=False)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # The group's members (newest first via created_at in the query); one row per person.
+            models.UniqueConstraint(fields=["notification", "actor"], name="notification_actor_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.actor_id} in {self.notification_id}"
+
+
+class MutedPost(models.Model):
+    """A post someone asked not to be notified about (comments, replies, likes, mentions on it)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    post_ref = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "post_ref"], name="mutedpost_unique")]
+
+    def __str__(self):
+        return f"{self.user_id} muted post {self.post_ref}"
 
 
 class PendingPush(models.Model):

@@ -1,24 +1,57 @@
 """API shape of a notification (contract: README "HTTP API")."""
 from rest_framework import serializers
 
-from .envelope import actor_dict
-from .models import Notification
+from .envelope import actor_list
+from .models import Kind, Notification
+
+
+class ActorSerializer(serializers.Serializer):
+    username = serializers.CharField(allow_null=True)
+    display_name = serializers.CharField()
 
 
 class NotificationSerializer(serializers.ModelSerializer):
+    """A notification, or a group of them ("Ana and 3 others liked your post"): `count` distinct
+    actors, `actors` the 3 most recent (newest first), `actor` the most recent. Attach the groups'
+    actors first (groups.attach_actors) to list many without a query each."""
+
     actor = serializers.SerializerMethodField()
+    actors = serializers.SerializerMethodField()
+    count = serializers.IntegerField(source="actor_count", read_only=True)
+    text = serializers.CharField(source="display_text", read_only=True)
     read = serializers.BooleanField(source="is_read", read_only=True)
 
     class Meta:
         model = Notification
-        fields = ["id", "seq", "kind", "actor", "text", "url", "created_at", "read"]
+        fields = ["id", "seq", "kind", "actor", "actors", "count", "text", "url", "created_at", "read"]
 
-    def get_actor(self, notification) -> dict:
-        return actor_dict(notification.actor)
+    def get_actor(self, notification) -> ActorSerializer:
+        return actor_list(notification)[0]
+
+    def get_actors(self, notification) -> ActorSerializer(many=True):
+        return actor_list(notification)
 
 
 class UnreadCountSerializer(serializers.Serializer):
     unread_count = serializers.IntegerField()
+    unseen_count = serializers.IntegerField()
+
+
+class SeenResultSerializer(serializers.Serializer):
+    unseen_count = serializers.IntegerField()
+
+
+class PreferencesSerializer(serializers.Serializer):
+    """What a user is not notified about. PUT replaces the fields it names."""
+
+    muted_kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=Kind.choices), max_length=len(Kind.values), required=False,
+        help_text="Kinds never stored or pushed: " + ", ".join(Kind.values) + ".",
+    )
+    muted_posts = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), max_length=1000, required=False,
+        help_text="Posts whose comments, replies, likes and mentions are never stored or pushed.",
+    )
 
 
 class ListQuerySerializer(serializers.Serializer):
@@ -35,6 +68,7 @@ class CatchUpPageSerializer(serializers.Serializer):
     next = serializers.CharField(allow_null=True)
     last_seq = serializers.IntegerField()
     unread_count = serializers.IntegerField()
+    unseen_count = serializers.IntegerField()
 
 
 class ReadResultSerializer(serializers.Serializer):

@@ -8,9 +8,11 @@ sweep, never three interleaved ones. That keeps counts exact under concurrency a
 for a deadlock between comments, fan-out chunks, deletes and "mark all read".
 
 The writes are set-based: per chunk of recipients, one UPDATE of their state rows (which also
-skips those who already have the event: the dedupe key), one INSERT … SELECT of their
-notifications straight from those rows (no model object per recipient), and one INSERT of the
-owed pushes from the ids that INSERT returned.
+skips those who already have the event, and those who muted its kind or its post), one INSERT …
+SELECT of their notifications straight from those rows (no model object per recipient), and one
+INSERT of the owed pushes from the ids that INSERT returned. A grouped kind's INSERT is an upsert
+on the group's key (it bumps the recipient's item for that group when there is one), and its
+UPDATE counts a recipient's item as newly unread / unseen only when it was not already.
 """
 import json
 from collections.abc import Iterable
@@ -20,8 +22,9 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import Notice, delivery
-from .models import Kind, Notification, NotificationState, PendingPush
+from . import Notice, delivery, envelope, groups
+from .envelope import actor_dict
+from .models import GROUPED, MEMBERS, Kind, MutedPost, Notification, NotificationActor, NotificationState, PendingPush
 from .sql import among, table
 
 # Recipients handled per statement: bounds each statement's rows, locks and returned data.
@@ -52,6 +55,8 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
     for notice in notices:
         if notice.kind not in Kind.values:
             raise ValueError(f"unknown notification kind {notice.kind!r}")
+        if bool(notice.group) != (notice.kind in GROUPED):
+            raise ValueError(f"{notice.kind!r} notices {'need' if notice.kind in GROUPED else 'take no'} group")
         actor_id = _user_id(notice.actor) if notice.actor is not None else None
         ids = {_user_id(r) for r in notice.recipients}  # users, ids, or a queryset of ids
         ids.discard(actor_id)
@@ -66,8 +71,9 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
         now = timezone.now()
         out: list[delivery.Outgoing] = []
         for notice, actor_id, ids in planned:
+            store = _store_grouped if notice.group else _store
             for part in _chunks(ids):
-                out += _store(notice, actor_id, part, now)
+                out += store(notice, actor_id, part, now)
         delivery.deliver_on_commit(out)
     return out
 
@@ -88,25 +94,37 @@ def _lock_states(user_ids: list[int]) -> None:
         for part in _chunks(user_ids):
             if connection.vendor == "postgresql":
                 cursor.execute(
-                    f"INSERT INTO {state} AS s (user_id, last_seq, unread_count, read_seq)"
-                    f" SELECT u, 0, 0, 0 FROM unnest(%s::bigint[]) AS u ORDER BY u"
+                    f"INSERT INTO {state} AS s (user_id, last_seq, unread_count, read_seq, seen_seq, unseen_count,"
+                    f" muted_kinds) SELECT u, 0, 0, 0, 0, 0, '' FROM unnest(%s::bigint[]) AS u ORDER BY u"
                     f" ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq WHERE false",
                     [part],
                 )
             else:  # SQLite (the project's other database)
                 cursor.execute(
-                    f"INSERT INTO {state} (user_id, last_seq, unread_count, read_seq)"
-                    f" SELECT value, 0, 0, 0 FROM json_each(%s) WHERE true ON CONFLICT (user_id) DO NOTHING",
+                    f"INSERT INTO {state} (user_id, last_seq, unread_count, read_seq, seen_seq, unseen_count, muted_kinds)"
+                    f" SELECT value, 0, 0, 0, 0, 0, '' FROM json_each(%s) WHERE true ON CONFLICT (user_id) DO NOTHING",
                     [json.dumps(part)],
                 )
 
 
+def _not_muted(notice: Notice) -> tuple[str, list]:
+    """SQL (on the state table) that keeps only recipients who have not muted this notice."""
+    state, muted = table(NotificationState), table(MutedPost)
+    sql = f" AND (',' || {state}.muted_kinds || ',') NOT LIKE %s"
+    params: list = [f"%,{notice.kind},%"]
+    if notice.post_ref is not None:
+        sql += f" AND NOT EXISTS (SELECT 1 FROM {muted} m WHERE m.user_id = {state}.user_id AND m.post_ref = %s)"
+        params.append(notice.post_ref)
+    return sql, params
+
+
 def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.Outgoing]:
     """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
-    bump the seq and unread count of those who do not have this notice yet (dedupe key), insert
-    their notifications numbered by the new seq, and insert the pushes owed for them."""
+    bump the seq and counts of those who do not have this notice yet (dedupe key) and have not
+    muted it, insert their notifications numbered by the new seq, and insert the pushes owed."""
     state, notification = table(NotificationState), table(Notification)
     cond, cond_params = among("user_id", user_ids)
+    muted, muted_params = _not_muted(notice)
     fresh_only, key_params = "", []
     if notice.dedupe_key:
         fresh_only = (f" AND NOT EXISTS (SELECT 1 FROM {notification} n"
@@ -114,58 +132,134 @@ def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.
         key_params = [notice.dedupe_key]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {state} SET last_seq = last_seq + 1, unread_count = unread_count + 1"
-            f" WHERE {cond}{fresh_only} RETURNING user_id, unread_count",
-            [*cond_params, *key_params],
+            f"UPDATE {state} SET last_seq = last_seq + 1, unread_count = unread_count + 1,"
+            f" unseen_count = unseen_count + 1"
+            f" WHERE {cond}{muted}{fresh_only} RETURNING user_id, unread_count, unseen_count",
+            [*cond_params, *muted_params, *key_params],
         )
-        unread = dict(cursor.fetchall())
-        if not unread:
+        counts = {uid: (unread, unseen) for uid, unread, unseen in cursor.fetchall()}
+        if not counts:
             return []
-        cond, cond_params = among("s.user_id", sorted(unread))
+        cond, cond_params = among("s.user_id", sorted(counts))
         cursor.execute(
             f"INSERT INTO {notification} (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,"
-            f" text, url, created_at, read_at)"
-            f" SELECT s.user_id, %s, %s, s.last_seq, %s, %s, %s, %s, %s, %s, NULL FROM {state} s"
+            f" actor_count, text, url, created_at, read_at)"
+            f" SELECT s.user_id, %s, %s, s.last_seq, %s, %s, %s, 1, %s, %s, %s, NULL FROM {state} s"
             f" WHERE {cond} RETURNING id, recipient_id, seq",
             [actor_id, notice.kind, notice.post_ref, notice.comment_ref, notice.dedupe_key, notice.text[:300],
              notice.url, connection.ops.adapt_datetimefield_value(now), *cond_params],
         )
         rows = cursor.fetchall()
         _owe_pushes(cursor, rows, now + delivery.IN_FLIGHT_LEASE)
-    text = notice.text[:300]
-    return [
-        delivery.Outgoing(pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=text,
-                          url=notice.url, created_at=now, unread_count=unread[uid])
-        for pk, uid, seq in rows
-    ]
+    return [_outgoing(notice, pk, uid, seq, 1, counts[uid], now, None) for pk, uid, seq in rows]
+
+
+def _store_grouped(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.Outgoing]:
+    """The same three statements (and one for the members) for a grouped kind.
+
+    The UPDATE skips recipients whose group already has this activity (MEMBERS: the actor is in
+    it; NEWEST: it already shows this post or a newer one), and counts the item as newly unread
+    (unseen) only when it was not unread (unseen) already. The INSERT is an upsert on the group's
+    key: a recipient with an item for this group in this window gets it bumped (new seq, newest
+    actor and text, unread again), everyone else a new item.
+    """
+    state, notification, members = table(NotificationState), table(Notification), table(NotificationActor)
+    key = groups.group_key(notice.group, now)
+    by_members = GROUPED[notice.kind] == MEMBERS
+    cond, cond_params = among(f"{state}.user_id", user_ids)
+    muted, muted_params = _not_muted(notice)
+    group = f"SELECT 1 FROM {notification} g WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s"
+    if by_members:
+        applied = (f" AND NOT EXISTS (SELECT 1 FROM {notification} g JOIN {members} m ON m.notification_id = g.id"
+                   f" WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s AND m.actor_id = %s)")
+        applied_params = [key, actor_id]
+    else:
+        applied = f" AND NOT EXISTS ({group} AND g.post_ref >= %s)"
+        applied_params = [key, notice.post_ref]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {state} SET last_seq = last_seq + 1,"
+            f" unread_count = unread_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.read_seq"
+            f" AND g.read_at IS NULL) THEN 0 ELSE 1 END,"
+            f" unseen_count = unseen_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.seen_seq) THEN 0 ELSE 1 END"
+            f" WHERE {cond}{muted}{applied} RETURNING user_id, unread_count, unseen_count",
+            [key, key, *cond_params, *muted_params, *applied_params],
+        )
+        counts = {uid: (unread, unseen) for uid, unread, unseen in cursor.fetchall()}
+        if not counts:
+            return []
+        cond, cond_params = among("s.user_id", sorted(counts))
+        cursor.execute(
+            f"INSERT INTO {notification} (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,"
+            f" actor_count, text, url, created_at, read_at)"
+            f" SELECT s.user_id, %s, %s, s.last_seq, %s, NULL, %s, 1, %s, %s, %s, NULL FROM {state} s WHERE {cond}"
+            f" ON CONFLICT (recipient_id, dedupe_key) DO UPDATE SET seq = excluded.seq, actor_id = excluded.actor_id,"
+            f" post_ref = excluded.post_ref, text = excluded.text, url = excluded.url, created_at = excluded.created_at,"
+            f" read_at = NULL, actor_count = {notification}.actor_count + {1 if by_members else 0}"
+            f" RETURNING id, recipient_id, seq, actor_count",
+            [actor_id, notice.kind, notice.post_ref, key, notice.text[:300], notice.url,
+             connection.ops.adapt_datetimefield_value(now), *cond_params],
+        )
+        rows = cursor.fetchall()
+        if by_members and actor_id is not None:
+            _add_members(cursor, [row[0] for row in rows], actor_id, now)
+        _owe_pushes(cursor, [row[:2] for row in rows], now + delivery.IN_FLIGHT_LEASE)
+    recent = groups.recent_actors([pk for pk, _, _, count in rows if by_members and count > 1])
+    return [_outgoing(notice, pk, uid, seq, count, counts[uid], now, recent.get(pk)) for pk, uid, seq, count in rows]
+
+
+def _outgoing(notice: Notice, pk, uid, seq, count, counts, now, actors) -> delivery.Outgoing:
+    return delivery.Outgoing(
+        pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=notice.text[:300],
+        url=notice.url, created_at=now, unread_count=counts[0], unseen_count=counts[1], actor_count=count,
+        actor_list=tuple(actors) if actors else (actor_dict(notice.actor),),
+    )
+
+
+def _add_members(cursor, notification_ids: list[int], actor_id: int, now) -> None:
+    members, now = table(NotificationActor), connection.ops.adapt_datetimefield_value(now)
+    if connection.vendor == "postgresql":
+        cursor.execute(
+            f"INSERT INTO {members} (notification_id, actor_id, created_at) SELECT n, %s, %s FROM unnest(%s::bigint[]) n"
+            f" ON CONFLICT (notification_id, actor_id) DO NOTHING",
+            [actor_id, now, notification_ids],
+        )
+    else:  # SQLite
+        cursor.execute(
+            f"INSERT INTO {members} (notification_id, actor_id, created_at) SELECT value, %s, %s FROM json_each(%s)"
+            f" WHERE true ON CONFLICT (notification_id, actor_id) DO NOTHING",
+            [actor_id, now, json.dumps(notification_ids)],
+        )
 
 
 def _owe_pushes(cursor, rows: list[tuple], due) -> None:
-    """Insert the PendingPush rows of just-inserted notifications (id, recipient_id, seq), from the
-    values themselves: one statement, no lookup in the notification table."""
+    """Insert the PendingPush rows of just-written notifications (id, recipient_id, ...), from the
+    values themselves: one statement, no lookup in the notification table. A bumped group may
+    still owe its previous push: that row becomes the new push, due afresh."""
     push, due = table(PendingPush), connection.ops.adapt_datetimefield_value(due)
     columns = "(notification_id, recipient_id, attempts, due_at, last_error)"
+    upsert = (" ON CONFLICT (notification_id) DO UPDATE SET attempts = 0, due_at = excluded.due_at,"
+              " last_error = ''")
     if connection.vendor == "postgresql":
         cursor.execute(
-            f"INSERT INTO {push} {columns} SELECT n, r, 0, %s, '' FROM unnest(%s::bigint[], %s::bigint[]) AS t(n, r)",
+            f"INSERT INTO {push} {columns} SELECT n, r, 0, %s, '' FROM unnest(%s::bigint[], %s::bigint[]) AS t(n, r)"
+            + upsert,
             [due, [row[0] for row in rows], [row[1] for row in rows]],
         )
     else:  # SQLite
         cursor.execute(
             f"INSERT INTO {push} {columns} SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 0, %s, ''"
-            f" FROM json_each(%s)",
+            f" FROM json_each(%s) WHERE true" + upsert,
             [due, json.dumps([row[:2] for row in rows])],
         )
 
 
-def _unread_in(condition: Q):
-    """Per-recipient count of unread notifications matching condition, as a correlated subquery
-    on NotificationState (unread: above that state's read watermark and not read by itself)."""
+def _count_in(condition: Q, **above):
+    """Per-recipient count of notifications matching condition and `above` (seq above a state
+    column), as a correlated subquery on NotificationState."""
     return Coalesce(
         Subquery(
-            Notification.objects.filter(
-                condition, recipient_id=OuterRef("user_id"), read_at__isnull=True, seq__gt=OuterRef("read_seq")
-            )
+            Notification.objects.filter(condition, recipient_id=OuterRef("user_id"), **above)
             .order_by()
             .values("recipient_id")
             .annotate(n=Count("id"))
@@ -175,10 +269,11 @@ def _unread_in(condition: Q):
     )
 
 
-def _uncount(condition: Q) -> list[int]:
+def _uncount(condition: Q, *, unseen: bool = True) -> list[int]:
     """Lock the state rows of everyone with a notification matching condition (ascending id),
-    and take the unread ones among those out of their unread counts (the caller deletes or reads
-    them next, in the same transaction). Returns the user ids."""
+    and take the unread ones among those out of their unread counts, and the unseen ones out of
+    their unseen counts unless `unseen` is False (the caller deletes or reads them next, in the
+    same transaction). Returns the user ids."""
     recipients = Notification.objects.filter(condition).order_by().values("recipient_id").distinct()
     user_ids = list(
         NotificationState.objects.select_for_update()
@@ -187,9 +282,10 @@ def _uncount(condition: Q) -> list[int]:
         .values_list("user_id", flat=True)
     )
     if user_ids:
-        NotificationState.objects.filter(user_id__in=user_ids).update(
-            unread_count=F("unread_count") - _unread_in(condition)
-        )
+        changes = {"unread_count": F("unread_count") - _count_in(condition, read_at__isnull=True, seq__gt=OuterRef("read_seq"))}
+        if unseen:
+            changes["unseen_count"] = F("unseen_count") - _count_in(condition, seq__gt=OuterRef("seen_seq"))
+        NotificationState.objects.filter(user_id__in=user_ids).update(**changes)
     return user_ids
 
 
@@ -207,6 +303,102 @@ def withdraw(*, post_refs: Iterable[int] = (), comment_refs: Iterable[int] = ())
         PendingPush.objects.filter(notification__in=Notification.objects.filter(condition).values("pk")).delete()
         deleted, _ = Notification.objects.filter(condition).delete()
     return deleted
+
+
+def retract(kind: str, recipient, actor, group: str) -> int:
+    """Take `actor` out of the recipient's `kind` groups for `group` (every window): unlike,
+    unfollow. A group keeps its seq (nothing new happened) and loses one from its count; a group
+    left with nobody goes, taking its unread / unseen share of the counts with it. Other tabs get
+    the changed item (same id and seq) or its removal. Returns how many groups changed.
+
+    The caller holds whatever it locked first (the post, for unlike); this locks the recipient's
+    state row next, as every write does.
+    """
+    uid, actor_id = _user_id(recipient), _user_id(actor)
+    with transaction.atomic():
+        _lock_states([uid])
+        memberships = list(
+            NotificationActor.objects.filter(
+                actor_id=actor_id, notification__recipient_id=uid, notification__kind=kind,
+                notification__dedupe_key__startswith=f"{group}:",
+            ).values_list("pk", "notification_id")
+        )
+        if not memberships:
+            return 0
+        NotificationActor.objects.filter(pk__in=[pk for pk, _ in memberships]).delete()
+        ids = [nid for _, nid in memberships]
+        empty = Q(pk__in=ids, actor_count__lte=1)
+        if Notification.objects.filter(empty).exists():
+            _uncount(empty)
+            PendingPush.objects.filter(notification__in=Notification.objects.filter(empty).values("pk")).delete()
+            gone = list(Notification.objects.filter(empty).values_list("pk", flat=True))
+            Notification.objects.filter(pk__in=gone).delete()
+        else:
+            gone = []
+        newest = NotificationActor.objects.filter(notification_id=OuterRef("pk")).order_by("-created_at", "-pk")
+        Notification.objects.filter(pk__in=ids).exclude(pk__in=gone).update(
+            actor_count=F("actor_count") - 1, actor_id=Subquery(newest.values("actor_id")[:1])
+        )
+        _push_changed(uid, [i for i in ids if i not in gone], gone)
+    return len(ids)
+
+
+def _push_changed(uid: int, changed_ids: list[int], gone_ids: list[int]) -> None:
+    """After commit, tell the user's tabs about items that changed in place or went."""
+    if changed_ids:
+        for item in delivery.load(changed_ids):
+            delivery.publish_on_commit(uid, delivery.item_message(item))
+    if gone_ids:
+        state = NotificationState.objects.get(pk=uid)
+        delivery.publish_on_commit(uid, envelope.removed_message(
+            ids=gone_ids, last_seq=state.last_seq, unread_count=state.unread_count, unseen_count=state.unseen_count))
+
+
+def mark_seen(user) -> int:
+    """Mark everything seen (the user opened the bell): the seen watermark moves to last_seq, one
+    row. Returns the new unseen count (0); other tabs get a `seen` message."""
+    uid = _user_id(user)
+    with transaction.atomic():
+        _lock_states([uid])
+        state = NotificationState.objects.get(pk=uid)
+        if state.unseen_count or state.seen_seq != state.last_seq:
+            NotificationState.objects.filter(pk=uid).update(seen_seq=state.last_seq, unseen_count=0)
+            delivery.publish_on_commit(uid, envelope.seen_message(last_seq=state.last_seq, unseen_count=0))
+    return 0
+
+
+def preferences(user) -> dict:
+    uid = _user_id(user)
+    state = NotificationState.objects.filter(pk=uid).first()
+    return {
+        "muted_kinds": state.muted_kind_list if state else [],
+        "muted_posts": list(MutedPost.objects.filter(user_id=uid).order_by("post_ref").values_list("post_ref", flat=True)),
+    }
+
+
+def set_preferences(user, *, muted_kinds: list[str] | None = None, muted_posts: list[int] | None = None) -> dict:
+    """Replace the muted kinds and / or posts (validated by the caller). Takes effect for every
+    notification written after the commit; what is stored stays."""
+    uid = _user_id(user)
+    with transaction.atomic():
+        _lock_states([uid])
+        if muted_kinds is not None:
+            kinds = [k for k in Kind.values if k in set(muted_kinds)]
+            NotificationState.objects.filter(pk=uid).update(muted_kinds=",".join(kinds))
+        if muted_posts is not None:
+            MutedPost.objects.filter(user_id=uid).exclude(post_ref__in=muted_posts).delete()
+            MutedPost.objects.bulk_create([MutedPost(user_id=uid, post_ref=p) for p in set(muted_posts)],
+                                          ignore_conflicts=True)
+    return preferences(uid)
+
+
+def mute_post(user, post_ref: int, muted: bool = True) -> bool:
+    """Mute (or unmute) notifications about one post; returns whether anything changed."""
+    uid = _user_id(user)
+    if muted:
+        return MutedPost.objects.get_or_create(user_id=uid, post_ref=post_ref)[1]
+    deleted, _ = MutedPost.objects.filter(user_id=uid, post_ref=post_ref).delete()
+    return bool(deleted)
 
 
 def mark_read(user, notification_id: int) -> int:
@@ -248,7 +440,7 @@ def mark_read_where(condition: Q) -> int:
     """Mark every unread notification matching condition read, whoever it belongs to (admin)."""
     condition = Q(pk__in=Notification.objects.filter(condition).unread().values("pk"))
     with transaction.atomic():
-        user_ids = _uncount(condition)
+        user_ids = _uncount(condition, unseen=False)
         if not user_ids:
             return 0
         changed = Notification.objects.filter(condition).update(read_at=timezone.now())

@@ -13,5 +13,7 @@ api_urlpatterns = [
     path("notifications/unread-count/", api.UnreadCountView.as_view(), name="api-unread-count"),
     path("notifications/<int:pk>/read/", api.MarkReadView.as_view(), name="api-notification-read"),
     path("notifications/read-all/", api.MarkAllReadView.as_view(), name="api-notifications-read-all"),
+    path("notifications/seen/", api.MarkSeenView.as_view(), name="api-notifications-seen"),
+    path("notifications/preferences/", api.PreferencesView.as_view(), name="api-notification-preferences"),
     path("notifications/credentials/", api.CredentialsView.as_view(), name="api-credentials"),
 ]

@@ -5,7 +5,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from . import services
+from . import groups, services
 from .models import Notification
 
 PAGE_SIZE = 30
@@ -13,6 +13,9 @@ PAGE_SIZE = 30
 
 @login_required
 def notifications_page(request):
+    """The list, newest first. Opening it marks everything seen (the badge clears in every tab);
+    items stay unread until opened."""
+    services.mark_seen(request.user)
     qs = Notification.objects.for_user(request.user).select_related("actor").order_by("-seq")
     before = request.GET.get("before", "")
     if before.isdigit():
@@ -20,7 +23,7 @@ def notifications_page(request):
     items = list(qs[: PAGE_SIZE + 1])
     next_before = items[PAGE_SIZE - 1].seq if len(items) > PAGE_SIZE else None
     return render(request, "notifier/notifications.html", {
-        "notifications": items[:PAGE_SIZE], "next_before": next_before,
+        "notifications": groups.attach_actors(items[:PAGE_SIZE]), "next_before": next_before,
     })
 
 

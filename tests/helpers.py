@@ -7,11 +7,15 @@ def state_of(user) -> NotificationState:
 
 
 def assert_count_exact(*users):
-    """The stored unread count equals what COUNT(*) says (the invariant every write must keep)."""
+    """The stored unread and unseen counts equal what COUNT(*) says (the invariant every write
+    must keep): the bell counts items exactly as the list shows them."""
     for user in users:
         actual = Notification.objects.for_user(user).unread().count()
-        stored = NotificationState.objects.filter(pk=user.pk).values_list("unread_count", flat=True).first() or 0
-        assert stored == actual, f"{user}: stored unread_count {stored} != {actual} unread rows"
+        state = NotificationState.objects.filter(pk=user.pk).first() or NotificationState(user_id=user.pk)
+        assert state.unread_count == actual, f"{user}: stored unread_count {state.unread_count} != {actual} unread rows"
+        unseen = Notification.objects.filter(recipient_id=user.pk, seq__gt=state.seen_seq).count()
+        assert state.unseen_count == unseen, f"{user}: stored unseen_count {state.unseen_count} != {unseen} unseen rows"
+        assert state.read_seq <= state.last_seq and state.seen_seq <= state.last_seq
 
 
 def kinds_of(user) -> list[str]:

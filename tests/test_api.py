@@ -243,7 +243,7 @@ def test_list_notifications(api, alice, inbox):
     data = api.as_(alice).get("/api/notifications/").json()
     assert [n["seq"] for n in data["results"]] == [5, 4, 3, 2, 1]
     first = data["results"][-1]
-    assert set(first) == {"id", "seq", "kind", "actor", "text", "url", "created_at", "read"}
+    assert set(first) == {"id", "seq", "kind", "actor", "actors", "count", "text", "url", "created_at", "read"}
     assert first["actor"] == {"username": "bob", "display_name": "Bob"}
     assert first["read"] is False
 
@@ -254,7 +254,7 @@ def test_unread_filter_and_mark_read(api, alice, inbox):
     assert r.status_code == 200 and r.json() == {"marked": 1, "unread_count": 4}
     unread = api.get("/api/notifications/?unread=true").json()["results"]
     assert [n["seq"] for n in unread] == [5, 4, 3, 2]
-    assert api.get("/api/notifications/unread-count/").json() == {"unread_count": 4}
+    assert api.get("/api/notifications/unread-count/").json() == {"unread_count": 4, "unseen_count": 5}
     r = api.post("/api/notifications/read-all/")
     assert r.json() == {"marked": 4, "unread_count": 0}
     assert api.get("/api/notifications/?unread=true").json()["results"] == []
@@ -293,7 +293,7 @@ def test_a_user_never_sees_or_changes_someone_elses_notifications(api, alice, bo
     assert r.status_code == 404 and r.json()["detail"] == "Notification not found."
     api.post("/api/notifications/read-all/")
     assert Notification.objects.filter(recipient=alice, read_at__isnull=True).count() == 5
-    assert api.as_(alice).get("/api/notifications/unread-count/").json() == {"unread_count": 5}
+    assert api.as_(alice).get("/api/notifications/unread-count/").json() == {"unread_count": 5, "unseen_count": 5}
 
 
 def test_unknown_notification_gets_404(api, alice):
