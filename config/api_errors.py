@@ -24,6 +24,17 @@ def _first_message(data) -> str:
     return str(data)
 
 
+def _flat(messages) -> list[str]:
+    """A field's errors as sentences: a list field's per-item errors ({0: [...]}) become
+    "Item 0: …", so `errors` is always {field: [str, ...]}."""
+    if isinstance(messages, dict):
+        return [f"Item {key}: {m}" if str(key).isdigit() else f"{key}: {m}"
+                for key, value in messages.items() for m in _flat(value)]
+    if isinstance(messages, list):
+        return [m for item in messages for m in _flat(item)]
+    return [str(messages)]
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError({"non_field_errors": exc.messages})
@@ -45,6 +56,7 @@ def exception_handler(exc, context):
     data = response.data
     if isinstance(exc, exceptions.ValidationError):
         errors = data if isinstance(data, dict) else {"non_field_errors": data}
+        errors = {field: _flat(messages) for field, messages in errors.items()}
         response.data = {"detail": _first_message(errors) or "Invalid input.", "errors": errors}
     elif not (isinstance(data, dict) and "detail" in data):
         response.data = {"detail": _first_message(data)}

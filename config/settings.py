@@ -201,6 +201,8 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI served from our own static files, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # One name for the notification kinds wherever they appear (a notification, muted_kinds).
+    "ENUM_NAME_OVERRIDES": {"NotificationKindEnum": "notifier.models.Kind"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.schema.add_error_responses",

@@ -5,7 +5,7 @@ from .envelope import actor_list
 from .models import Kind, Notification
 
 
-class ActorSerializer(serializers.Serializer):
+class NotificationActorSerializer(serializers.Serializer):
     username = serializers.CharField(allow_null=True)
     display_name = serializers.CharField()
 
@@ -25,10 +25,10 @@ class NotificationSerializer(serializers.ModelSerializer):
         model = Notification
         fields = ["id", "seq", "kind", "actor", "actors", "count", "text", "url", "created_at", "read"]
 
-    def get_actor(self, notification) -> ActorSerializer:
+    def get_actor(self, notification) -> NotificationActorSerializer:
         return actor_list(notification)[0]
 
-    def get_actors(self, notification) -> ActorSerializer(many=True):
+    def get_actors(self, notification) -> NotificationActorSerializer(many=True):
         return actor_list(notification)
 
 

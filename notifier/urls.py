@@ -6,6 +6,7 @@ urlpatterns = [
     path("notifications/", views.notifications_page, name="notifications"),
     path("notifications/<int:pk>/read/", views.mark_read, name="notification-read"),
     path("notifications/read-all/", views.mark_all_read, name="notifications-read-all"),
+    path("settings/notifications/", views.notification_settings, name="notification-settings"),
 ]
 
 api_urlpatterns = [

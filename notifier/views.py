@@ -1,12 +1,16 @@
-"""The notifications page and its mark-read forms."""
+"""The notifications page, its mark-read forms, and the notification settings page."""
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from config.throttles import WriteThrottle, throttle_page
+
 from . import groups, services
-from .models import Notification
+from .models import MUTABLE_KINDS, Kind, Notification
 
 PAGE_SIZE = 30
 
@@ -47,3 +51,48 @@ def mark_read(request, pk):
 def mark_all_read(request):
     services.mark_all_read(request.user)
     return redirect("notifications")
+
+
+def _post_url(post_ref: int) -> str:
+    # notifier does not import feed: it knows a post only by its id and the page's URL name.
+    try:
+        return reverse("post-detail", args=[post_ref])
+    except NoReverseMatch:
+        return ""
+
+
+def _settings_context(request, muted_kinds, error=""):
+    prefs = services.preferences(request.user)
+    return {
+        "kinds": [(value, Kind(value).label, value in muted_kinds) for value in MUTABLE_KINDS],
+        "muted_posts": [{"id": ref, "url": _post_url(ref)} for ref in prefs["muted_posts"]],
+        "error": error,
+    }
+
+
+@login_required
+@throttle_page(WriteThrottle)
+def notification_settings(request):
+    """What the user does not want to be told about: kinds (checkboxes) and muted posts (each
+    with an Unmute button). Takes effect for what happens next; what is stored stays."""
+    if request.method != "POST":
+        return render(request, "notifier/settings.html",
+                      _settings_context(request, services.preferences(request.user)["muted_kinds"]))
+    if "unmute_post" in request.POST:
+        post_ref = request.POST["unmute_post"]
+        if not post_ref.isdigit() or len(post_ref) > 18:
+            context = _settings_context(request, services.preferences(request.user)["muted_kinds"],
+                                        error="That is not a post you muted.")
+            return render(request, "notifier/settings.html", context, status=400)
+        services.mute_post(request.user, int(post_ref), muted=False)
+        messages.success(request, "Unmuted: you will be notified about that post again.")
+        return redirect("notification-settings")
+    kinds = request.POST.getlist("muted_kinds")
+    unknown = sorted({k for k in kinds if k not in Kind.values})
+    if unknown:
+        valid = [k for k in kinds if k in Kind.values]
+        context = _settings_context(request, valid, error=f"Unknown kind: {', '.join(unknown)[:100]}.")
+        return render(request, "notifier/settings.html", context, status=400)
+    services.set_preferences(request.user, muted_kinds=kinds)
+    messages.success(request, "Notification settings saved.")
+    return redirect("notification-settings")

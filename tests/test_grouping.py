@@ -243,6 +243,8 @@ def test_preferences_reject_bad_input_with_a_400(api, alice):
     for body in ({"muted_kinds": ["poke"]}, {"muted_kinds": "like"}, {"muted_posts": ["x"]}, {"muted_posts": [0]}):
         r = api.put("/api/notifications/preferences/", body, format="json")
         assert r.status_code == 400, body
+    r = api.put("/api/notifications/preferences/", {"muted_posts": [3, "x"]}, format="json")
+    assert r.json()["errors"] == {"muted_posts": ["Item 1: A valid integer is required."]}  # strings, per item
     assert api.post("/api/posts/999999/mute/").status_code == 404
 
 
