@@ -14,6 +14,7 @@ urlpatterns = [
     path("posts/<int:pk>/", views.post_detail, name="post-detail"),
     path("posts/<int:pk>/delete/", views.post_delete, name="post-delete"),
     path("posts/<int:pk>/like/", views.like, name="post-like"),
+    path("posts/<int:pk>/mute/", views.post_mute, name="post-mute"),
     path("comments/<int:pk>/delete/", views.comment_delete, name="comment-delete"),
     path("settings/profile/", views.edit_profile, name="edit-profile"),
     path("accounts/signup/", views.signup, name="signup"),

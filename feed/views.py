@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+import notifier
 from config import login_guard
 from config.throttles import SignupThrottle, WriteThrottle, throttle_page
 
@@ -115,7 +116,8 @@ def post_detail(request, pk):
             comment = services.add_comment(request.user, post.pk, form.cleaned_data["text"])
             return redirect(comment.get_absolute_url())
     comments = queries.comments_for(post)
-    return render(request, "feed/post_detail.html", {"post": post, "comments": comments, "form": form})
+    muted = request.user.is_authenticated and notifier.muted(request.user, post.pk)
+    return render(request, "feed/post_detail.html", {"post": post, "comments": comments, "form": form, "muted": muted})
 
 
 @login_required
@@ -135,6 +137,18 @@ def comment_delete(request, pk):
     if _act(request, services.delete_comment, request.user, pk):
         messages.success(request, "Comment deleted.")
     return redirect("post-detail", pk=post_id) if post_id and post_id.isdigit() else redirect("home")
+
+
+@login_required
+@require_POST
+@throttle_page(WriteThrottle)
+def post_mute(request, pk):
+    """Mute (or, with action=unmute, unmute) the user's notifications about this post."""
+    muted = request.POST.get("action") != "unmute"
+    if _act(request, services.mute_post, request.user, pk, muted):
+        messages.success(request, "Muted: you won't be notified about this post." if muted
+                         else "Unmuted: you will be notified about this post again.")
+    return redirect("post-detail", pk=pk)
 
 
 @login_required
