@@ -35,12 +35,13 @@ from django.utils import timezone
 
 
 class Kind(models.TextChoices):
-    COMMENT = "comment", "Comment on your post"
-    REPLY = "reply", "Reply in a thread you joined"
-    LIKE = "like", "Like"
-    FOLLOW = "follow", "New follower"
-    MENTION = "mention", "Mention"
-    NEW_POST = "new_post", "New post"
+    # Labels read as "Don't notify me about: …" on the settings page.
+    COMMENT = "comment", "Comments on your posts"
+    REPLY = "reply", "Replies in threads you joined"
+    LIKE = "like", "Likes of your posts"
+    FOLLOW = "follow", "New followers"
+    MENTION = "mention", "Mentions of you"
+    NEW_POST = "new_post", "Posts from people you follow"
 
 
 # How activity of a grouped kind joins its group: MEMBERS groups count distinct actors (a second

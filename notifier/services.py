@@ -420,7 +420,8 @@ def mark_read(user, notification_id: int) -> int:
             return state.unread_count
         unread = state.unread_count - 1
         NotificationState.objects.filter(pk=uid).update(unread_count=unread)
-        delivery.publish_read_on_commit(uid, last_seq=state.last_seq, unread_count=unread, ids=[notification_id])
+        delivery.publish_read_on_commit(uid, last_seq=state.last_seq, unread_count=unread, ids=[notification_id],
+                                        unseen_count=state.unseen_count)
     return unread
 
 
@@ -432,7 +433,8 @@ def mark_all_read(user) -> int:
         _lock_states([uid])
         state = NotificationState.objects.get(pk=uid)
         NotificationState.objects.filter(pk=uid).update(read_seq=state.last_seq, unread_count=0)
-        delivery.publish_read_on_commit(uid, last_seq=state.last_seq, unread_count=0, ids=None)
+        delivery.publish_read_on_commit(uid, last_seq=state.last_seq, unread_count=0, ids=None,
+                                        unseen_count=state.unseen_count)
     return state.unread_count
 
 

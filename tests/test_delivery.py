@@ -99,6 +99,6 @@ def test_marking_read_pushes_a_read_message(alice, bob, memory_publisher, on_com
         notifier.services.mark_all_read(alice)
     reads = memory_publisher.messages(type="read")
     assert reads == [
-        {"v": 1, "type": "read", "seq": 2, "ids": [first.pk], "all": False, "unread_count": 1},
-        {"v": 1, "type": "read", "seq": 2, "ids": None, "all": True, "unread_count": 0},
+        {"v": 1, "type": "read", "seq": 2, "ids": [first.pk], "all": False, "unread_count": 1, "unseen_count": 2},
+        {"v": 1, "type": "read", "seq": 2, "ids": None, "all": True, "unread_count": 0, "unseen_count": 2},
     ]
