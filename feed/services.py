@@ -131,7 +131,8 @@ def add_comment(author: User, post_id: int, text: str) -> Comment:
             Notice(Kind.MENTION, mention_ids, text=f"{author.name} mentioned you in a comment: “{preview}”",
                    dedupe_key=f"mention:comment:{comment.pk}", **refs),
             Notice(Kind.REPLY, earlier,
-                   text=f"{author.name} also commented on {post.author.name}’s post: “{preview}”",
+                   text=f"{author.name} also commented on "
+                        f"{'their' if author.pk == post.author_id else post.author.name + '’s'} post: “{preview}”",
                    dedupe_key=f"reply:{comment.pk}", **refs),
         ])
     return comment
@@ -219,5 +220,7 @@ def delete_account(user: User) -> None:
         list(Post.objects.select_for_update().filter(pk__in=touched).order_by("pk").values_list("pk", flat=True))
         post_ids = list(user.posts.values_list("pk", flat=True))
         comment_ids = list(user.comments.values_list("pk", flat=True))
-        notifier.withdraw(post_refs=post_ids, comment_refs=comment_ids)
+        # Then every notification state it touches, in one ascending sweep (what is about its posts
+        # and comments goes; it leaves every "… and 3 others" it is in).
+        notifier.forget_account(user, post_refs=post_ids, comment_refs=comment_ids)
         user.delete()

@@ -51,6 +51,14 @@ def retract(kind, recipient, actor, group):
     return _retract(kind, recipient, actor, group)
 
 
+def forget_account(user, **kwargs):
+    """Before deleting an account: withdraw what is about its posts and comments and take it out
+    of every group, keeping counts exact; see services.forget_account."""
+    from .services import forget_account as _forget_account
+
+    return _forget_account(user, **kwargs)
+
+
 def mute_post(user, post_ref, muted=True):
     """Stop (or resume) notifications about one post for this user; see services.mute_post."""
     from .services import mute_post as _mute_post

@@ -314,33 +314,60 @@ def retract(kind: str, recipient, actor, group: str) -> int:
     The caller holds whatever it locked first (the post, for unlike); this locks the recipient's
     state row next, as every write does.
     """
-    uid, actor_id = _user_id(recipient), _user_id(actor)
+    uid = _user_id(recipient)
     with transaction.atomic():
         _lock_states([uid])
-        memberships = list(
-            NotificationActor.objects.filter(
-                actor_id=actor_id, notification__recipient_id=uid, notification__kind=kind,
-                notification__dedupe_key__startswith=f"{group}:",
-            ).values_list("pk", "notification_id")
-        )
-        if not memberships:
-            return 0
-        NotificationActor.objects.filter(pk__in=[pk for pk, _ in memberships]).delete()
-        ids = [nid for _, nid in memberships]
-        empty = Q(pk__in=ids, actor_count__lte=1)
-        if Notification.objects.filter(empty).exists():
-            _uncount(empty)
-            PendingPush.objects.filter(notification__in=Notification.objects.filter(empty).values("pk")).delete()
-            gone = list(Notification.objects.filter(empty).values_list("pk", flat=True))
-            Notification.objects.filter(pk__in=gone).delete()
-        else:
-            gone = []
-        newest = NotificationActor.objects.filter(notification_id=OuterRef("pk")).order_by("-created_at", "-pk")
-        Notification.objects.filter(pk__in=ids).exclude(pk__in=gone).update(
-            actor_count=F("actor_count") - 1, actor_id=Subquery(newest.values("actor_id")[:1])
-        )
-        _push_changed(uid, [i for i in ids if i not in gone], gone)
-    return len(ids)
+        changed, gone = _take_out(NotificationActor.objects.filter(
+            actor_id=_user_id(actor), notification__recipient_id=uid, notification__kind=kind,
+            notification__dedupe_key__startswith=f"{group}:",
+        ))
+        if changed or gone:
+            _push_changed(uid, changed, gone)
+    return len(changed) + len(gone)
+
+
+def forget_account(user, *, post_refs: Iterable[int], comment_refs: Iterable[int]) -> None:
+    """Before an account is deleted: withdraw the notifications about its posts and comments, and
+    take it out of every group it is in, so every "Ana and 3 others" stays exact (its member
+    rows would go with the account; the counts would not).
+
+    Every state row this touches — the recipients of both, and the account's own, which its
+    deletion removes — is locked first, in one ascending sweep, like every write. (The caller has
+    locked the account's posts, so nothing new arrives about them meanwhile.)"""
+    uid = _user_id(user)
+    post_refs, comment_refs = list(post_refs), list(comment_refs)
+    about = Q(post_ref__in=post_refs) | Q(comment_ref__in=comment_refs)
+    memberships = NotificationActor.objects.filter(actor_id=uid)
+    recipients = {uid}
+    recipients.update(Notification.objects.filter(about).order_by().values_list("recipient_id", flat=True).distinct())
+    recipients.update(memberships.values_list("notification__recipient_id", flat=True))
+    with transaction.atomic():
+        _lock_states(sorted(recipients))
+        withdraw(post_refs=post_refs, comment_refs=comment_refs)
+        _take_out(memberships)
+
+
+def _take_out(memberships) -> tuple[list[int], list[int]]:
+    """Delete these member rows (the recipients' state rows are locked): their groups lose one
+    person each, and those left with nobody are deleted with their share of the counts.
+    Returns (ids of groups that changed, ids of groups that went)."""
+    found = list(memberships.values_list("pk", "notification_id"))
+    if not found:
+        return [], []
+    NotificationActor.objects.filter(pk__in=[pk for pk, _ in found]).delete()
+    ids = sorted({nid for _, nid in found})
+    empty = Q(pk__in=ids, actor_count__lte=1)
+    gone = list(Notification.objects.filter(empty).values_list("pk", flat=True))
+    if gone:
+        _uncount(Q(pk__in=gone))
+        PendingPush.objects.filter(notification_id__in=gone).delete()
+        Notification.objects.filter(pk__in=gone).delete()
+    changed = [i for i in ids if i not in set(gone)]
+    newest = NotificationActor.objects.filter(notification_id=OuterRef("pk")).order_by("-created_at", "-pk")
+    Notification.objects.filter(pk__in=changed).update(
+        actor_count=F("actor_count") - 1, actor_id=Subquery(newest.values("actor_id")[:1])
+    )
+    return changed, gone
 
 
 def _push_changed(uid: int, changed_ids: list[int], gone_ids: list[int]) -> None:

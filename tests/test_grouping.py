@@ -255,3 +255,19 @@ def test_preferences_replace_only_what_they_name(api, alice):
         "muted_kinds": ["like"], "muted_posts": [7, 9]}
     assert MutedPost.objects.filter(user=alice).count() == 2
     assert notifier.muted(alice, 9) and not notifier.muted(alice, 5)
+
+
+def test_a_deleted_account_leaves_every_group_it_was_in(api, alice, bob, carol, make_user):
+    dave = make_user("dave", display_name="Dave")
+    post = services.create_post(alice, "p")
+    for fan in (bob, carol, dave):
+        services.like(fan, post.pk)
+    services.follow(dave, "alice")
+    services.follow(bob, "alice")
+    services.delete_account(dave)
+    by_kind = {n["kind"]: n for n in items(api, alice)}
+    assert (by_kind["like"]["count"], by_kind["like"]["text"]) == (2, "Carol and Bob liked your post: “p”")
+    assert (by_kind["follow"]["count"], by_kind["follow"]["actor"]["username"]) == (1, "bob")
+    services.delete_account(bob)
+    assert [n["kind"] for n in items(api, alice)] == ["like"]  # the follow item had only bob left
+    assert_count_exact(alice)
