@@ -116,6 +116,34 @@ def start_db_worker(env: dict, interval: float = 0.05, nice: int = 0) -> subproc
     )
 
 
+def start_localiot(env: dict) -> subprocess.Popen:
+    """`manage.py runlocaliot` (the IoT emulator) on env's LOCALIOT_*_PORT; returns once its MQTT
+    and HTTP Publish ports accept connections (the WebSocket port is not probed: a bare TCP connect
+    there is a failed handshake)."""
+    proc = subprocess.Popen([PYTHON, "manage.py", "runlocaliot"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        for name in ("LOCALIOT_MQTT_PORT", "LOCALIOT_HTTP_PORT"):
+            wait_for_port(int(env[name]))
+    except BaseException:
+        stop([proc])
+        raise
+    return proc
+
+
+def start_latency_proxy(upstream_port: int, latency_ms: float) -> tuple[subprocess.Popen, int]:
+    """bench/latency_proxy.py in its own process, adding `latency_ms` of round trip in front of
+    127.0.0.1:upstream_port; returns the process and the port it listens on."""
+    proc = subprocess.Popen(
+        [PYTHON, str(ROOT / "bench" / "latency_proxy.py"), "--listen", "0", "--upstream", f"127.0.0.1:{upstream_port}",
+         "--latency-ms", str(latency_ms)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline()  # "listening on HOST:PORT", or "" if it died
+    if not line.startswith("listening on "):
+        stop([proc])
+        raise RuntimeError(f"the latency proxy did not start: {line!r}")
+    return proc, int(line.rsplit(":", 1)[1])
+
+
 def stop(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         if proc.poll() is None:

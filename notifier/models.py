@@ -62,10 +62,12 @@ class NotificationState(models.Model):
     # Everything with seq <= read_seq is read ("mark all read" in O(1)).
     read_seq = models.PositiveBigIntegerField(default=0)
     # Everything with seq <= seen_seq is seen (opening the bell); the badge shows unseen_count.
-    seen_seq = models.PositiveBigIntegerField(default=0)
-    unseen_count = models.PositiveIntegerField(default=0)
+    # (Defaults in the database too: rows written by code that predates these columns — a deploy
+    # in progress, raw SQL — stay valid.)
+    seen_seq = models.PositiveBigIntegerField(default=0, db_default=0)
+    unseen_count = models.PositiveIntegerField(default=0, db_default=0)
     # Kinds this user is never notified of, comma-separated (checked inside the set-based write).
-    muted_kinds = models.CharField(max_length=120, blank=True, default="")
+    muted_kinds = models.CharField(max_length=120, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
@@ -139,7 +141,7 @@ class Notification(models.Model):
     # grouped kind, the group's key: its activity lands on this one row.
     dedupe_key = models.CharField(max_length=100, null=True, blank=True)
     # Distinct actors in a group (1 for everything else).
-    actor_count = models.PositiveIntegerField(default=1)
+    actor_count = models.PositiveIntegerField(default=1, db_default=1)
     text = models.CharField(max_length=300)
     url = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
