@@ -16,6 +16,7 @@ UPDATE counts a recipient's item as newly unread / unseen only when it was not a
 """
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
@@ -71,9 +72,8 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
         now = timezone.now()
         out: list[delivery.Outgoing] = []
         for notice, actor_id, ids in planned:
-            store = _store_grouped if notice.group else _store
             for part in _chunks(ids):
-                out += store(notice, actor_id, part, now)
+                out += _store(notice, actor_id, part, now)
         delivery.deliver_on_commit(out)
     return out
 
@@ -120,22 +120,18 @@ def _not_muted(notice: Notice) -> tuple[str, list]:
 
 def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.Outgoing]:
     """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
-    bump the seq and counts of those who do not have this notice yet (dedupe key) and have not
-    muted it, insert their notifications numbered by the new seq, and insert the pushes owed."""
+    bump the seq and counts of those who do not have this activity yet and have not muted it,
+    insert (or, for a grouped kind, upsert) their notifications numbered by the new seq, and
+    insert the pushes owed (plus, for a MEMBERS group, the actor's member rows)."""
     state, notification = table(NotificationState), table(Notification)
-    cond, cond_params = among("user_id", user_ids)
+    cond, cond_params = among(f"{state}.user_id", user_ids)
     muted, muted_params = _not_muted(notice)
-    fresh_only, key_params = "", []
-    if notice.dedupe_key:
-        fresh_only = (f" AND NOT EXISTS (SELECT 1 FROM {notification} n"
-                      f" WHERE n.recipient_id = {state}.user_id AND n.dedupe_key = %s)")
-        key_params = [notice.dedupe_key]
+    plan = _grouping(notice, now) if notice.group else _single(notice)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {state} SET last_seq = last_seq + 1, unread_count = unread_count + 1,"
-            f" unseen_count = unseen_count + 1"
-            f" WHERE {cond}{muted}{fresh_only} RETURNING user_id, unread_count, unseen_count",
-            [*cond_params, *muted_params, *key_params],
+            f"UPDATE {state} SET last_seq = last_seq + 1, {plan.counting}"
+            f" WHERE {cond}{muted}{plan.skip} RETURNING user_id, unread_count, unseen_count",
+            [*plan.counting_params, *cond_params, *muted_params, *plan.skip_params],
         )
         counts = {uid: (unread, unseen) for uid, unread, unseen in cursor.fetchall()}
         if not counts:
@@ -145,67 +141,71 @@ def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.
             f"INSERT INTO {notification} (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,"
             f" actor_count, text, url, created_at, read_at)"
             f" SELECT s.user_id, %s, %s, s.last_seq, %s, %s, %s, 1, %s, %s, %s, NULL FROM {state} s"
-            f" WHERE {cond} RETURNING id, recipient_id, seq",
-            [actor_id, notice.kind, notice.post_ref, notice.comment_ref, notice.dedupe_key, notice.text[:300],
+            f" WHERE {cond}{plan.on_conflict} RETURNING id, recipient_id, seq, actor_count",
+            [actor_id, notice.kind, notice.post_ref, notice.comment_ref, plan.key, notice.text[:300],
              notice.url, connection.ops.adapt_datetimefield_value(now), *cond_params],
         )
         rows = cursor.fetchall()
-        _owe_pushes(cursor, rows, now + delivery.IN_FLIGHT_LEASE)
-    return [_outgoing(notice, pk, uid, seq, 1, counts[uid], now, None) for pk, uid, seq in rows]
+        if plan.members and actor_id is not None:
+            _add_members(cursor, [row[0] for row in rows], actor_id, now)
+        _owe_pushes(cursor, [row[:2] for row in rows], now + delivery.IN_FLIGHT_LEASE)
+    recent = groups.recent_actors([pk for pk, _, _, count in rows if plan.members and count > 1])
+    return [_outgoing(notice, pk, uid, seq, count, counts[uid], now, recent.get(pk)) for pk, uid, seq, count in rows]
 
 
-def _store_grouped(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.Outgoing]:
-    """The same three statements (and one for the members) for a grouped kind.
+@dataclass(frozen=True)
+class _Plan:
+    """The parts of _store's statements that differ between single and grouped notifications."""
 
-    The UPDATE skips recipients whose group already has this activity (MEMBERS: the actor is in
-    it; NEWEST: it already shows this post or a newer one), and counts the item as newly unread
-    (unseen) only when it was not unread (unseen) already. The INSERT is an upsert on the group's
-    key: a recipient with an item for this group in this window gets it bumped (new seq, newest
-    actor and text, unread again), everyone else a new item.
-    """
+    key: str | None  # the row's dedupe_key
+    counting: str  # SET clause for unread_count and unseen_count
+    counting_params: list
+    skip: str  # who already has this activity
+    skip_params: list
+    on_conflict: str = ""
+    members: bool = False
+
+
+def _single(notice: Notice) -> _Plan:
+    """A new row per recipient, counted unread and unseen; skipped when the dedupe key is there."""
+    state, notification = table(NotificationState), table(Notification)
+    skip, skip_params = "", []
+    if notice.dedupe_key:
+        skip = (f" AND NOT EXISTS (SELECT 1 FROM {notification} n"
+                f" WHERE n.recipient_id = {state}.user_id AND n.dedupe_key = %s)")
+        skip_params = [notice.dedupe_key]
+    return _Plan(notice.dedupe_key, "unread_count = unread_count + 1, unseen_count = unseen_count + 1", [],
+                 skip, skip_params)
+
+
+def _grouping(notice: Notice, now) -> _Plan:
+    """The recipient's item for the group in this window, bumped or started.
+
+    Skipped where the group already has this activity (MEMBERS: the actor is in it; NEWEST: it
+    already shows this post or a newer one). Counted unread (unseen) only when the item was not
+    unread (unseen) already. The INSERT is an upsert on the group's key: an existing item takes
+    the new seq, the newest actor and text, and becomes unread again."""
     state, notification, members = table(NotificationState), table(Notification), table(NotificationActor)
     key = groups.group_key(notice.group, now)
     by_members = GROUPED[notice.kind] == MEMBERS
-    cond, cond_params = among(f"{state}.user_id", user_ids)
-    muted, muted_params = _not_muted(notice)
     group = f"SELECT 1 FROM {notification} g WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s"
     if by_members:
-        applied = (f" AND NOT EXISTS (SELECT 1 FROM {notification} g JOIN {members} m ON m.notification_id = g.id"
-                   f" WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s AND m.actor_id = %s)")
-        applied_params = [key, actor_id]
+        skip = (f" AND NOT EXISTS (SELECT 1 FROM {notification} g JOIN {members} m ON m.notification_id = g.id"
+                f" WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s AND m.actor_id = %s)")
+        skip_params = [key, _user_id(notice.actor) if notice.actor is not None else None]
     else:
-        applied = f" AND NOT EXISTS ({group} AND g.post_ref >= %s)"
-        applied_params = [key, notice.post_ref]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {state} SET last_seq = last_seq + 1,"
-            f" unread_count = unread_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.read_seq"
-            f" AND g.read_at IS NULL) THEN 0 ELSE 1 END,"
-            f" unseen_count = unseen_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.seen_seq) THEN 0 ELSE 1 END"
-            f" WHERE {cond}{muted}{applied} RETURNING user_id, unread_count, unseen_count",
-            [key, key, *cond_params, *muted_params, *applied_params],
-        )
-        counts = {uid: (unread, unseen) for uid, unread, unseen in cursor.fetchall()}
-        if not counts:
-            return []
-        cond, cond_params = among("s.user_id", sorted(counts))
-        cursor.execute(
-            f"INSERT INTO {notification} (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,"
-            f" actor_count, text, url, created_at, read_at)"
-            f" SELECT s.user_id, %s, %s, s.last_seq, %s, NULL, %s, 1, %s, %s, %s, NULL FROM {state} s WHERE {cond}"
-            f" ON CONFLICT (recipient_id, dedupe_key) DO UPDATE SET seq = excluded.seq, actor_id = excluded.actor_id,"
-            f" post_ref = excluded.post_ref, text = excluded.text, url = excluded.url, created_at = excluded.created_at,"
-            f" read_at = NULL, actor_count = {notification}.actor_count + {1 if by_members else 0}"
-            f" RETURNING id, recipient_id, seq, actor_count",
-            [actor_id, notice.kind, notice.post_ref, key, notice.text[:300], notice.url,
-             connection.ops.adapt_datetimefield_value(now), *cond_params],
-        )
-        rows = cursor.fetchall()
-        if by_members and actor_id is not None:
-            _add_members(cursor, [row[0] for row in rows], actor_id, now)
-        _owe_pushes(cursor, [row[:2] for row in rows], now + delivery.IN_FLIGHT_LEASE)
-    recent = groups.recent_actors([pk for pk, _, _, count in rows if by_members and count > 1])
-    return [_outgoing(notice, pk, uid, seq, count, counts[uid], now, recent.get(pk)) for pk, uid, seq, count in rows]
+        skip, skip_params = f" AND NOT EXISTS ({group} AND g.post_ref >= %s)", [key, notice.post_ref]
+    counting = (
+        f"unread_count = unread_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.read_seq"
+        f" AND g.read_at IS NULL) THEN 0 ELSE 1 END,"
+        f" unseen_count = unseen_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.seen_seq) THEN 0 ELSE 1 END"
+    )
+    on_conflict = (
+        f" ON CONFLICT (recipient_id, dedupe_key) DO UPDATE SET seq = excluded.seq, actor_id = excluded.actor_id,"
+        f" post_ref = excluded.post_ref, text = excluded.text, url = excluded.url, created_at = excluded.created_at,"
+        f" read_at = NULL, actor_count = {notification}.actor_count + {1 if by_members else 0}"
+    )
+    return _Plan(key, counting, [key, key], skip, skip_params, on_conflict, by_members)
 
 
 def _outgoing(notice: Notice, pk, uid, seq, count, counts, now, actors) -> delivery.Outgoing:
