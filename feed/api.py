@@ -1,8 +1,9 @@
 """Feed API views: thin wrappers that validate with serializers and act through feed.services."""
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from config.pagination import IntegerCursorPagination
@@ -20,7 +21,10 @@ from .serializers import (
     MuteResultSerializer,
     PostSerializer,
     SignupSerializer,
+    UserListSerializer,
+    UserQuerySerializer,
     UserSerializer,
+    UserSummarySerializer,
 )
 
 
@@ -41,6 +45,41 @@ class SignupView(generics.CreateAPIView):
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = [SignupThrottle]
+
+
+class UsersView(SignupView):
+    """Create an account. Log in afterwards with POST /api/token/ or the log-in page."""
+
+    # POST is SignupView unchanged (anyone, no authentication, SignupThrottle); GET finds people
+    # and, like the rest of the API, needs a logged-in caller (and is not throttled: a read).
+
+    def _reading(self) -> bool:
+        request = getattr(self, "request", None)  # None while drf-spectacular builds its mock request
+        return request is not None and request.method in ("GET", "HEAD")
+
+    def get_authenticators(self):
+        if self._reading():
+            return [auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+        return super().get_authenticators()
+
+    def get_permissions(self):
+        return [IsAuthenticated()] if self._reading() else super().get_permissions()
+
+    def get_throttles(self):
+        return [] if self._reading() else super().get_throttles()
+
+    @extend_schema(operation_id="users_list", parameters=[UserQuerySerializer], responses=UserListSerializer)
+    def get(self, request):
+        """Find people: `?q=TEXT` (usernames and display names starting with TEXT, case-insensitive;
+        an exact username first, then the most followed; up to 20) or `?suggested=1` (who to follow:
+        people followed by people you follow, then the most followed; up to 10). Exactly one of them."""
+        query = UserQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        if "q" in query.validated_data:
+            people = queries.search_users(request.user, query.validated_data["q"])
+        else:
+            people = queries.suggested_users(request.user)
+        return Response({"results": UserSummarySerializer(people, many=True).data})
 
 
 class UserDetailView(generics.RetrieveAPIView):

@@ -1,5 +1,6 @@
 """Read queries for pages and the API, built so a page costs the same few queries at any size."""
 from django.db.models import (
+    Case,
     Count,
     Exists,
     IntegerField,
@@ -8,8 +9,9 @@ from django.db.models import (
     Q,
     Subquery,
     Value,
+    When,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 
 from .models import Comment, Follow, Like, Post, User
 
@@ -61,3 +63,55 @@ def is_following(viewer, user) -> bool:
     if not viewer.is_authenticated or viewer.pk == user.pk:
         return False
     return Follow.objects.filter(follower=viewer, followee=user).exists()
+
+
+# --- Finding people -------------------------------------------------------------------------
+
+SEARCH_LIMIT = 20
+SEARCH_MAX_LENGTH = 30  # characters of search text, once stripped
+SUGGESTION_LIMIT = 10
+
+
+def _people_for(viewer, queryset):
+    """Users with their follower count and whether the viewer follows each (one query)."""
+    qs = queryset.only("id", "username", "display_name")
+    qs = qs.annotate(follower_count=_count_of(Follow, followee=OuterRef("pk")))
+    if viewer is not None and viewer.is_authenticated:
+        return qs.annotate(followed_by_me=Exists(Follow.objects.filter(follower=viewer, followee=OuterRef("pk"))))
+    return qs.annotate(followed_by_me=Value(False))
+
+
+def search_users(viewer, q: str, limit: int = SEARCH_LIMIT):
+    """Active users whose username or display name starts with q (case-insensitive): an exact
+    username first, then the most followed, then by username.
+
+    The prefix tests are `lower(column) LIKE 'q%'` (Django escapes % and _ in q), which on
+    PostgreSQL are answered by the text_pattern_ops expression indexes of migration 0002.
+    """
+    prefix = q.lower()
+    qs = (
+        User.objects.filter(is_active=True)
+        .alias(username_lower=Lower("username"), display_name_lower=Lower("display_name"))
+        .filter(Q(username_lower__startswith=prefix) | Q(display_name_lower__startswith=prefix))
+        .alias(exact=Case(When(username_lower=prefix, then=Value(0)), default=Value(1)))
+    )
+    return _people_for(viewer, qs).order_by("exact", "-follower_count", "username")[:limit]
+
+
+def suggested_users(user, limit: int = SUGGESTION_LIMIT) -> list:
+    """Who to follow: people followed by the people the user follows (most such followees first),
+    then the most followed users overall; never the user, nobody they already follow, only active
+    accounts. At most two queries."""
+    if not user.is_authenticated:
+        return []
+    followees = Follow.objects.filter(follower=user).values("followee_id")
+    candidates = User.objects.filter(is_active=True).exclude(pk=user.pk).exclude(pk__in=followees)
+    people = list(
+        _people_for(None, candidates.filter(follower_set__follower__in=followees))
+        .annotate(mutual=Count("follower_set"))
+        .order_by("-mutual", "-follower_count", "username")[:limit]
+    )
+    if len(people) < limit:
+        popular = _people_for(None, candidates.exclude(pk__in=[u.pk for u in people]))
+        people += list(popular.order_by("-follower_count", "username")[: limit - len(people)])
+    return people

@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Comment, Post, User
+from .queries import SEARCH_MAX_LENGTH
 from .text import MAX_TEXT_LENGTH, clean_text
 
 
@@ -120,3 +121,60 @@ class LikeResultSerializer(serializers.Serializer):
 class MuteResultSerializer(serializers.Serializer):
     post = serializers.IntegerField()
     muted = serializers.BooleanField()
+
+
+# A search text: 1 to 30 characters once white space is stripped from both ends, no NUL.
+SEARCH_PATTERN = rf"^\s*[^\s\u0000]([^\u0000]{{0,{SEARCH_MAX_LENGTH - 2}}}[^\s\u0000])?\s*$"
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "pattern": SEARCH_PATTERN,
+                      "description": f"1 to {SEARCH_MAX_LENGTH} characters (white space at either end does not count)."})
+class SearchTextField(serializers.CharField):
+    """Stripped search text; its length is checked after stripping (a max_length would also put a
+    maxLength on the raw parameter in the schema)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if len(value) > SEARCH_MAX_LENGTH:
+            raise serializers.ValidationError(f"Search for at most {SEARCH_MAX_LENGTH} characters.")
+        return value
+
+
+class UserQuerySerializer(serializers.Serializer):
+    """GET /api/users/: exactly one of `q` (search) and `suggested` (who to follow)."""
+
+    q = SearchTextField(
+        required=False,
+        help_text="Users whose username or display name starts with this text (case-insensitive): "
+        "an exact username first, then the most followed. Up to 20.",
+        error_messages={"blank": f"Type 1 to {SEARCH_MAX_LENGTH} characters to search for."},
+    )
+    suggested = serializers.BooleanField(
+        required=False,
+        help_text="Who to follow: people followed by people you follow (most of them first), then the most "
+        "followed; never you or anyone you follow. Up to 10.",
+    )
+
+    def validate(self, attrs):
+        # Which parameters were sent (from a query string DRF reads a missing boolean as false).
+        if "q" in self.initial_data and "suggested" in self.initial_data:
+            raise serializers.ValidationError("Give either q (to search) or suggested=1, not both.")
+        if "q" not in attrs and not attrs.get("suggested"):
+            raise serializers.ValidationError("Give q (the start of a username or display name) or suggested=1.")
+        return attrs
+
+
+class UserSummarySerializer(serializers.ModelSerializer):
+    """A person in search results and suggestions."""
+
+    url = serializers.CharField(source="get_absolute_url", read_only=True)
+    follower_count = serializers.IntegerField(read_only=True)
+    followed_by_me = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["username", "display_name", "follower_count", "followed_by_me", "url"]
+
+
+class UserListSerializer(serializers.Serializer):
+    results = UserSummarySerializer(many=True)
