@@ -59,6 +59,14 @@ def forget_account(user, **kwargs):
     return _forget_account(user, **kwargs)
 
 
+def broadcast_on_commit(topic, message):
+    """After commit, publish `message` (a dict) to a public topic, best effort (not stored, not
+    retried); see delivery.broadcast_on_commit."""
+    from .delivery import broadcast_on_commit as _broadcast_on_commit
+
+    return _broadcast_on_commit(topic, message)
+
+
 def mute_post(user, post_ref, muted=True):
     """Stop (or resume) notifications about one post for this user; see services.mute_post."""
     from .services import mute_post as _mute_post

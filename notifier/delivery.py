@@ -203,3 +203,20 @@ def _publish_best_effort(user_id: int, message: dict) -> None:
     else:
         if not outcome.delivered:
             log.info("read-state push to user %s failed: %s", user_id, {**outcome.retry, **outcome.failed}.get(user_id))
+
+
+def broadcast_on_commit(topic: str, message: dict) -> None:
+    """After commit, publish a message that is not stored and not about one user (a post's public
+    topic: a comment arrived, counts changed) — best effort, like publish_on_commit."""
+    after_commit(_broadcast_best_effort, topic, message)
+
+
+def _broadcast_best_effort(topic: str, message: dict) -> None:
+    # Not stored and not retried: an open page that misses one shows the rest, and a reload shows all.
+    try:
+        outcome = publish_all(get_publisher(), [(topic, topic, envelope.encode(message))], urgent=True)
+    except PublishError as exc:
+        log.info("broadcast to %s failed: %s", topic, exc)
+    else:
+        if not outcome.delivered:
+            log.info("broadcast to %s failed: %s", topic, {**outcome.retry, **outcome.failed}.get(topic))

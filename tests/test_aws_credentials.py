@@ -125,11 +125,14 @@ def test_publishes_reach_aws_iot_with_topic_and_envelope(alice, bob, aws_mode, o
     with on_commit():
         comment = services.add_comment(bob, post.pk, "from the cloud")
     published = iotdata_backends[ACCOUNT][REGION].published_payloads
-    [(topic, payload)] = [(t, p) for t, p in published]
+    [(topic, payload)] = [(t, p) for t, p in published if "/users/" in t]
     assert topic == f"herald/prod/users/{alice.pk}/notifications"
     body = json.loads(payload)
     assert body["type"] == "notification" and body["kind"] == "comment" and body["unread_count"] == 1
     assert body["url"] == f"/posts/{post.pk}/#comment-{comment.pk}"
+    # Open post pages hear of the comment on the post's public topic (feed.live).
+    [live] = [json.loads(p) for t, p in published if t == f"herald/prod/posts/{post.pk}/comments"]
+    assert live["type"] == "comment" and live["comment"]["id"] == comment.pk and live["comment_count"] == 1
 
 
 def test_presigned_url_matches_awscrt_signature():

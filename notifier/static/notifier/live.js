@@ -14,6 +14,17 @@
  *   Nothing is ever shown twice.
  * - The bell shows the unseen count (`seen`: the user opened the notifications somewhere); items
  *   stay unread (styled) until read.
+ * - The tab title starts with the unseen count, "(3) Home · Herald", kept in step with the badge.
+ * - Toasts: at most three shown (one on a phone), the rest counted in a "+N more" link to the
+ *   notifications page; each has a Dismiss button, and they wait while hovered or focused.
+ * - The navbar shows the connection state in words ("Live", "Reconnecting…", "Offline"): MQTT
+ *   keep-alive pings every few seconds find a dead connection within 10 s, and the browser's
+ *   `offline` event at once.
+ * - On a post page (an element with data-live-post="<id>") it also subscribes to that post's public
+ *   topic: new comments appear in place (once each, by id), removed ones go, and the comment and
+ *   like counts follow (see feed/live.py for the messages).
+ * - On the home page, `new_post` news shows a "N new posts" button that inserts the new cards
+ *   (rendered by the server, GET /feed/newer/?after=<newest id shown>) without a reload.
  * - Text from messages is inserted with textContent only, never as HTML.
  */
 (function () {
@@ -27,6 +38,13 @@
   var REFRESH_BEFORE_EXPIRY_MS = 60 * 1000;
   var MAX_BACKOFF_MS = 30 * 1000;
   var TOAST_MAX_AGE_MS = 2 * 60 * 1000;
+  var KEEPALIVE_S = 5; // a dead connection is noticed within 1.5 × this (MQTT.js's keep-alive timeout)
+  var options = window.heraldLiveOptions || {}; // (tests shorten toasts' lives)
+  var TOAST_MS = Number(options.toastMs) || 6000;
+  var MAX_TOASTS = 3;
+  var MAX_TOASTS_NARROW = 1;
+  var NEWER_URL = "/feed/newer/?after=";
+  var STATE_LABELS = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline", off: "Offline" };
 
   var lastSeq = parseInt(body.dataset.lastSeq || "0", 10) || 0;
   // Everything up to this seq was on the server when the page was rendered: an item we have not
@@ -56,12 +74,29 @@
   }
 
   function setState(state) {
+    // Without a network there is nothing to reconnect to until the browser says it is back.
+    if (state === "reconnecting" && navigator.onLine === false) state = "offline";
     var el = document.getElementById("live-state");
     if (el) {
+      var label = STATE_LABELS[state] || "Offline";
       el.dataset.state = state;
-      el.title = state === "live" ? "Live" : state === "reconnecting" ? "Reconnecting…" : "Offline";
+      el.title = state === "live" ? "Live updates on" : label;
+      var text = el.querySelector(".live-label");
+      if (!text) {
+        text = document.createElement("span");
+        text.className = "live-label";
+        el.appendChild(text);
+      }
+      if (text.textContent !== label) text.textContent = label;
     }
     body.dataset.liveState = state;
+  }
+
+  // "(3) Home · Herald": the badge's number in the tab title, gone at 0.
+  var baseTitle = document.title.replace(/^\(\d+\)\s+/, "");
+  function setTitle(count) {
+    var title = count > 0 ? "(" + count + ") " + baseTitle : baseTitle;
+    if (document.title !== title) document.title = title;
   }
 
   function newer(slot, seq, rank) {
@@ -82,6 +117,7 @@
       badge.textContent = String(count);
       badge.dataset.unseen = String(count);
       badge.classList.toggle("is-zero", count === 0);
+      setTitle(count);
       var bell = badge.closest(".bell");
       if (bell) bell.setAttribute("aria-label", "Notifications, " + count + " new");
     }
@@ -92,18 +128,119 @@
     return typeof url === "string" && url.charAt(0) === "/" && url.charAt(1) !== "/" ? url : "/notifications/";
   }
 
+  // ---- Toasts -------------------------------------------------------------------------------
+  // Newest last; only the newest MAX_TOASTS are shown, the older ones wait (hidden, their time
+  // running) and are counted by "+N more". Time stops for all while the box is hovered or focused.
+  var narrow = window.matchMedia ? window.matchMedia("(max-width: 600px)") : null;
+  var toastTimers = new Map(); // toast element → {left: ms, since: time started | null, timer}
+  var toastsHovered = false;
+  var toastsFocused = false;
+
+  function toastBox() {
+    return document.getElementById("toasts");
+  }
+
+  function toastList(box) {
+    return Array.prototype.filter.call(box.children, function (el) { return el.classList.contains("toast"); });
+  }
+
+  function layoutToasts() {
+    var box = toastBox();
+    if (!box) return;
+    var all = toastList(box);
+    var limit = narrow && narrow.matches ? MAX_TOASTS_NARROW : MAX_TOASTS;
+    all.forEach(function (el, i) { el.hidden = i < all.length - limit; });
+    var more = Math.max(0, all.length - limit);
+    var pill = box.querySelector(".toast-more");
+    if (more && !pill) {
+      pill = document.createElement("a");
+      pill.className = "toast-more";
+      pill.href = "/notifications/";
+      box.insertBefore(pill, box.firstChild);
+    }
+    if (pill) {
+      pill.hidden = !more;
+      pill.textContent = "+" + more + " more";
+      pill.setAttribute("aria-label", more + " more notification" + (more === 1 ? "" : "s"));
+    }
+    body.classList.toggle("has-toasts", all.length > 0);
+  }
+
+  function toastsPaused() {
+    return toastsHovered || toastsFocused;
+  }
+
+  function runToast(el) {
+    var t = toastTimers.get(el);
+    if (!t || t.timer || toastsPaused()) return;
+    t.since = Date.now();
+    t.timer = setTimeout(function () { dismissToast(el); }, Math.max(t.left, 0));
+  }
+
+  function holdToast(el) {
+    var t = toastTimers.get(el);
+    if (!t || !t.timer) return;
+    clearTimeout(t.timer);
+    t.timer = null;
+    t.left -= Date.now() - t.since;
+  }
+
+  function dismissToast(el) {
+    var t = toastTimers.get(el);
+    if (t) clearTimeout(t.timer);
+    toastTimers.delete(el);
+    var hadFocus = el.contains(document.activeElement);
+    el.remove();
+    layoutToasts();
+    if (hadFocus) {
+      // Keyboard users stay in the toasts rather than being thrown back to the top of the page.
+      var box = toastBox();
+      var next = box && box.querySelector(".toast:not([hidden]) .toast-close");
+      if (next) next.focus();
+    }
+  }
+
+  function setUpToastBox() {
+    var box = toastBox();
+    if (!box) return;
+    function update() {
+      toastTimers.forEach(function (t, el) { if (toastsPaused()) holdToast(el); else runToast(el); });
+    }
+    box.addEventListener("mouseenter", function () { toastsHovered = true; update(); });
+    box.addEventListener("mouseleave", function () { toastsHovered = false; update(); });
+    box.addEventListener("focusin", function () { toastsFocused = true; update(); });
+    box.addEventListener("focusout", function (event) {
+      if (event.relatedTarget && box.contains(event.relatedTarget)) return;
+      toastsFocused = false;
+      update();
+    });
+    box.addEventListener("keydown", function (event) {
+      var el = event.key === "Escape" && event.target.closest && event.target.closest(".toast");
+      if (el) dismissToast(el);
+    });
+    if (narrow && narrow.addEventListener) narrow.addEventListener("change", layoutToasts);
+  }
+
   function toast(text, url) {
-    var box = document.getElementById("toasts");
+    var box = toastBox();
     if (!box || typeof text !== "string") return;
     var el = document.createElement("div");
     el.className = "toast";
-    el.setAttribute("role", "status");
     var link = document.createElement("a");
     link.href = safeUrl(url);
     link.textContent = text;
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "toast-close";
+    close.setAttribute("aria-label", "Dismiss");
+    close.title = "Dismiss";
+    close.addEventListener("click", function () { dismissToast(el); });
     el.appendChild(link);
+    el.appendChild(close);
     box.appendChild(el);
-    setTimeout(function () { el.remove(); }, 6000);
+    toastTimers.set(el, { left: TOAST_MS, since: null, timer: null });
+    layoutToasts();
+    runToast(el);
   }
 
   function initial(actor) {
@@ -209,6 +346,7 @@
     known.set(id, seq);
     lastSeq = Math.max(lastSeq, seq);
     placeInList(n, news);
+    if (news && n.kind === "new_post") newPostArrived(n);
     // A retried push of an old event (delivered late by deliver_pending) updates the list quietly.
     if (live && news && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n.text, n.url);
   }
@@ -236,6 +374,235 @@
     }
   }
 
+  // ---- The "N new posts" button on the home page -----------------------------------------------
+  var newPostsBox = document.getElementById("new-posts");
+  var newPostsButton = document.getElementById("new-posts-button");
+  var newPostKeys = new Set(); // the posts (by id, when the message's url names one) counted so far
+  var loadingNewer = false;
+
+  function newestShown() {
+    return Number(newPostsBox && newPostsBox.dataset.after) || 0;
+  }
+
+  function newPostArrived(n) {
+    if (!newPostsBox || !newPostsButton) return;
+    var match = /^\/posts\/(\d+)\//.exec(String(n.url || ""));
+    var postId = match ? Number(match[1]) : 0;
+    // Already on the page (the fan-out may come after the page was rendered with the post in it).
+    if (postId && (postId <= newestShown() || document.getElementById("post-" + postId))) return;
+    newPostKeys.add(postId ? "post:" + postId : "item:" + n.id + ":" + n.seq);
+    var count = newPostKeys.size;
+    newPostsButton.textContent = count === 1 ? "1 new post" : count + " new posts";
+    newPostsButton.hidden = false;
+  }
+
+  function showNewerPosts() {
+    if (loadingNewer || !newPostsBox) return;
+    loadingNewer = true;
+    newPostsButton.setAttribute("aria-busy", "true");
+    fetch(NEWER_URL + newestShown(), { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("newer posts: " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        // Server-rendered, autoescaped cards (feed/_post.html): safe to insert as HTML.
+        var template = document.createElement("template");
+        template.innerHTML = html;
+        var cards = [];
+        var newest = newestShown();
+        Array.prototype.forEach.call(template.content.querySelectorAll("article[id^='post-']"), function (card) {
+          var id = Number(card.id.slice("post-".length));
+          if (!id || document.getElementById(card.id)) return; // never twice
+          cards.push(card);
+          newest = Math.max(newest, id);
+        });
+        var feed = document.getElementById("feed");
+        var before = feed ? feed.firstChild : newPostsBox.nextSibling;
+        cards.forEach(function (card) {
+          (feed || newPostsBox.parentNode).insertBefore(card, before);
+          if (window.htmx && window.htmx.process) window.htmx.process(card);
+        });
+        var first = cards[0] || null;
+        newPostsBox.dataset.after = String(newest);
+        newPostKeys.clear();
+        newPostsButton.hidden = true;
+        newPostsButton.textContent = "";
+        if (first) {
+          var empty = document.querySelector("main .empty.card");
+          if (empty) empty.remove();
+          if (window.heraldTime) window.heraldTime.refresh();
+          first.tabIndex = -1; // where keyboard and screen reader users continue reading
+          first.focus();
+        }
+      })
+      .catch(function () { /* the button stays: the user may try again */ })
+      .then(function () {
+        loadingNewer = false;
+        newPostsButton.removeAttribute("aria-busy");
+      });
+  }
+
+  if (newPostsButton) newPostsButton.addEventListener("click", showNewerPosts);
+
+  // The same comment or post can arrive twice: by push and by the writer's own no-reload form
+  // (htmx appends the server's rendering). Whatever comes second goes; a server-rendered item
+  // (with its author's controls) wins over one built from a message.
+  function keepOnce(container, selector) {
+    if (!container || !window.MutationObserver) return;
+    new MutationObserver(function () {
+      var seen = new Map();
+      container.querySelectorAll(selector).forEach(function (el) {
+        var earlier = seen.get(el.id);
+        if (!earlier) {
+          seen.set(el.id, el);
+        } else if (earlier.dataset.live && !el.dataset.live) {
+          earlier.replaceWith(el);
+          seen.set(el.id, el);
+        } else {
+          el.remove();
+        }
+      });
+    }).observe(container, { childList: true });
+  }
+  keepOnce(document.getElementById("feed"), "article.post[id]");
+
+  // ---- A post page: its public topic --------------------------------------------------------
+  var postBox = document.querySelector("[data-live-post]");
+  var livePost = postBox ? Number(postBox.dataset.livePost) || 0 : 0;
+  var postTopic = null;
+
+  var postSubscribedBefore = false;
+
+  function subscribePost(mqttClient, creds) {
+    if (!livePost || !creds.topics || typeof creds.topics.post_comments !== "string") return;
+    postTopic = creds.topics.post_comments.replace("/+/", "/" + livePost + "/");
+    mqttClient.subscribe(postTopic, { qos: 1 }, function (err, granted) {
+      if (err || !granted || !granted.length || granted[0].qos === 128) return; // comments show on reload
+      // Back after a drop: what happened meanwhile was published to nobody; ask the API.
+      if (postSubscribedBefore) syncPost();
+      postSubscribedBefore = true;
+    });
+  }
+
+  function getJson(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
+      if (!r.ok) throw new Error(url + ": " + r.status);
+      return r.json();
+    });
+  }
+
+  function syncPost() {
+    var base = "/api/posts/" + livePost + "/";
+    var ids = new Set();
+    function page(url) {
+      return getJson(url).then(function (data) {
+        (data.results || []).forEach(function (c) {
+          ids.add(Number(c.id));
+          commentArrived(c);
+        });
+        if (data.next) return page(data.next);
+      });
+    }
+    page(base + "comments/")
+      .then(function () {
+        document.querySelectorAll("#comment-list li.comment[id^='comment-']").forEach(function (li) {
+          if (!ids.has(Number(li.id.slice("comment-".length)))) commentRemoved(li.id.slice("comment-".length));
+        });
+        return getJson(base);
+      })
+      .then(function (post) { postCounts({ post: livePost, comment_count: post.comment_count, like_count: post.like_count }); })
+      .catch(function () { /* the next reconnect tries again */ });
+  }
+
+  function plural(n, word) {
+    return word + (n === 1 ? "" : "s");
+  }
+
+  function setCount(el, n, word) {
+    el.textContent = String(n);
+    // "3 comments": the word after the number follows it.
+    var next = el.nextSibling;
+    var words = new RegExp("^(\\s*)" + word + "s?\\b");
+    if (next && next.nodeType === 3 && words.test(next.textContent)) {
+      next.textContent = next.textContent.replace(words, "$1" + plural(n, word));
+    }
+    var button = el.closest("[aria-label]");
+    var label = button && button.getAttribute("aria-label");
+    if (label && /^Like, \d+ likes?$/.test(label) && word === "like") {
+      button.setAttribute("aria-label", "Like, " + n + " " + plural(n, "like"));
+    }
+  }
+
+  function postCounts(message) {
+    var card = document.getElementById("post-" + Number(message.post));
+    if (!card) return;
+    if (typeof message.comment_count === "number") {
+      card.querySelectorAll(".comment-count").forEach(function (el) { setCount(el, message.comment_count, "comment"); });
+    }
+    if (typeof message.like_count === "number") {
+      card.querySelectorAll(".like-count").forEach(function (el) { setCount(el, message.like_count, "like"); });
+    }
+  }
+
+  function commentItem(c) {
+    var li = document.createElement("li");
+    li.className = "comment is-new";
+    li.id = "comment-" + Number(c.id);
+    li.dataset.live = "1"; // built from a message (see keepOnce)
+    var author = c.author || {};
+    var name = document.createElement(author.username ? "a" : "span");
+    name.className = "author";
+    if (author.username) name.href = "/u/" + encodeURIComponent(author.username) + "/";
+    name.textContent = author.display_name || author.username || "Someone";
+    var when = document.createElement("span");
+    when.className = "time";
+    var time = document.createElement("time");
+    time.dateTime = String(c.created_at || "");
+    time.textContent = window.heraldTime ? window.heraldTime.ago(c.created_at) : "just now";
+    when.appendChild(time);
+    var text = document.createElement("div");
+    text.className = "comment-text is-live";
+    text.textContent = String(c.text || "");
+    li.append(name, " ", when, " ", text);
+    return li;
+  }
+
+  function commentArrived(c) {
+    var list = document.getElementById("comment-list");
+    var id = c && Number(c.id);
+    if (!list || !id || document.getElementById("comment-" + id)) return; // never twice
+    var empty = list.querySelector("li.empty");
+    if (empty) empty.remove();
+    // In id order, even if two arrive out of order.
+    var next = Array.prototype.find.call(list.querySelectorAll("li.comment[id^='comment-']"), function (li) {
+      return Number(li.id.slice("comment-".length)) > id;
+    });
+    list.insertBefore(commentItem(c), next || null);
+  }
+
+  function commentRemoved(id) {
+    var li = document.getElementById("comment-" + Number(id));
+    if (li) li.remove();
+    var list = document.getElementById("comment-list");
+    if (list && !list.querySelector("li.comment") && !list.querySelector("li.empty")) {
+      var empty = document.createElement("li");
+      empty.className = "empty";
+      empty.textContent = "No comments yet.";
+      list.appendChild(empty);
+    }
+  }
+
+  if (livePost) keepOnce(document.getElementById("comment-list"), "li.comment[id]");
+
+  function onPostMessage(message) {
+    if (Number(message.post) !== livePost) return;
+    if (message.type === "comment") commentArrived(message.comment);
+    else if (message.type === "comment_removed") commentRemoved(message.comment);
+    else if (message.type !== "post_counts") return;
+    postCounts(message);
+  }
+
   function onMessage(topic, payload) {
     var message;
     try {
@@ -244,7 +611,9 @@
       return;
     }
     if (!message || message.v !== 1) return;
-    if (message.type === "notification") {
+    if (postTopic && topic === postTopic) {
+      onPostMessage(message);
+    } else if (message.type === "notification") {
       showNotification(message, true);
       setCounts(message, message.seq, 0);
     } else if (message.type === "read") {
@@ -311,7 +680,7 @@
           clean: true,
           reconnectPeriod: 0, // reconnects need fresh credentials: handled here, not by MQTT.js
           connectTimeout: 10 * 1000,
-          keepalive: 30,
+          keepalive: KEEPALIVE_S, // the emulator and AWS IoT answer PINGREQ
         });
         next.on("connect", function () {
           next.subscribe(creds.topics.notifications, { qos: 1 }, function (err, granted) {
@@ -325,6 +694,7 @@
             attempt = 0;
             setState("live");
             if (previous) previous.end(true); // make before break: no gap while refreshing
+            subscribePost(next, creds);
             catchUp();
             scheduleRefresh(creds.expires_at);
           });
@@ -356,11 +726,28 @@
   }
 
   // The page may have been restored from the back/forward cache, or woken from sleep.
-  window.addEventListener("online", function () { if (!client) connect(); });
+  window.addEventListener("online", function () {
+    if (client) return;
+    clearTimeout(retryTimer); // back online: try now, not after the backoff
+    retryTimer = null;
+    attempt = 0;
+    if (!connecting) connect();
+  });
+  // The network went away: say so at once, and drop the connection (its socket is gone too; MQTT.js
+  // would find out at the next keep-alive). `online` connects again and catches up.
+  window.addEventListener("offline", function () {
+    var current = client;
+    client = null;
+    setState("offline");
+    if (current) current.end(true);
+  });
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible" && !client && !connecting) connect();
   });
 
   window.heraldLive = { state: function () { return body.dataset.liveState; }, lastSeq: function () { return lastSeq; } };
+  setUpToastBox();
+  var startBadge = document.getElementById("bell-count");
+  if (startBadge) setTitle(Number(startBadge.dataset.unseen) || 0);
   connect();
 })();

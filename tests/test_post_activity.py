@@ -1,0 +1,88 @@
+"""What a post's public topic carries (feed.live): comments, removals and counts, after commit,
+and the home feed's "newer" cards for the new-posts button."""
+import pytest
+from django.db import transaction
+
+from feed import services
+from notifier.publishers import PublishError
+from notifier.topics import post_comments_topic
+
+pytestmark = pytest.mark.django_db
+
+
+def post_messages(publisher, post):
+    return publisher.messages(topic=post_comments_topic(post.pk))
+
+
+def test_a_comment_is_published_to_the_post_topic_after_commit(alice, bob, memory_publisher, on_commit):
+    post = services.create_post(alice, "hello")
+    services.like(bob, post.pk)
+    memory_publisher.reset()
+    with on_commit() as callbacks:
+        comment = services.add_comment(bob, post.pk, "<b>hi</b> @alice")
+        assert post_messages(memory_publisher, post) == []  # nothing before the commit
+    assert callbacks
+    [message] = post_messages(memory_publisher, post)
+    assert message == {
+        "v": 1, "type": "comment", "post": post.pk,
+        "comment": {"id": comment.pk, "author": {"username": "bob", "display_name": "Bob"}, "text": "<b>hi</b> @alice",
+                    "created_at": comment.created_at.isoformat(), "url": f"/posts/{post.pk}/#comment-{comment.pk}"},
+        "comment_count": 1, "like_count": 1,
+    }
+
+
+def test_likes_unlikes_and_removed_comments_publish_counts(alice, bob, carol, memory_publisher, on_commit):
+    post = services.create_post(alice, "hello")
+    with on_commit():
+        comment = services.add_comment(carol, post.pk, "first")
+        services.add_comment(bob, post.pk, "second")
+    memory_publisher.reset()
+    with on_commit():
+        assert services.like(bob, post.pk)
+        assert not services.like(bob, post.pk)  # liking twice is one like: no second message
+        services.like(carol, post.pk)
+        services.unlike(bob, post.pk)
+        services.unlike(bob, post.pk)  # nothing to take back: no message
+        services.delete_comment(carol, comment.pk)
+    assert post_messages(memory_publisher, post) == [
+        {"v": 1, "type": "post_counts", "post": post.pk, "comment_count": 2, "like_count": 1},
+        {"v": 1, "type": "post_counts", "post": post.pk, "comment_count": 2, "like_count": 2},
+        {"v": 1, "type": "post_counts", "post": post.pk, "comment_count": 2, "like_count": 1},
+        {"v": 1, "type": "comment_removed", "post": post.pk, "comment": comment.pk, "comment_count": 1,
+         "like_count": 1},
+    ]
+
+
+def test_a_rolled_back_comment_publishes_nothing(alice, bob, memory_publisher, on_commit):
+    post = services.create_post(alice, "hello")
+    memory_publisher.reset()
+    with on_commit():
+        with pytest.raises(RuntimeError), transaction.atomic():
+            services.add_comment(bob, post.pk, "never")
+            raise RuntimeError
+    assert post_messages(memory_publisher, post) == []
+
+
+def test_a_broker_failure_does_not_fail_the_write(alice, bob, memory_publisher, on_commit):
+    post = services.create_post(alice, "hello")
+    memory_publisher.fail = PublishError("broker down")
+    with on_commit():
+        comment = services.add_comment(bob, post.pk, "still saved")
+    assert comment.pk and post.comments.count() == 1
+
+
+def test_newer_cards_for_the_home_feed(client, alice, bob, carol):
+    services.follow(alice, "bob")
+    mine = services.create_post(alice, "mine")
+    seen = services.create_post(bob, "seen")
+    newer = services.create_post(bob, "newer from bob")
+    services.create_post(carol, "not followed")
+    services.create_post(alice, "my newest")
+    assert client.get(f"/feed/newer/?after={seen.pk}").status_code == 302  # login required
+    client.force_login(alice)
+    html = client.get(f"/feed/newer/?after={seen.pk}").content.decode()
+    assert html.index("my newest") < html.index("newer from bob")  # newest first
+    assert f'id="post-{newer.pk}"' in html and "not followed" not in html and f'id="post-{mine.pk}"' not in html
+    assert 'name="next" value="/"' in html  # their forms come back home, not to this fragment
+    assert client.get("/feed/newer/?after=x").status_code == 400
+    assert client.get(f"/feed/newer/?after={10**9}").content.decode().strip() == ""
