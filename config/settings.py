@@ -124,9 +124,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# npm packages the browser needs (MQTT.js) are served from node_modules, never copied in.
+# npm packages the browser needs (MQTT.js, htmx) are served from node_modules, never copied in.
 _MQTT_DIST = BASE_DIR / "node_modules" / "mqtt" / "dist"
-STATICFILES_DIRS = [("vendor/mqtt", _MQTT_DIST)] if _MQTT_DIST.is_dir() else []
+_HTMX_DIST = BASE_DIR / "node_modules" / "htmx.org" / "dist"
+STATICFILES_DIRS = [(prefix, path) for prefix, path in (("vendor/mqtt", _MQTT_DIST), ("vendor/htmx", _HTMX_DIST))
+                    if path.is_dir()]
 # WhiteNoise serves static files from the app itself (Lambda has no other web server), in one of
 # two modes chosen by STATIC_MANIFEST, never by guessing from what is on disk:
 # - collected (on by default on Lambda; `make package` runs collectstatic with it): compressed

@@ -15,7 +15,7 @@ import notifier
 from notifier import Notice
 from notifier.models import Kind
 
-from . import fanout
+from . import fanout, live
 from .models import Comment, Follow, Like, Post, User
 from .text import USERNAME_MAX_LENGTH, clean_text, excerpt, mentioned_usernames
 
@@ -135,6 +135,7 @@ def add_comment(author: User, post_id: int, text: str) -> Comment:
                         f"{'their' if author.pk == post.author_id else post.author.name + '’s'} post: “{preview}”",
                    dedupe_key=f"reply:{comment.pk}", **refs),
         ])
+        live.comment_added(comment)  # open post pages show it, once this commits
     return comment
 
 
@@ -151,7 +152,9 @@ def delete_comment(user: User, comment_id: int) -> None:
 def remove_comment(comment: Comment) -> None:
     with transaction.atomic():
         notifier.withdraw(comment_refs=[comment.pk])
+        comment_id = comment.pk
         comment.delete()
+        live.comment_removed(comment.post_id, comment_id)
 
 
 def like(user: User, post_id: int) -> bool:
@@ -164,6 +167,7 @@ def like(user: User, post_id: int) -> bool:
                 Kind.LIKE, [post.author_id], actor=user, url=post.get_absolute_url(), post_ref=post.pk,
                 text=f"{{actors}} liked your post: “{excerpt(post.text)}”", group=f"like:{post.pk}",
             )
+            live.counts_changed(post.pk)
     return created
 
 
@@ -175,6 +179,7 @@ def unlike(user: User, post_id: int) -> bool:
         deleted, _ = Like.objects.filter(post=post, user=user).delete()
         if deleted:
             notifier.retract(Kind.LIKE, post.author_id, user, f"like:{post.pk}")
+            live.counts_changed(post.pk)
     return bool(deleted)
 
 

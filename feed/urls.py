@@ -11,19 +11,21 @@ urlpatterns = [
     re_path(rf"^u/{USERNAME}/followers/$", views.followers, name="followers"),
     re_path(rf"^u/{USERNAME}/following/$", views.following, name="following"),
     re_path(rf"^u/{USERNAME}/follow/$", views.follow, name="follow"),
+    path("feed/newer/", views.home_newer, name="home-newer"),
     path("posts/<int:pk>/", views.post_detail, name="post-detail"),
     path("posts/<int:pk>/delete/", views.post_delete, name="post-delete"),
     path("posts/<int:pk>/like/", views.like, name="post-like"),
     path("posts/<int:pk>/mute/", views.post_mute, name="post-mute"),
     path("comments/<int:pk>/delete/", views.comment_delete, name="comment-delete"),
     path("settings/profile/", views.edit_profile, name="edit-profile"),
+    path("people/", views.people_search, name="people-search"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 
 api_urlpatterns = [
-    path("users/", api.SignupView.as_view(), name="api-signup"),
+    path("users/", api.UsersView.as_view(), name="api-signup"),
     re_path(rf"^users/{USERNAME}/$", api.UserDetailView.as_view(), name="api-user"),
     re_path(rf"^users/{USERNAME}/follow/$", api.FollowView.as_view(), name="api-follow"),
     path("posts/", api.PostListView.as_view(), name="api-posts"),

@@ -1,11 +1,15 @@
-"""HTML pages of the feed. Each POST acts through feed.services and redirects (POST/redirect/GET)."""
+"""HTML pages of the feed. Each POST acts through feed.services and redirects (POST/redirect/GET);
+sent by htmx (the HX-Request header), like, follow, comment and post answer with the updated
+fragment instead (templates/feed/_*.html, the same partials the pages include), so the page stays."""
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -27,6 +31,16 @@ def _back(request, fallback: str):
     return redirect(fallback)
 
 
+def _htmx(request) -> bool:
+    """Whether htmx sent this request (it then swaps in a fragment, it does not navigate)."""
+    return request.headers.get("HX-Request") == "true"
+
+
+def _safe_next(request) -> str:
+    target = request.POST.get("next", "")
+    return target if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()) else ""
+
+
 def _act(request, action, *args) -> bool:
     """Run a service call for a page: bad input becomes a message, unknown objects a 404."""
     try:
@@ -40,14 +54,23 @@ def _act(request, action, *args) -> bool:
     return True
 
 
-@login_required
 @throttle_page(WriteThrottle)
 def home(request):
+    """The home feed; for visitors who are not logged in, the landing page."""
+    if not request.user.is_authenticated:
+        if request.method == "POST":
+            return redirect_to_login(request.get_full_path())
+        return render(request, "feed/landing.html")
     form = PostForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        services.create_post(request.user, form.cleaned_data["text"])
+        post = services.create_post(request.user, form.cleaned_data["text"])
+        if _htmx(request):
+            new_post = queries.posts_for(request.user).get(pk=post.pk)
+            return render(request, "feed/_composer.html", {"form": PostForm(), "new_post": new_post})
         messages.success(request, "Posted.")
         return redirect("home")
+    if request.method == "POST" and _htmx(request):  # errors: 200, so htmx swaps the form in
+        return render(request, "feed/_composer.html", {"form": form})
     page = keyset_page(queries.home_feed(request.user), request.GET.get("before"))
     return render(request, "feed/home.html", {"form": form, "page": page})
 
@@ -99,6 +122,12 @@ def follow(request, username):
         _act(request, services.unfollow, request.user, username)
     else:
         _act(request, services.follow, request.user, username)
+    if _htmx(request):
+        user = services.get_user(username)
+        return render(request, "feed/_follow_button.html", {
+            "profile_user": user, "is_following": queries.is_following(request.user, user), "oob": True,
+            **queries.profile_stats(user),
+        })
     return _back(request, f"/u/{username}/")
 
 
@@ -114,7 +143,14 @@ def post_detail(request, pk):
             return redirect(f"/accounts/login/?next={post.get_absolute_url()}")
         if form.is_valid():
             comment = services.add_comment(request.user, post.pk, form.cleaned_data["text"])
+            if _htmx(request):
+                post = queries.posts_for(request.user).get(pk=post.pk)  # its new comment count
+                return render(request, "feed/_comment_form.html", {
+                    "post": post, "form": CommentForm(), "new_comment": queries.comments_for(post).get(pk=comment.pk),
+                })
             return redirect(comment.get_absolute_url())
+        if _htmx(request):  # errors: 200, so htmx swaps the form in
+            return render(request, "feed/_comment_form.html", {"post": post, "form": form})
     comments = queries.comments_for(post)
     muted = request.user.is_authenticated and notifier.muted(request.user, post.pk)
     return render(request, "feed/post_detail.html", {"post": post, "comments": comments, "form": form, "muted": muted})
@@ -159,6 +195,11 @@ def like(request, pk):
         _act(request, services.unlike, request.user, pk)
     else:
         _act(request, services.like, request.user, pk)
+    if _htmx(request):
+        post = queries.posts_for(request.user).filter(pk=pk).first()
+        if post is None:
+            raise Http404("This post does not exist (it may have been deleted).")
+        return render(request, "feed/_like_button.html", {"post": post, "next_url": _safe_next(request)})
     return _back(request, f"/posts/{pk}/")
 
 
@@ -206,3 +247,35 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         login_guard.succeeded(self.request, form.get_user().get_username())
         return super().form_valid(form)
+
+
+@login_required
+def people_search(request):
+    """Find people by the start of their username or display name (`?q=`), with follow buttons;
+    who to follow below."""
+    q = request.GET.get("q", "").strip()
+    results = None
+    if len(q) > queries.SEARCH_MAX_LENGTH:
+        messages.error(request, f"Search for at most {queries.SEARCH_MAX_LENGTH} characters.")
+    elif q:
+        results = queries.search_users(request.user, q)
+    return render(request, "feed/search.html", {"q": q, "results": results})
+
+
+NEWER_LIMIT = 50  # cards at most per GET /feed/newer/ (the banner asks again for more)
+
+
+@login_required
+def home_newer(request):
+    """The home feed's cards newer than ?after=<post id>, newest first, as HTML (for live.js's
+    "N new posts" banner, which inserts them at the top of the open home page)."""
+    try:
+        after = max(int(request.GET.get("after", "")), 0)
+    except ValueError:
+        after = None
+    if after is None:
+        return HttpResponseBadRequest("?after= must be a post id.", content_type="text/plain")
+    posts = list(queries.home_feed(request.user).filter(pk__gt=after).order_by("-id")[:NEWER_LIMIT])
+    # The cards' forms send the user back to the home page, not to this fragment.
+    return render(request, "feed/_post_list.html", {"posts": posts, "next_url": reverse("home")})
+

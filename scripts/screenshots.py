@@ -10,6 +10,8 @@ test server on free ports in this process, logs in as "alice" and saves
                                 author's new posts grouped, a follow group, a comment and a
                                 mention, with one group bumped live (moved to the top) while
                                 the page is open.
+    home-desktop.png            alice's home feed (a few posts), 1280 px wide.
+    home-phone.png              the same feed on a phone: 390 x 844, device scale 2.
 
 Everything is thrown away afterwards. Chromium is Debian's (/usr/bin/chromium), as in the tests.
 """
@@ -74,6 +76,32 @@ def seed():
     return alice, dan, post
 
 
+def log_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button:has-text('Log in')")
+
+
+def home_feed(browser, base: str, out: Path) -> None:
+    """Alice's home feed at desktop and phone size (live, nothing typed, no toast on screen)."""
+    from playwright.sync_api import expect
+
+    for name, context in (
+        ("home-desktop.png", {"viewport": {"width": 1280, "height": 900}, "device_scale_factor": 1}),
+        ("home-phone.png", {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
+                            "is_mobile": True, "has_touch": True}),
+    ):
+        page = browser.new_context(color_scheme="light", **context).new_page()
+        log_in(page, base, "alice")
+        page.goto(f"{base}/")
+        expect(page.locator("#live-state")).to_have_attribute("data-state", "live", timeout=10_000)
+        expect(page.locator("#feed article.post").first).to_be_visible()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out / name))
+        page.context.close()
+
+
 def take(out: Path) -> Path:
     import django
     from django.contrib.staticfiles.handlers import StaticFilesHandler
@@ -107,6 +135,7 @@ def take(out: Path) -> Path:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                         args=["--no-sandbox", "--disable-gpu"])
+            home_feed(browser, base, out)
             page = browser.new_context(viewport={"width": 1100, "height": 760}, color_scheme="light",
                                        device_scale_factor=1).new_page()
             page.goto(f"{base}/accounts/login/")

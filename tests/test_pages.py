@@ -45,9 +45,15 @@ def test_log_in_is_case_insensitive(client, alice):
     assert r.status_code == 302 and r["Location"] == "/"
 
 
-def test_home_needs_login(client):
+def test_home_is_a_landing_page_for_visitors(client):
     r = client.get("/")
+    html = r.content.decode()
+    assert r.status_code == 200 and "feed/landing.html" in [t.name for t in r.templates]
+    assert 'href="/accounts/signup/"' in html and 'href="/accounts/login/"' in html
+    assert "live notifications" in html
+    r = client.post("/", {"text": "anonymous"})  # writing still needs an account
     assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+    assert not Post.objects.exists()
 
 
 def test_posting_from_the_home_page(client, alice):
@@ -158,7 +164,7 @@ def test_home_page_queries_do_not_grow_with_the_number_of_posts(client, alice, m
         services.follow(alice, friend.username)
     client.force_login(alice)
     counts = []
-    for target in (2, 20):
+    for target in (5, 20):  # from 5 posts up (a shorter feed also shows who to follow)
         while Post.objects.count() < target:
             i = Post.objects.count()
             post = services.create_post(friends[i % 3], f"post {i} @alice @friend1")
@@ -216,3 +222,152 @@ def test_admin_mark_as_read_and_delete_keep_counts_exact(client, alice, bob, mak
     assert not Post.objects.filter(pk=post.pk).exists()
     assert not Notification.objects.filter(post_ref=post.pk).exists()
     assert_count_exact(alice, bob)
+
+
+# --- Without a page load (htmx) and without JavaScript: the same endpoints. ---
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def test_without_javascript_every_form_still_redirects(client, alice, bob):
+    client.force_login(bob)
+    r = client.post("/", {"text": "plain form"})
+    assert r.status_code == 302 and r["Location"] == "/"
+    post = services.create_post(alice, "hello")
+    r = client.post(f"/posts/{post.pk}/like/", {"next": "/#post-1"})
+    assert r.status_code == 302 and r["Location"] == "/#post-1"
+    r = client.post(f"/posts/{post.pk}/", {"text": "plain comment"})
+    assert r.status_code == 302 and re.fullmatch(rf"/posts/{post.pk}/#comment-\d+", r["Location"])
+    r = client.post("/u/alice/follow/")
+    assert r.status_code == 302 and r["Location"] == "/u/alice/"
+
+
+def test_htmx_like_answers_with_the_button(client, alice, bob):
+    post = services.create_post(alice, "hello")
+    client.force_login(bob)
+    r = client.post(f"/posts/{post.pk}/like/", {"next": f"/#post-{post.pk}"}, **HX)
+    html = r.content.decode()
+    assert r.status_code == 200 and "<html" not in html
+    assert 'aria-pressed="true"' in html and 'aria-label="Like, 1 like"' in html
+    assert '<span class="like-count">1</span>' in html and 'value="unlike"' in html
+    assert f'value="/#post-{post.pk}"' in html  # the no-JS fallback still comes back here
+    r = client.post(f"/posts/{post.pk}/like/", {"action": "unlike"}, **HX)
+    assert 'aria-pressed="false"' in r.content.decode() and 'aria-label="Like, 0 likes"' in r.content.decode()
+    assert client.post("/posts/999999/like/", **HX).status_code == 404
+
+
+def test_htmx_follow_answers_with_the_button_and_the_counts(client, alice, bob):
+    client.force_login(bob)
+    html = client.post("/u/alice/follow/", **HX).content.decode()
+    assert 'id="follow-button">Unfollow<' in html
+    assert 'id="profile-stats" hx-swap-oob="true"' in html
+    assert '<strong id="follower-count">1</strong> follower</a>' in html
+    html = client.post("/u/alice/follow/", {"action": "unfollow"}, **HX).content.decode()
+    assert 'id="follow-button">Follow<' in html and '<strong id="follower-count">0</strong> followers</a>' in html
+
+
+def test_htmx_comment_answers_with_a_cleared_form_and_the_new_comment(client, alice, bob):
+    post = services.create_post(alice, "hello")
+    client.force_login(bob)
+    r = client.post(f"/posts/{post.pk}/", {"text": "nice <b>one</b>"}, **HX)
+    html = r.content.decode()
+    comment = post.comments.get()
+    assert r.status_code == 200 and "<html" not in html
+    assert 'hx-swap-oob="beforeend:#comment-list"' in html and f'id="comment-{comment.pk}"' in html
+    assert "nice &lt;b&gt;one&lt;/b&gt;" in html
+    assert '<textarea name="text"' in html and "nice" not in html.split("</textarea>")[0].split("<textarea")[1]
+    assert f'id="comments-link-{post.pk}"' in html and "1</span> comment</a>" in html
+    # A validation error: 200 (htmx swaps it in), the text kept, the field marked and described.
+    r = client.post(f"/posts/{post.pk}/", {"text": "   "}, **HX)
+    html = r.content.decode()
+    assert r.status_code == 200 and post.comments.count() == 1
+    assert 'aria-invalid="true"' in html and 'aria-describedby="id_text-error"' in html
+    assert '<p class="error" id="id_text-error"><span class="error-prefix">Error:</span> Comment cannot be empty.</p>' in html
+
+
+def test_htmx_post_answers_with_a_cleared_composer_and_the_new_card(client, alice):
+    client.force_login(alice)
+    r = client.post("/", {"text": "hello htmx"}, **HX)
+    html = r.content.decode()
+    post = Post.objects.get()
+    assert r.status_code == 200 and "<html" not in html
+    assert 'hx-swap-oob="afterbegin:#feed"' in html and f'id="post-{post.pk}"' in html
+    assert 'aria-label="Like, 0 likes"' in html
+    r = client.post("/", {"text": "y" * 2001}, **HX)
+    html = r.content.decode()
+    assert r.status_code == 200 and Post.objects.count() == 1
+    assert "Error:</span> Post is too long: 2001 characters, the limit is 2000." in html
+    assert 'aria-invalid="true"' in html and "y" * 2001 in html
+
+
+def test_counts_are_worded_with_plurals(client, alice, bob, carol):
+    one = services.create_post(alice, "one")
+    services.add_comment(bob, one.pk, "hi")
+    services.like(bob, one.pk)
+    services.follow(bob, "alice")
+    client.force_login(carol)
+    html = client.get("/u/alice/").content.decode()
+    assert '<strong id="post-count">1</strong> post</span>' in html
+    assert '<strong id="follower-count">1</strong> follower</a>' in html
+    assert "1</span> comment</a>" in html and 'aria-label="Like, 1 like"' in html
+    services.create_post(alice, "two")
+    services.follow(carol, "alice")
+    services.add_comment(carol, one.pk, "hey")
+    services.like(carol, one.pk)
+    html = client.get("/u/alice/").content.decode()
+    assert '<strong id="post-count">2</strong> posts</span>' in html
+    assert '<strong id="follower-count">2</strong> followers</a>' in html
+    assert "2</span> comments</a>" in html and 'aria-label="Like, 2 likes"' in html
+    assert "0</span> comments</a>" in html and 'aria-label="Like, 0 likes"' in html
+    client.logout()
+    html = client.get(f"/posts/{one.pk}/").content.decode()
+    assert '<span class="sr-only"> likes</span>' in html  # anonymous: the count, no button
+
+
+def test_a_reply_on_the_authors_own_post_says_their_post(alice, bob):
+    post = services.create_post(alice, "hello")
+    services.add_comment(bob, post.pk, "first")
+    services.add_comment(alice, post.pk, "thanks")  # the author replies under their own post
+    assert Notification.objects.get(recipient=bob, kind="reply").text == "Alice also commented on their post: “thanks”"
+    carol = User.objects.create_user("carol2", password=PASSWORD, display_name="Carol")
+    services.add_comment(carol, post.pk, "me too")
+    texts = set(Notification.objects.filter(kind="reply", comment_ref__isnull=False)
+                .exclude(text__contains="their").values_list("text", flat=True))
+    assert texts == {"Carol also commented on Alice’s post: “me too”"}
+
+
+@pytest.mark.parametrize("path, data, field", [
+    ("/accounts/signup/", {"username": "bad name", "password1": PASSWORD, "password2": PASSWORD}, "id_username"),
+    ("/accounts/login/", {"username": "alice", "password": "wrong"}, None),
+])
+def test_form_errors_are_tied_to_their_fields(client, alice, path, data, field):
+    html = client.post(path, data).content.decode()
+    if field:
+        assert re.search(rf'<p class="error" id="{field}-error"><span class="error-prefix">Error:</span> ', html)
+        widget = re.search(rf'<input[^>]*id="{field}"[^>]*>', html).group(0)
+        assert 'aria-invalid="true"' in widget and f"{field}-error" in widget
+    else:  # a failed log-in is the form's error: it describes both fields
+        assert '<p class="error form-error" id="login-error" role="alert"><span class="error-prefix">Error:</span>' in html
+        for name in ("id_username", "id_password"):
+            widget = re.search(rf'<input[^>]*id="{name}"[^>]*>', html).group(0)
+            assert 'aria-invalid="true"' in widget and 'aria-describedby="login-error"' in widget
+
+
+def test_profile_edit_errors_are_tied_to_their_field(client, alice):
+    client.force_login(alice)
+    html = client.post("/settings/profile/", {"display_name": "x" * 500, "bio": ""}).content.decode()
+    assert '<p class="error" id="id_display_name-error"><span class="error-prefix">Error:</span>' in html
+    assert re.search(r'<input[^>]*aria-invalid="true"[^>]*aria-describedby="id_display_name-error"', html) or \
+        re.search(r'<input[^>]*aria-describedby="id_display_name-error"[^>]*aria-invalid="true"', html)
+
+
+def test_the_favicon_is_served_and_linked(client):
+    html = client.get("/accounts/login/").content.decode()
+    assert 'rel="icon" href="/static/feed/favicon.svg" type="image/svg+xml"' in html
+    assert 'href="/static/feed/favicon.png"' in html
+    for path in ("/static/feed/favicon.svg", "/static/feed/favicon.png", "/static/vendor/htmx/htmx.min.js"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        body = b"".join(r.streaming_content) if r.streaming else r.content
+        assert body, path
+    assert b"<svg" in b"".join(client.get("/static/feed/favicon.svg").streaming_content)

@@ -1,6 +1,141 @@
 // Page behaviour that must not be inline (the Content-Security-Policy allows no inline script).
-// A form with data-confirm="Question?" asks before it is sent.
-document.addEventListener("submit", (event) => {
-  const question = event.target.dataset && event.target.dataset.confirm;
-  if (question && !window.confirm(question)) event.preventDefault();
-});
+// Everything here is progressive: the pages work without it.
+(function () {
+  "use strict";
+
+  // A form with data-confirm="Question?" asks before it is sent.
+  document.addEventListener("submit", (event) => {
+    const question = event.target.dataset && event.target.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // --- Character counters: "1,987 left" under a textarea with a maxlength (the composer and the
+  // comment form). maxlength stays the hard limit; the server still refuses longer text. The
+  // counter describes the field (aria-describedby); a separate polite live region says how much is
+  // left at most every few seconds, and only near the limit, so typing is not drowned in speech.
+  const WARN_BELOW = 100;
+  const ANNOUNCE_EVERY_MS = 3000;
+  const numbers = new Intl.NumberFormat("en-US");
+
+  function left(textarea) {
+    return Number(textarea.getAttribute("maxlength")) - textarea.value.length;
+  }
+
+  function counterText(n) {
+    return n >= 0 ? `${numbers.format(n)} left` : `${numbers.format(-n)} over the limit`;
+  }
+
+  function describe(field, id) {
+    const ids = (field.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+    if (!ids.includes(id)) field.setAttribute("aria-describedby", [...ids, id].join(" "));
+  }
+
+  function setUpCounter(textarea) {
+    if (textarea.dataset.counter) return;
+    textarea.dataset.counter = "1";
+    const id = `${textarea.id}-count`;
+    const counter = document.createElement("span");
+    counter.className = "char-count";
+    counter.id = id;
+    const live = document.createElement("span");
+    live.className = "sr-only";
+    live.setAttribute("aria-live", "polite");
+    live.dataset.counterLive = "1";
+    const foot = textarea.form && textarea.form.querySelector(".composer-foot");
+    if (foot) foot.prepend(counter, live);
+    else textarea.after(counter, live);
+    describe(textarea, id);
+
+    let lastAnnounced = 0;
+    let pending = null;
+    function announce() {
+      pending = null;
+      lastAnnounced = Date.now();
+      const n = left(textarea);
+      live.textContent = n < WARN_BELOW ? counterText(n) : "";
+    }
+    function update() {
+      const n = left(textarea);
+      counter.textContent = counterText(n);
+      counter.classList.toggle("is-warning", n < WARN_BELOW);
+      if (n >= WARN_BELOW) {
+        live.textContent = "";
+        return;
+      }
+      if (pending) return;
+      const wait = Math.max(0, lastAnnounced + ANNOUNCE_EVERY_MS - Date.now());
+      pending = setTimeout(announce, wait);
+    }
+    textarea.addEventListener("input", update);
+    counter.textContent = counterText(left(textarea));
+    counter.classList.toggle("is-warning", left(textarea) < WARN_BELOW);
+  }
+
+  function setUp(root) {
+    root.querySelectorAll(".composer-form textarea[maxlength], .comment-form textarea[maxlength]").forEach(setUpCounter);
+  }
+
+  // --- Errors: the first invalid field of the page gets the focus on load (its error paragraph
+  // describes it, so a screen reader reads the message).
+  function focusFirstInvalid(root) {
+    const field = root.querySelector("[aria-invalid='true']");
+    if (field) {
+      field.focus();
+      return true;
+    }
+    return false;
+  }
+
+  setUp(document);
+  focusFirstInvalid(document);
+
+  // --- htmx (like, follow, comment, post without a page load).
+  document.addEventListener("htmx:load", (event) => setUp(event.detail.elt));
+
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const form = event.detail.elt;
+    if (!(form instanceof Element) || !form.matches(".composer-form, .comment-form")) return;
+    // A form swapped in with an error focuses its field (else htmx keeps the focus on the button).
+    focusFirstInvalid(form);
+  });
+
+  // A comment or post that also arrives live is kept once by live.js (keepOnce).
+
+  // htmx swaps no error answer (429 too many writes, 403, 500): say so next to the form, or,
+  // when the server could not be reached, fall back to a normal submission.
+  function formError(form, text) {
+    let p = form.querySelector(".request-error");
+    if (!p) {
+      p = document.createElement("p");
+      p.className = "error request-error";
+      p.setAttribute("role", "alert");
+      form.append(p);
+    }
+    p.textContent = `Error: ${text}`;
+  }
+
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const form = event.detail.elt;
+    const old = form instanceof Element && form.querySelector(".request-error");
+    if (old) old.remove();
+  });
+
+  document.addEventListener("htmx:responseError", (event) => {
+    const xhr = event.detail.xhr;
+    const form = event.detail.elt;
+    if (!(form instanceof HTMLFormElement)) return;
+    if (xhr.status === 429) {
+      const wait = xhr.getResponseHeader("Retry-After");
+      formError(form, `Too many actions at once. Try again${wait ? ` in ${wait} seconds` : " shortly"}.`);
+    } else if (xhr.status === 404) {
+      formError(form, "This no longer exists (it may have been deleted).");
+    } else {
+      formError(form, "That did not work. Reload the page and try again.");
+    }
+  });
+
+  document.addEventListener("htmx:sendError", (event) => {
+    const form = event.detail.elt;
+    if (form instanceof HTMLFormElement) formError(form, "Herald could not be reached. Check your connection and try again.");
+  });
+})();
