@@ -189,12 +189,17 @@ def _grouping(notice: Notice, now) -> _Plan:
     key = groups.group_key(notice.group, now)
     by_members = GROUPED[notice.kind] == MEMBERS
     group = f"SELECT 1 FROM {notification} g WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s"
+    # The recipient's item, as a scalar subquery: one probe of the (recipient, dedupe_key) unique
+    # index per recipient. (As a NOT EXISTS on a column of the item, the planner may turn it into
+    # an anti-join that scans every earlier item of the post for each recipient: quadratic in a
+    # fan-out, 10 s instead of 0.6 s for 10,000 followers.)
+    item = f"(SELECT g.{{}} FROM {notification} g WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s)"
     if by_members:
-        skip = (f" AND NOT EXISTS (SELECT 1 FROM {notification} g JOIN {members} m ON m.notification_id = g.id"
-                f" WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s AND m.actor_id = %s)")
+        skip = (f" AND NOT EXISTS (SELECT 1 FROM {members} m WHERE m.notification_id = {item.format('id')}"
+                f" AND m.actor_id = %s)")
         skip_params = [key, _user_id(notice.actor) if notice.actor is not None else None]
     else:
-        skip, skip_params = f" AND NOT EXISTS ({group} AND g.post_ref >= %s)", [key, notice.post_ref]
+        skip, skip_params = f" AND COALESCE({item.format('post_ref')}, 0) < %s", [key, notice.post_ref]
     counting = (
         f"unread_count = unread_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.read_seq"
         f" AND g.read_at IS NULL) THEN 0 ELSE 1 END,"
