@@ -15,3 +15,41 @@ CHROMIUM_ARGS = [
 
 def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+# --- shared steps of the browser tests ----------------------------------------------------------
+
+def make_users(*names):
+    """Accounts with the tests' password and a display name from the username ("alice" → "Alice")."""
+    from feed.models import User
+
+    from .conftest import PASSWORD
+
+    return [User.objects.create_user(name, password=PASSWORD, display_name=name.capitalize()) for name in names]
+
+
+def log_in(page, base, username):
+    """Log `page` in through the log-in form (with the tests' password)."""
+    from playwright.sync_api import expect
+
+    from .conftest import PASSWORD
+
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button:has-text('Log in')")
+    expect(page.locator("#bell-count")).to_be_attached()
+
+
+def logged_in_page(browser, base, username):
+    """A page in a fresh browser context (its own cookies), logged in as `username`."""
+    page = browser.new_context().new_page()
+    log_in(page, base, username)
+    return page
+
+
+def wait_live(page):
+    """Until the page's live connection is up."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#live-state")).to_have_attribute("data-state", "live", timeout=10_000)

@@ -6,22 +6,16 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from feed import services
-from feed.models import User
 from notifier import services as notifier_services
 from notifier.diagnostics import send_test_push
 from notifier.models import Kind, MutedPost, Notification, NotificationState
 
-from .browser import launch
-from .conftest import PASSWORD
-from .test_browser_live import logged_in_page, wait_live
+from .browser import launch, logged_in_page, make_users, wait_live
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TIMEOUT = 5_000
 
-
-def make_users(*names):
-    return [User.objects.create_user(name, password=PASSWORD, display_name=name.capitalize()) for name in names]
 
 
 # Records every toast's text as it appears (toasts remove themselves after a few seconds).

@@ -11,28 +11,16 @@ from playwright.sync_api import expect, sync_playwright
 from feed import services
 from feed.models import User
 from notifier.localiot.server import LocalIoT
-from notifier.models import Notification, PendingPush
+from notifier.models import PendingPush
 from notifier.publishers import local_credentials
 
-from .browser import launch
+from .browser import launch, logged_in_page, wait_live
 from .conftest import PASSWORD
 from .live import free_port, point_settings_at
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def logged_in_page(browser, base, username):
-    page = browser.new_context().new_page()
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Log in')")
-    expect(page.locator("#bell-count")).to_be_attached()
-    return page
-
-
-def wait_live(page):
-    expect(page.locator("#live-state")).to_have_attribute("data-state", "live", timeout=10_000)
 
 
 def test_comment_lights_up_the_other_users_bell_toast_and_list(live_server, live_push):

@@ -9,20 +9,15 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from feed import services
-from feed.models import User
 from notifier import services as notifier_services
 
-from .browser import launch
-from .test_browser_live import logged_in_page, wait_live
+from .browser import launch, logged_in_page, make_users, wait_live
 from .conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TIMEOUT = 5_000
 
-
-def make_users(*names):
-    return [User.objects.create_user(name, password=PASSWORD, display_name=name.capitalize()) for name in names]
 
 
 def test_comments_and_likes_appear_on_an_open_post_page(live_server, live_push):

@@ -11,7 +11,7 @@ from playwright.sync_api import expect, sync_playwright
 from feed import services
 from feed.models import Follow, Post, User
 
-from .browser import launch
+from .browser import launch, log_in
 from .conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -20,13 +20,6 @@ AXE = settings.BASE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
-
-def log_in(page, base, username):
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Log in')")
-    expect(page.locator("#bell-count")).to_be_attached()
 
 
 def mark(page):
