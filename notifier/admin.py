@@ -61,12 +61,19 @@ class LargeTableAdmin(admin.ModelAdmin):
 
     show_full_result_count = False
     paginator = CountEstimatePaginator
+    # The foreign key to the user whose exact username the search box takes (see username_search).
+    search_user_field: str | None = None
+
+    def get_search_results(self, request, queryset, search_term):
+        if self.search_user_field is None:
+            return super().get_search_results(request, queryset, search_term)
+        return username_search(queryset, self.search_user_field, search_term)
 
 
 def username_search(queryset, user_field: str, search_term: str):
     """`user_field` is the user whose username is the search term (case-insensitive, a leading @
     allowed), found through the unique index on LOWER(username) and then the table's own index on
-    that user; never a LIKE over the table. Used as a ModelAdmin.get_search_results."""
+    that user; never a LIKE over the table (LargeTableAdmin.search_user_field)."""
     term = search_term.strip().lstrip("@")
     if not term:
         return queryset, False
@@ -238,8 +245,9 @@ class NotificationAdmin(RetryPermission, LargeTableAdmin):
     # index newest first and stops after a page of that kind; only the filtered list's count (and a
     # kind rare among recent rows) reads further, as the read and push filters do.
     list_filter = ["kind", ReadFilter, PushFilter]
-    # The recipient's exact username (see get_search_results): no LIKE over a million texts.
+    # The recipient's exact username (see LargeTableAdmin): no LIKE over a million texts.
     search_fields = ["=recipient__username"]
+    search_user_field = "recipient"
     search_help_text = "The recipient's username, exactly (case-insensitive)."
     actions = ["mark_as_read", retry_push]
     readonly_fields = [f.name for f in Notification._meta.fields]
@@ -253,9 +261,6 @@ class NotificationAdmin(RetryPermission, LargeTableAdmin):
             push_last_error=Subquery(owed.values("last_error")[:1]),
             unread=Exists(unread),
         )
-
-    def get_search_results(self, request, queryset, search_term):
-        return username_search(queryset, "recipient", search_term)
 
     @admin.display(boolean=True, description="read")
     def is_read(self, notification):
@@ -291,12 +296,10 @@ class NotificationStateAdmin(SendTestPushPermission, LargeTableAdmin):
     ordering = ["-pk"]
     sortable_by = ["user"]
     search_fields = ["=user__username"]
+    search_user_field = "user"
     search_help_text = "A username, exactly (case-insensitive)."
     readonly_fields = ["user", "last_seq", "unread_count", "read_seq"]
     actions = [push_test_message]
-
-    def get_search_results(self, request, queryset, search_term):
-        return username_search(queryset, "user", search_term)
 
     def has_add_permission(self, request):
         return False
@@ -315,11 +318,9 @@ class PendingPushAdmin(RetryPermission, LargeTableAdmin):
     sortable_by = ["notification_link"]
     list_filter = [PushStateFilter]
     search_fields = ["=recipient__username"]
+    search_user_field = "recipient"
     search_help_text = "The recipient's username, exactly (case-insensitive)."
     actions = [retry_push]
-
-    def get_search_results(self, request, queryset, search_term):
-        return username_search(queryset, "recipient", search_term)
 
     @admin.display(description="notification", ordering="pk")
     def notification_link(self, push):

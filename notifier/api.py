@@ -56,7 +56,7 @@ class NotificationListView(generics.ListAPIView):
         items = list(qs.filter(seq__gt=after).order_by("seq")[: CATCH_UP_LIMIT + 1])
         more = len(items) > CATCH_UP_LIMIT
         items = groups.attach_actors(items[:CATCH_UP_LIMIT])
-        state = NotificationState.objects.filter(pk=request.user.pk).first()
+        state = NotificationState.of(request.user)
         next_url = None
         if more:
             params = {**request.query_params.dict(), "after_seq": items[-1].seq}
@@ -64,18 +64,17 @@ class NotificationListView(generics.ListAPIView):
         return Response({
             "results": NotificationSerializer(items, many=True).data,
             "next": next_url,
-            "last_seq": state.last_seq if state else 0,
-            "unread_count": state.unread_count if state else 0,
-            "unseen_count": state.unseen_count if state else 0,
+            "last_seq": state.last_seq,
+            "unread_count": state.unread_count,
+            "unseen_count": state.unseen_count,
         })
 
 
 class UnreadCountView(APIView):
     @extend_schema(responses=UnreadCountSerializer)
     def get(self, request):
-        state = NotificationState.objects.filter(pk=request.user.pk).first()
-        return Response({"unread_count": state.unread_count if state else 0,
-                         "unseen_count": state.unseen_count if state else 0})
+        state = NotificationState.of(request.user)
+        return Response({"unread_count": state.unread_count, "unseen_count": state.unseen_count})
 
 
 class MarkSeenView(APIView):

@@ -11,6 +11,6 @@ def notifications(request):
 
     def load():
         # One primary-key read gives both the exact unread count and the last seq (for catch-up).
-        return NotificationState.objects.filter(pk=user.pk).first() or NotificationState(user_id=user.pk)
+        return NotificationState.of(user)
 
     return {"notification_state": SimpleLazyObject(load)}

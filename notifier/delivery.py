@@ -190,33 +190,23 @@ def publish_read_on_commit(user_id: int, *, last_seq: int, unread_count: int, id
 def publish_on_commit(user_id: int, message: dict) -> None:
     """After commit, send the user's open tabs a message that is not stored (best effort: read,
     seen, an item changed in place or removed)."""
-    after_commit(_publish_best_effort, user_id, message)
-
-
-def _publish_best_effort(user_id: int, message: dict) -> None:
-    # Not stored and not retried: a tab that misses it corrects its badge from the API on reconnect.
-    # Through publish_all all the same: it counts against the rate and respects the breaker.
-    try:
-        outcome = publish_all(get_publisher(), [(user_id, user_topic(user_id), envelope.encode(message))], urgent=True)
-    except PublishError as exc:
-        log.info("read-state push to user %s failed: %s", user_id, exc)
-    else:
-        if not outcome.delivered:
-            log.info("read-state push to user %s failed: %s", user_id, {**outcome.retry, **outcome.failed}.get(user_id))
+    broadcast_on_commit(user_topic(user_id), message)
 
 
 def broadcast_on_commit(topic: str, message: dict) -> None:
-    """After commit, publish a message that is not stored and not about one user (a post's public
-    topic: a comment arrived, counts changed) — best effort, like publish_on_commit."""
-    after_commit(_broadcast_best_effort, topic, message)
+    """After commit, publish a message that is not stored and not retried (best effort): a user's
+    read / seen / changed-item messages, a post's public activity. A tab that misses one corrects
+    itself from the API on reconnect; an open post page shows the rest, and a reload shows all."""
+    after_commit(_publish_best_effort, topic, message)
 
 
-def _broadcast_best_effort(topic: str, message: dict) -> None:
-    # Not stored and not retried: an open page that misses one shows the rest, and a reload shows all.
+def _publish_best_effort(topic: str, message: dict) -> None:
+    # Through publish_all all the same: it counts against the rate and respects the breaker.
     try:
         outcome = publish_all(get_publisher(), [(topic, topic, envelope.encode(message))], urgent=True)
     except PublishError as exc:
-        log.info("broadcast to %s failed: %s", topic, exc)
+        log.info("push of a %s message to %s failed: %s", message.get("type"), topic, exc)
     else:
         if not outcome.delivered:
-            log.info("broadcast to %s failed: %s", topic, {**outcome.retry, **outcome.failed}.get(topic))
+            error = {**outcome.retry, **outcome.failed}.get(topic)
+            log.info("push of a %s message to %s failed: %s", message.get("type"), topic, error)

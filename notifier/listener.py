@@ -227,17 +227,17 @@ class IssuerSource(CredentialSource):
     def last_seq(self) -> int:
         from .models import NotificationState
 
-        state = NotificationState.objects.filter(pk=self.user.pk).first()
-        return state.last_seq if state else 0
+        return NotificationState.of(self.user).last_seq
 
     def missed(self, after_seq: int) -> list[dict]:
+        from .groups import attach_actors
         from .models import Notification, NotificationState
 
-        state = NotificationState.objects.filter(pk=self.user.pk).first()
-        unread = state.unread_count if state else 0
+        state = NotificationState.of(self.user)
         rows = (Notification.objects.for_user(self.user).filter(seq__gt=after_seq)
                 .select_related("actor").order_by("seq"))
-        return [notification_message(n, unread) for n in rows[: 100 * MAX_CATCH_UP_PAGES]]
+        return [notification_message(n, state.unread_count, state.unseen_count)
+                for n in attach_actors(rows[: 100 * MAX_CATCH_UP_PAGES])]
 
     def close(self) -> None:
         from django.db import connections

@@ -79,6 +79,13 @@ class NotificationState(models.Model):
     def __str__(self):
         return f"{self.user}: seq {self.last_seq}, {self.unread_count} unread, {self.unseen_count} unseen"
 
+    @classmethod
+    def of(cls, user) -> "NotificationState":
+        """The user's state row (one primary-key read), or an unsaved all-zero one for an account
+        that has none yet (made in bulk): what the bell shows either way."""
+        uid = getattr(user, "pk", user)
+        return cls.objects.filter(pk=uid).first() or cls(user_id=uid)
+
     @property
     def muted_kind_list(self) -> list[str]:
         return [k for k in self.muted_kinds.split(",") if k]

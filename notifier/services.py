@@ -401,9 +401,8 @@ def mark_seen(user) -> int:
 
 def preferences(user) -> dict:
     uid = _user_id(user)
-    state = NotificationState.objects.filter(pk=uid).first()
     return {
-        "muted_kinds": state.muted_kind_list if state else [],
+        "muted_kinds": NotificationState.of(uid).muted_kind_list,
         "muted_posts": list(MutedPost.objects.filter(user_id=uid).order_by("post_ref").values_list("post_ref", flat=True)),
     }
 
