@@ -23,22 +23,20 @@ from .models import Follow, Post
 from .pagination import keyset_page
 
 
+def _safe_next(request) -> str:
+    """?next= (posted or in the query) when it is a safe local URL, else ""."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    return target if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()) else ""
+
+
 def _back(request, fallback: str):
     """Redirect to ?next= when it is a safe local URL, else to fallback."""
-    target = request.POST.get("next") or request.GET.get("next")
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return redirect(target)
-    return redirect(fallback)
+    return redirect(_safe_next(request) or fallback)
 
 
 def _htmx(request) -> bool:
     """Whether htmx sent this request (it then swaps in a fragment, it does not navigate)."""
     return request.headers.get("HX-Request") == "true"
-
-
-def _safe_next(request) -> str:
-    target = request.POST.get("next", "")
-    return target if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()) else ""
 
 
 def _act(request, action, *args) -> bool:
