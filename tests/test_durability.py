@@ -76,6 +76,9 @@ def worker_env(push_delay: float) -> dict[str, str]:
         "TASK_BACKEND": "database",
         "NOTIFIER_PUBLISHER": f"{__name__}.SlowBroker",
         "HERALD_TEST_PUSH_DELAY": str(push_delay),
+        # Every chunk must really spend its delay in the push, so the breaker (which would skip the
+        # pushes of later chunks after the first failure) stays shut.
+        "PUSH_BREAKER_SECONDS": "0",
         # Were the default publisher loaded after all: a closed port refuses at once.
         "LOCALIOT_HTTP_PORT": str(free_port()),
         "DEBUG": "0",
