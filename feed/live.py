@@ -1,33 +1,45 @@
 """Live activity on a post page: what feed.services publishes to the post's public topic.
 
-Called inside the write's transaction, with the post row locked (feed.services.lock_post), so the
-counts are those the write leaves; published after the commit, best effort (notifier.broadcast_on_commit:
-not stored, not retried). Open post pages subscribe to `notifier.topics.post_comments_topic(post_id)`
-and apply these messages (notifier/static/notifier/live.js):
+Called inside the write's transaction with the post row locked (feed.services.lock_post, COMMENT:
+every write that changes what a post page shows takes turns on the post), so the counts are exactly
+those the write leaves. Each message bumps `Post.live_seq` and carries it as `seq`: messages leave
+after their commits from different processes and may cross on the way, and an open page applies
+only a message newer than what it shows (the page renders `live_seq` with the counts; the post API
+returns it too, so a page that reconnects knows whether it missed anything). Published after the
+commit, best effort (notifier.broadcast_on_commit: not stored, not retried). Open post pages
+subscribe to `notifier.topics.post_comments_topic(post_id)` and apply (notifier/static/notifier/live.js):
 
-- `{"v":1, "type":"comment", "post", "comment": {"id", "author": {"username", "display_name"}, "text",
-  "created_at", "url"}, "comment_count", "like_count"}` — a new comment;
-- `{"v":1, "type":"comment_removed", "post", "comment": id, "comment_count", "like_count"}`;
-- `{"v":1, "type":"post_counts", "post", "comment_count", "like_count"}` — a like or unlike.
+- `{"v":1, "type":"comment", "post", "seq", "comment": {"id", "author": {"username", "display_name"},
+  "text", "mentions": [username], "created_at", "url"}, "comment_count", "like_count"}` — a new comment;
+- `{"v":1, "type":"comment_removed", "post", "seq", "comment": id, "comment_count", "like_count"}`;
+- `{"v":1, "type":"post_counts", "post", "seq", "comment_count", "like_count"}` — a like or unlike.
 
 The topic is public (anyone may subscribe): only what the post page shows anyone goes there.
 """
+from django.db.models import F, OuterRef
+
 import notifier
 from notifier.envelope import ENVELOPE_VERSION, actor_dict
 from notifier.topics import post_comments_topic
 
-from .models import Comment, Like
+from .models import Comment, Like, Post
+from .queries import count_of
 
 
-def _counts(post_id: int) -> dict:
-    return {
-        "comment_count": Comment.objects.filter(post_id=post_id).count(),
-        "like_count": Like.objects.filter(post_id=post_id).count(),
-    }
+def _bump(post_id: int) -> dict:
+    """Number the message and read the counts it carries, on the locked post row."""
+    posts = Post.objects.filter(pk=post_id)
+    posts.update(live_seq=F("live_seq") + 1)
+    seq, comments, likes = posts.values_list(
+        "live_seq", count_of(Comment, post=OuterRef("pk")), count_of(Like, post=OuterRef("pk")),
+    ).get()
+    return {"seq": seq, "comment_count": comments, "like_count": likes}
 
 
 def _publish(post_id: int, message: dict) -> None:
-    notifier.broadcast_on_commit(post_comments_topic(post_id), {"v": ENVELOPE_VERSION, **message, "post": post_id})
+    notifier.broadcast_on_commit(post_comments_topic(post_id), {
+        "v": ENVELOPE_VERSION, **message, "post": post_id, **_bump(post_id),
+    })
 
 
 def comment_added(comment: Comment) -> None:
@@ -37,16 +49,16 @@ def comment_added(comment: Comment) -> None:
             "id": comment.pk,
             "author": actor_dict(comment.author),
             "text": comment.text,
+            "mentions": [user.username for user in comment.mentions.all()],
             "created_at": comment.created_at.isoformat(),
             "url": comment.get_absolute_url(),
         },
-        **_counts(comment.post_id),
     })
 
 
 def comment_removed(post_id: int, comment_id: int) -> None:
-    _publish(post_id, {"type": "comment_removed", "comment": comment_id, **_counts(post_id)})
+    _publish(post_id, {"type": "comment_removed", "comment": comment_id})
 
 
 def counts_changed(post_id: int) -> None:
-    _publish(post_id, {"type": "post_counts", **_counts(post_id)})
+    _publish(post_id, {"type": "post_counts"})

@@ -99,12 +99,25 @@ class Writing(models.Model):
 
 
 class Post(Writing):
+    # The number of the post's last message on its public topic (feed.live): bumped under the post's
+    # row lock with each comment, removal, like or unlike, so an open page can drop a message that
+    # arrives after a newer one (two writers' messages leave from different processes).
+    live_seq = models.BigIntegerField(default=0, db_default=0, editable=False)
+
     class Meta(Writing.Meta):
         ordering = ["-id"]
         indexes = [models.Index(fields=["author", "-id"], name="post_author_idx")]
 
     def __str__(self):
         return f"#{self.pk} by {self.author}"
+
+    def save(self, *args, **kwargs):
+        """Saving a loaded post (the admin's edit form) never writes back a live_seq it read earlier:
+        only feed.live moves it, and only forwards."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields
+                                       if not f.primary_key and f.name != "live_seq"]
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self):
         return reverse("post-detail", args=[self.pk])

@@ -16,7 +16,8 @@ from django.db.models.functions import Coalesce, Lower
 from .models import Comment, Follow, Like, Post, User
 
 
-def _count_of(model, **filters):
+def count_of(model, **filters):
+    """How many `model` rows match, as a correlated subquery (0, not NULL, when none do)."""
     counted = model.objects.filter(**filters).order_by().values(*filters).annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
@@ -27,8 +28,8 @@ def posts_for(viewer, queryset=None):
     Counts are correlated subqueries (no JOIN fan-out), mentions one prefetch for the whole page.
     """
     qs = (Post.objects.all() if queryset is None else queryset).select_related("author").annotate(
-        comment_count=_count_of(Comment, post=OuterRef("pk")),
-        like_count=_count_of(Like, post=OuterRef("pk")),
+        comment_count=count_of(Comment, post=OuterRef("pk")),
+        like_count=count_of(Like, post=OuterRef("pk")),
     )
     if viewer is not None and viewer.is_authenticated:
         qs = qs.annotate(liked=Exists(Like.objects.filter(post=OuterRef("pk"), user=viewer)))
@@ -75,7 +76,7 @@ SUGGESTION_LIMIT = 10
 def _people_for(viewer, queryset):
     """Users with their follower count and whether the viewer follows each (one query)."""
     qs = queryset.only("id", "username", "display_name")
-    qs = qs.annotate(follower_count=_count_of(Follow, followee=OuterRef("pk")))
+    qs = qs.annotate(follower_count=count_of(Follow, followee=OuterRef("pk")))
     if viewer is not None and viewer.is_authenticated:
         return qs.annotate(followed_by_me=Exists(Follow.objects.filter(follower=viewer, followee=OuterRef("pk"))))
     return qs.annotate(followed_by_me=Value(False))

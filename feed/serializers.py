@@ -91,7 +91,9 @@ class PostSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Post
-        fields = ["id", "author", "text", "created_at", "comment_count", "like_count", "liked", "mentions", "url"]
+        fields = ["id", "author", "text", "created_at", "comment_count", "like_count", "liked", "mentions", "url",
+                  "live_seq"]
+        read_only_fields = ["live_seq"]
 
 
 class CommentSerializer(serializers.ModelSerializer):

@@ -32,11 +32,12 @@ def _mentioned_users(text: str) -> list[User]:
 
 # How a write holds the post it is about (PostgreSQL row locks; SQLite serialises writers):
 # - DELETE (FOR UPDATE): deleting it waits for every writer below, and they for it;
-# - COMMENT (FOR NO KEY UPDATE): comments and likes on one post take turns, so each comment sees
-#   every earlier one (who gets a `reply`) and a like never races an unlike; foreign-key checks of
-#   new rows pointing at the post are not blocked;
-# - KEEP (FOR KEY SHARE): the post cannot be deleted meanwhile, and nothing else waits (deleting a
-#   comment, the chunks of one fan-out side by side).
+# - COMMENT (FOR NO KEY UPDATE): comments, removed comments and likes on one post take turns, so
+#   each comment sees every earlier one (who gets a `reply`), a like never races an unlike, and the
+#   counts each live message carries (feed.live) are exact and numbered in order; foreign-key checks
+#   of new rows pointing at the post are not blocked;
+# - KEEP (FOR KEY SHARE): the post cannot be deleted meanwhile, and nothing else waits (the chunks
+#   of one fan-out side by side).
 DELETE, COMMENT, KEEP = "delete", "comment", "keep"
 
 
@@ -142,7 +143,7 @@ def add_comment(author: User, post_id: int, text: str) -> Comment:
 def delete_comment(user: User, comment_id: int) -> None:
     post_id = Comment.objects.values_list("post_id", flat=True).get(pk=comment_id)
     with transaction.atomic():
-        lock_post(post_id, KEEP)  # the post first, as everywhere (a post delete waits, or we find it gone)
+        lock_post(post_id)  # the post first, as everywhere (a post delete waits, or we find it gone)
         comment = Comment.objects.select_for_update().get(pk=comment_id)
         if comment.author_id != user.pk:
             raise PermissionDenied("You can only delete your own comments.")
@@ -150,7 +151,9 @@ def delete_comment(user: User, comment_id: int) -> None:
 
 
 def remove_comment(comment: Comment) -> None:
+    """Delete a comment and every notification about it (the admin's delete comes here too)."""
     with transaction.atomic():
+        lock_post(comment.post_id)  # held already when delete_comment() calls: the order stays post first
         notifier.withdraw(comment_refs=[comment.pk])
         comment_id = comment.pk
         comment.delete()

@@ -1,6 +1,7 @@
 """Live pages in real headless Chromium against the local emulator, two users: comments and counts
 on an open post page, the home page's "N new posts" button, toasts, the connection state and the
 tab title."""
+import json
 import socket
 import threading
 import time
@@ -9,7 +10,10 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from feed import services
+from feed.models import Comment
 from notifier import services as notifier_services
+from notifier.publishers import get_publisher
+from notifier.topics import post_comments_topic
 
 from .browser import launch, logged_in_page, make_users, wait_live
 from .conftest import PASSWORD
@@ -329,6 +333,103 @@ def test_a_post_page_back_online_catches_up_on_what_it_missed(live_server, live_
         wait_live(page)
         expect(page.locator(f"#comment-{missed.pk}")).to_have_count(1, timeout=TIMEOUT)
         expect(page.locator(f"#comment-{gone.pk}")).to_have_count(0)
+        card = page.locator(f"#post-{post.pk}")
+        expect(card.locator(".comment-count")).to_have_text("1")
+        expect(card.locator(".like-count")).to_have_text("1")
+        browser.close()
+
+
+def test_live_comments_link_mentions_and_your_own_has_delete(live_server, live_push):
+    alice, bob, _ = make_users("alice", "bob", "carol")
+    post = services.create_post(bob, "bob's post")
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, live_server.url, "alice")
+        page.goto(f"{live_server.url}/posts/{post.pk}/")
+        wait_live(page)
+
+        # Bob's comment: mentions of users that exist link to them, the rest stay text; no Delete.
+        theirs = services.add_comment(bob, post.pk, "hey @Alice, @nobody and mail@carol.example; <b>@carol</b>")
+        item = page.locator(f"#comment-{theirs.pk}")
+        expect(item).to_be_visible(timeout=TIMEOUT)
+        expect(item.locator(".comment-text")).to_have_text("hey @Alice, @nobody and mail@carol.example; <b>@carol</b>")
+        links = item.locator(".comment-text a.mention")
+        expect(links).to_have_count(2)
+        expect(links.nth(0)).to_have_text("@Alice")
+        expect(links.nth(0)).to_have_attribute("href", "/u/alice/")
+        expect(links.nth(1)).to_have_attribute("href", "/u/carol/")
+        expect(item.locator("b")).to_have_count(0)
+        expect(item.locator("button", has_text="Delete")).to_have_count(0)
+
+        # Alice's own, written in another tab: it comes with the Delete form the server renders.
+        mine = services.add_comment(alice, post.pk, "from my other tab")
+        own = page.locator(f"#comment-{mine.pk}")
+        expect(own).to_be_visible(timeout=TIMEOUT)
+        own.locator("button", has_text="Delete").click()
+        expect(page.locator(".messages li", has_text="Comment deleted.")).to_be_visible(timeout=TIMEOUT)
+        assert not Comment.objects.filter(pk=mine.pk).exists()
+        assert Comment.objects.filter(pk=theirs.pk).exists()
+        browser.close()
+
+
+def test_a_message_that_crossed_a_newer_one_is_dropped(live_server, live_push):
+    alice, bob = make_users("alice", "bob")
+    post = services.create_post(alice, "counted")
+    services.like(bob, post.pk)  # live_seq 1
+    services.add_comment(bob, post.pk, "first")  # 2
+    topic = post_comments_topic(post.pk)
+    publisher = get_publisher()
+
+    def publish(message):
+        publisher.publish(topic, json.dumps({"v": 1, "post": post.pk, **message}).encode())
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, live_server.url, "alice")
+        page.goto(f"{live_server.url}/posts/{post.pk}/")
+        wait_live(page)
+        card = page.locator(f"#post-{post.pk}")
+        expect(card.locator(".like-count")).to_have_text("1")
+        # Older than what the page shows (as a message overtaken on the way would be): ignored.
+        publish({"type": "post_counts", "seq": 1, "comment_count": 0, "like_count": 99})
+        publish({"type": "comment", "seq": 2, "comment": {"id": 999_001, "author": {"username": "bob"}, "text": "stale"},
+                 "comment_count": 5, "like_count": 5})
+        # Then a real write, numbered 3: applied.
+        services.unlike(bob, post.pk)
+        expect(card.locator(".like-count")).to_have_text("0", timeout=TIMEOUT)
+        expect(card.locator(".comment-count")).to_have_text("1")
+        expect(page.locator("#comment-999001")).to_have_count(0)
+        # And a straggler from before it, after it: ignored too.
+        publish({"type": "post_counts", "seq": 3, "comment_count": 1, "like_count": 42})
+        services.like(bob, post.pk)  # 4
+        expect(card.locator(".like-count")).to_have_text("1", timeout=TIMEOUT)
+        page.wait_for_timeout(300)
+        expect(card.locator(".like-count")).to_have_text("1")
+        browser.close()
+
+
+def test_what_happens_before_the_page_subscribes_is_not_missed(live_server, live_push):
+    alice, bob = make_users("alice", "bob")
+    post = services.create_post(alice, "quick")
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, live_server.url, "alice")
+        held = []
+        page.route("**/api/notifications/credentials/", lambda route: held.append(route))
+        page.goto(f"{live_server.url}/posts/{post.pk}/")
+        page.wait_for_function("() => document.readyState === 'complete'")
+        # The page is rendered; its live connection is not up yet. Meanwhile:
+        early = services.add_comment(bob, post.pk, "between render and subscribe")
+        services.like(bob, post.pk)
+        for _ in range(100):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the page never asked for credentials"
+        held[0].continue_()
+        page.unroute("**/api/notifications/credentials/")
+        wait_live(page)
+        expect(page.locator(f"#comment-{early.pk}")).to_have_count(1, timeout=TIMEOUT)
         card = page.locator(f"#post-{post.pk}")
         expect(card.locator(".comment-count")).to_have_text("1")
         expect(card.locator(".like-count")).to_have_text("1")

@@ -4,6 +4,7 @@ import pytest
 from django.db import transaction
 
 from feed import services
+from feed.models import Post
 from notifier.publishers import PublishError
 from notifier.topics import post_comments_topic
 
@@ -24,11 +25,14 @@ def test_a_comment_is_published_to_the_post_topic_after_commit(alice, bob, memor
     assert callbacks
     [message] = post_messages(memory_publisher, post)
     assert message == {
-        "v": 1, "type": "comment", "post": post.pk,
+        "v": 1, "type": "comment", "post": post.pk, "seq": 2,  # the like was 1
         "comment": {"id": comment.pk, "author": {"username": "bob", "display_name": "Bob"}, "text": "<b>hi</b> @alice",
-                    "created_at": comment.created_at.isoformat(), "url": f"/posts/{post.pk}/#comment-{comment.pk}"},
+                    "mentions": ["alice"], "created_at": comment.created_at.isoformat(),
+                    "url": f"/posts/{post.pk}/#comment-{comment.pk}"},
         "comment_count": 1, "like_count": 1,
     }
+    post.refresh_from_db()
+    assert post.live_seq == 2
 
 
 def test_likes_unlikes_and_removed_comments_publish_counts(alice, bob, carol, memory_publisher, on_commit):
@@ -44,11 +48,11 @@ def test_likes_unlikes_and_removed_comments_publish_counts(alice, bob, carol, me
         services.unlike(bob, post.pk)
         services.unlike(bob, post.pk)  # nothing to take back: no message
         services.delete_comment(carol, comment.pk)
-    assert post_messages(memory_publisher, post) == [
-        {"v": 1, "type": "post_counts", "post": post.pk, "comment_count": 2, "like_count": 1},
-        {"v": 1, "type": "post_counts", "post": post.pk, "comment_count": 2, "like_count": 2},
-        {"v": 1, "type": "post_counts", "post": post.pk, "comment_count": 2, "like_count": 1},
-        {"v": 1, "type": "comment_removed", "post": post.pk, "comment": comment.pk, "comment_count": 1,
+    assert post_messages(memory_publisher, post) == [  # numbered on from the two comments' 1 and 2
+        {"v": 1, "type": "post_counts", "post": post.pk, "seq": 3, "comment_count": 2, "like_count": 1},
+        {"v": 1, "type": "post_counts", "post": post.pk, "seq": 4, "comment_count": 2, "like_count": 2},
+        {"v": 1, "type": "post_counts", "post": post.pk, "seq": 5, "comment_count": 2, "like_count": 1},
+        {"v": 1, "type": "comment_removed", "post": post.pk, "seq": 6, "comment": comment.pk, "comment_count": 1,
          "like_count": 1},
     ]
 
@@ -61,6 +65,23 @@ def test_a_rolled_back_comment_publishes_nothing(alice, bob, memory_publisher, o
             services.add_comment(bob, post.pk, "never")
             raise RuntimeError
     assert post_messages(memory_publisher, post) == []
+    post.refresh_from_db()
+    assert post.live_seq == 0  # its number went with it
+
+
+def test_the_post_page_and_api_carry_live_seq_and_saving_a_post_never_moves_it(client, alice, bob):
+    post = services.create_post(alice, "hello")
+    services.like(bob, post.pk)
+    services.add_comment(bob, post.pk, "hi")
+    client.force_login(alice)
+    assert client.get(f"/api/posts/{post.pk}/").json()["live_seq"] == 2
+    assert f'data-live-post="{post.pk}" data-live-seq="2"' in client.get(f"/posts/{post.pk}/").content.decode()
+    stale = Post.objects.get(pk=post.pk)
+    services.unlike(bob, post.pk)  # 3
+    stale.text = "hello, edited"
+    stale.save()  # as the admin's change form does, with the live_seq it read before the unlike
+    post.refresh_from_db()
+    assert (post.text, post.live_seq) == ("hello, edited", 3)
 
 
 def test_a_broker_failure_does_not_fail_the_write(alice, bob, memory_publisher, on_commit):

@@ -40,6 +40,7 @@ from feed import fanout, services
 from feed.models import Comment, Follow, Like, Post, User
 from notifier import services as notes
 from notifier.models import Notification, NotificationState
+from notifier.topics import post_comments_topic
 
 from .conftest import DATABASE_TASKS
 from .helpers import assert_count_exact
@@ -637,3 +638,48 @@ def test_accounts_without_state_rows():
     results = race({f"writer{w}": writer(w) for w in range(8)}, rounds=len(rounds))
     assert [told for w in range(8) for told in results[f"writer{w}"]] == [len(p) for w in range(8) for p in picks[w]]
     check_consistency(everyone)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_post_messages_are_numbered_in_the_order_of_their_writes(memory_publisher):
+    """Likes, unlikes, comments and comment deletes on one post at once: the post's live messages
+    (feed.live) are numbered 1..N with no gap or repeat, each one's counts are exactly one write
+    away from the one before it, and the newest carries the post's final counts — what lets an
+    open page drop a message that crossed a newer one."""
+    author = make_users("author", 1)[0]
+    post = services.create_post(author, "busy post")
+    people = make_users("busy", 8)
+    memory_publisher.reset()
+
+    def liker(person):
+        def job(r):
+            services.like(person, post.pk)
+            services.unlike(person, post.pk)
+            services.like(person, post.pk)
+        return job
+
+    def commenter(person):
+        def job(r):
+            keep = services.add_comment(person, post.pk, f"kept {r}")
+            gone = services.add_comment(person, post.pk, f"gone {r}")
+            services.delete_comment(person, gone.pk)
+            return keep.pk
+        return job
+
+    jobs = {p.username: (liker(p) if i % 2 else commenter(p)) for i, p in enumerate(people)}
+    race(jobs, rounds=3)
+
+    messages = sorted(memory_publisher.messages(topic=post_comments_topic(post.pk)), key=lambda m: m["seq"])
+    post.refresh_from_db()
+    assert [m["seq"] for m in messages] == list(range(1, post.live_seq + 1))
+    # Commenters write 3 times a round; likers 3 in the first round, then 2 (liking again is a no-op).
+    assert post.live_seq == 4 * 3 * 3 + 4 * (3 + 2 + 2)
+    before = {"comment_count": 0, "like_count": 0}
+    for m in messages:
+        step = (m["comment_count"] - before["comment_count"], m["like_count"] - before["like_count"])
+        want = {"comment": {(1, 0)}, "comment_removed": {(-1, 0)}, "post_counts": {(0, 1), (0, -1)}}[m["type"]]
+        assert step in want, f"seq {m['seq']} ({m['type']}): counts moved by {step} from {before}"
+        before = m
+    assert (before["comment_count"], before["like_count"]) == (Comment.objects.filter(post=post).count(),
+                                                               Like.objects.filter(post=post).count()) == (4 * 3, 4)
+    check_consistency([author, *people], withdrawn=True, bumped=True)

@@ -21,8 +21,11 @@
  *   keep-alive pings every few seconds find a dead connection within 10 s, and the browser's
  *   `offline` event at once.
  * - On a post page (an element with data-live-post="<id>") it also subscribes to that post's public
- *   topic: new comments appear in place (once each, by id), removed ones go, and the comment and
- *   like counts follow (see feed/live.py for the messages).
+ *   topic: new comments appear in place (once each, by id, with their mentions linked and, on
+ *   your own, a Delete button), removed ones go, and the comment and like counts follow (see
+ *   feed/live.py for the messages). Messages are numbered per post (`seq`); one that arrives after
+ *   a newer one is dropped. Once subscribed (and after every reconnect) the page asks the post API
+ *   whether anything happened since what it shows, and only then re-reads the comments.
  * - On the home page, `new_post` news shows a "N new posts" button that inserts the new cards
  *   (rendered by the server, GET /feed/newer/?after=<newest id shown>) without a reload.
  * - Text from messages is inserted with textContent only, never as HTML.
@@ -470,18 +473,20 @@
   // ---- A post page: its public topic --------------------------------------------------------
   var postBox = document.querySelector("[data-live-post]");
   var livePost = postBox ? Number(postBox.dataset.livePost) || 0 : 0;
+  // The post's live_seq that what the page shows is up to date with (rendered, then moved by each
+  // message applied and by each re-read of the post).
+  var postSeq = postBox ? Number(postBox.dataset.liveSeq) || 0 : 0;
   var postTopic = null;
-
-  var postSubscribedBefore = false;
+  var syncTouched = null; // while re-reading comments: ids that messages added or removed meanwhile
 
   function subscribePost(mqttClient, creds) {
     if (!livePost || !creds.topics || typeof creds.topics.post_comments !== "string") return;
     postTopic = creds.topics.post_comments.replace("/+/", "/" + livePost + "/");
     mqttClient.subscribe(postTopic, { qos: 1 }, function (err, granted) {
       if (err || !granted || !granted.length || granted[0].qos === 128) return; // comments show on reload
-      // Back after a drop: what happened meanwhile was published to nobody; ask the API.
-      if (postSubscribedBefore) syncPost();
-      postSubscribedBefore = true;
+      // What happened before this subscription (since the page was rendered, or during a drop) was
+      // published to nobody here: ask the API.
+      syncPost();
     });
   }
 
@@ -492,26 +497,37 @@
     });
   }
 
+  // One read of the post says whether anything was missed (its live_seq moved); only then are the
+  // comments re-read. Their list is read after the post, so it holds everything up to that seq;
+  // messages newer than it keep arriving meanwhile and win over the list for the ids they touch.
   function syncPost() {
     var base = "/api/posts/" + livePost + "/";
-    var ids = new Set();
-    function page(url) {
-      return getJson(url).then(function (data) {
-        (data.results || []).forEach(function (c) {
-          ids.add(Number(c.id));
-          commentArrived(c);
-        });
-        if (data.next) return page(data.next);
-      });
-    }
-    page(base + "comments/")
-      .then(function () {
-        document.querySelectorAll("#comment-list li.comment[id^='comment-']").forEach(function (li) {
-          if (!ids.has(Number(li.id.slice("comment-".length)))) commentRemoved(li.id.slice("comment-".length));
-        });
-        return getJson(base);
+    getJson(base)
+      .then(function (post) {
+        var seq = Number(post.live_seq) || 0;
+        if (seq <= postSeq) return;
+        postSeq = seq;
+        postCounts({ post: livePost, comment_count: post.comment_count, like_count: post.like_count });
+        var touched = (syncTouched = new Set());
+        var ids = new Set();
+        function page(url) {
+          return getJson(url).then(function (data) {
+            (data.results || []).forEach(function (c) {
+              ids.add(Number(c.id));
+              if (!touched.has(Number(c.id))) commentArrived(c);
+            });
+            if (data.next) return page(data.next);
+          });
+        }
+        return page(base + "comments/")
+          .then(function () {
+            document.querySelectorAll("#comment-list li.comment[id^='comment-']").forEach(function (li) {
+              var id = Number(li.id.slice("comment-".length));
+              if (!ids.has(id) && !touched.has(id)) commentRemoved(id);
+            });
+          })
+          .finally(function () { if (syncTouched === touched) syncTouched = null; });
       })
-      .then(function (post) { postCounts({ post: livePost, comment_count: post.comment_count, like_count: post.like_count }); })
       .catch(function () { /* the next reconnect tries again */ });
   }
 
@@ -563,9 +579,59 @@
     when.appendChild(time);
     var text = document.createElement("div");
     text.className = "comment-text is-live";
-    text.textContent = String(c.text || "");
+    text.append.apply(text, withMentions(String(c.text || ""), c.mentions));
     li.append(name, " ", when, " ", text);
+    if (author.username && author.username === body.dataset.username) li.append(" ", deleteForm(c.id));
     return li;
+  }
+
+  // As the server's with_mentions filter: "@name" links to the profile when that user was mentioned
+  // (the message lists them); everything else stays text.
+  var MENTION = /(^|[^\p{L}\p{N}_@])@([A-Za-z0-9_]{1,30})(?![\p{L}\p{N}_])/gu;
+
+  function withMentions(text, mentions) {
+    var known = new Map();
+    (Array.isArray(mentions) ? mentions : []).forEach(function (u) {
+      if (typeof u === "string") known.set(u.toLowerCase(), u);
+    });
+    var parts = [];
+    var at = 0;
+    var match;
+    MENTION.lastIndex = 0;
+    while ((match = MENTION.exec(text)) !== null) {
+      var username = known.get(match[2].toLowerCase());
+      if (!username) continue;
+      var start = match.index + match[1].length;
+      parts.push(text.slice(at, start));
+      var a = document.createElement("a");
+      a.className = "mention";
+      a.href = "/u/" + encodeURIComponent(username) + "/";
+      a.textContent = "@" + match[2];
+      parts.push(a);
+      at = start + 1 + match[2].length;
+    }
+    parts.push(text.slice(at));
+    return parts.filter(function (p) { return p !== ""; });
+  }
+
+  // Your own comment, arriving from another tab: the same Delete form the server renders.
+  function deleteForm(commentId) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = "/comments/" + Number(commentId) + "/delete/";
+    form.className = "inline";
+    [["csrfmiddlewaretoken", cookie("csrftoken")], ["post", String(livePost)]].forEach(function (pair) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = pair[0];
+      input.value = pair[1];
+      form.appendChild(input);
+    });
+    var button = document.createElement("button");
+    button.className = "action danger";
+    button.textContent = "Delete";
+    form.appendChild(button);
+    return form;
   }
 
   function commentArrived(c) {
@@ -597,6 +663,12 @@
 
   function onPostMessage(message) {
     if (Number(message.post) !== livePost) return;
+    var seq = Number(message.seq) || 0;
+    if (seq) {
+      if (seq <= postSeq) return; // older than what the page shows: it crossed a newer one
+      postSeq = seq;
+    }
+    if (syncTouched && message.comment) syncTouched.add(Number(message.type === "comment" ? message.comment.id : message.comment));
     if (message.type === "comment") commentArrived(message.comment);
     else if (message.type === "comment_removed") commentRemoved(message.comment);
     else if (message.type !== "post_counts") return;
