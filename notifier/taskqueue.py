@@ -141,10 +141,12 @@ def run_queued(result_id: str, *, drain_seconds: float | None = None) -> bool:
     drain_seconds = settings.TASK_LAMBDA_DRAIN_SECONDS if drain_seconds is None else drain_seconds
     deadline = time.monotonic() + drain_seconds
     ran = _run_one(DBTaskResult.objects.filter(pk=result_id))
+    # Oldest first among equals: tasks queued without a delay share one run_after.
+    queue_order = ("-priority", "run_after", "enqueued_at")
     while time.monotonic() < deadline:
-        if not _run_one(DBTaskResult.objects.order_by("-priority", "run_after")):
+        if not _run_one(DBTaskResult.objects.order_by(*queue_order)):
             return ran
-    following = DBTaskResult.objects.ready().order_by("-priority", "run_after").values_list("pk", flat=True).first()
+    following = DBTaskResult.objects.ready().order_by(*queue_order).values_list("pk", flat=True).first()
     if following is not None:
         _invoke(str(following))
     return ran
