@@ -12,8 +12,7 @@ from config.throttles import SignupThrottle, WriteThrottle
 import notifier
 
 from . import queries, services
-from .models import Like, Post
-from .text import USERNAME_MAX_LENGTH
+from .models import Like, Post, User
 from .serializers import (
     CommentSerializer,
     FollowResultSerializer,
@@ -119,7 +118,7 @@ class PostListView(generics.ListCreateAPIView):
         qs = Post.objects.all()
         author = self.request.query_params.get("author")
         if author:
-            qs = qs.filter(author__username__iexact=author) if len(author) <= USERNAME_MAX_LENGTH else qs.none()
+            qs = qs.filter(author__in=User.objects.named(author))
         return queries.posts_for(self.request.user, qs)
 
     def perform_create(self, serializer):

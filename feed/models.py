@@ -15,13 +15,18 @@ from .text import MAX_TEXT_LENGTH, USERNAME_MAX_LENGTH, USERNAME_PATTERN, valida
 
 
 class UserManager(BaseUserManager):
-    def get_by_natural_key(self, username):
-        # Log-in is case-insensitive, like uniqueness and mentions. A name longer than any
-        # username matches nobody, and is not sent to the database as a LIKE pattern (SQLite
-        # refuses patterns over 50,000 bytes with an error).
+    def named(self, username: str):
+        """The user called `username`, in any case: `lower(username) = …`, which the unique index
+        on lower(username) answers (`username__iexact` compiles to UPPER(…) LIKE UPPER(…) on
+        PostgreSQL, which no index here answers: a scan of every user). Usernames are ASCII, so
+        Python's lower() and the database's agree."""
         if not isinstance(username, str) or len(username) > USERNAME_MAX_LENGTH:
-            raise self.model.DoesNotExist("No such user.")
-        return self.get(username__iexact=username)
+            return self.none()  # longer than any username: nobody, and no giant pattern sent
+        return self.alias(username_lower=Lower("username")).filter(username_lower=username.lower())
+
+    def get_by_natural_key(self, username):
+        # Log-in is case-insensitive, like uniqueness and mentions.
+        return self.named(username).get()
 
 
 class User(AbstractUser):
@@ -77,6 +82,27 @@ class Follow(models.Model):
 
     def __str__(self):
         return f"{self.follower} → {self.followee}"
+
+
+class UserStats(models.Model):
+    """A user's follower count, kept by feed.counters in the same transaction as each follow,
+    unfollow and account deletion, so profiles, search ranking and "most followed" read one row
+    instead of counting 100,000 follows. A row of its own, not a column on the user: every row
+    that references a user takes a key-share lock on it, and the auth forms save the whole user
+    row, so a counter there would meet both. A user with no row has no followers."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="stats")
+    follower_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "user stats"
+        # "Most followed" walks this from the top (feed.queries.suggested_users).
+        indexes = [models.Index(fields=["-follower_count", "user"], name="userstats_popular_idx")]
+        constraints = [models.CheckConstraint(condition=models.Q(follower_count__gte=0),
+                                              name="userstats_followers_not_negative")]
+
+    def __str__(self):
+        return f"{self.user_id}: {self.follower_count} followers"
 
 
 class Writing(models.Model):

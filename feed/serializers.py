@@ -51,7 +51,7 @@ class SignupSerializer(serializers.ModelSerializer):
         extra_kwargs = {"display_name": {"required": False}}
 
     def validate_username(self, value):
-        if User.objects.filter(username__iexact=value).exists():
+        if User.objects.named(value).exists():
             raise serializers.ValidationError("That username is taken.")
         return value
 

@@ -7,17 +7,48 @@ model signals: a reader sees the whole effect of "add a comment" in one place.)
 Bad input raises django's ValidationError, acting on someone else's object PermissionDenied, and an
 unknown object the model's DoesNotExist; views turn those into form errors or JSON (400/403/404).
 """
+import functools
+
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Lower
 
 import notifier
 from notifier import Notice
 from notifier.models import Kind
 
-from . import fanout, live
+from . import counters, fanout, live
 from .models import Comment, Follow, Like, Post, User
-from .text import USERNAME_MAX_LENGTH, clean_text, excerpt, mentioned_usernames
+from .text import clean_text, excerpt, mentioned_usernames
+
+
+def _someone_left(exc: IntegrityError) -> bool:
+    """A foreign-key violation: a row this write added points at something deleted meanwhile."""
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) == "23503" or "FOREIGN KEY constraint failed" in str(exc)
+
+
+def survives_deletions(write):
+    """Accounts (and posts) can be deleted while a write that involves them runs — its author, a
+    user it mentions, the person followed — and the write's foreign keys then fail as it inserts
+    (PostgreSQL) or commits (SQLite), rolling its transaction back whole. Run it once more: it
+    reads again and leaves out what is gone (a mention of a deleted user) or finds its target gone
+    (DoesNotExist, a 404). If it fails so a second time, its own account is gone: DoesNotExist too,
+    never a 500. Only a write that owns its transaction can be run again."""
+
+    @functools.wraps(write)
+    def run(*args, **kwargs):
+        can_retry = not connection.in_atomic_block
+        for attempt in (1, 2):
+            try:
+                return write(*args, **kwargs)
+            except IntegrityError as exc:
+                if not _someone_left(exc):
+                    raise
+                if attempt == 2 or not can_retry:
+                    raise User.DoesNotExist("An account this involves has just been deleted.") from exc
+
+    return run
 
 
 def _mentioned_users(text: str) -> list[User]:
@@ -28,7 +59,13 @@ def _mentioned_users(text: str) -> list[User]:
 
 
 # Lock order, for every write (see notifier.services): posts (ascending id), then the comment,
-# then notification state rows (ascending user id, taken by notifier in one sweep).
+# then users' rows in feed.counters (ascending user id: the acting user's, and for a follow both
+# people's), then notification state rows (ascending user id, taken by notifier in one sweep).
+# Users' own rows come last: Django's foreign keys are checked at commit on PostgreSQL (DEFERRABLE
+# INITIALLY DEFERRED), so a write takes its key-share locks on the users it points at when it
+# commits, and deleting an account takes that account's row at the very end. A write that loses
+# that race (someone it mentions, or notifies, is gone) fails its check and runs again
+# (survives_deletions).
 
 # How a write holds the post it is about (PostgreSQL row locks; SQLite serialises writers):
 # - DELETE (FOR UPDATE): deleting it waits for every writer below, and they for it;
@@ -66,16 +103,16 @@ def _lock_post(post_id, how: str = COMMENT) -> Post:
 
 
 def get_user(username: str) -> User:
-    if len(username) > USERNAME_MAX_LENGTH:
-        raise User.DoesNotExist("No such user.")
-    return User.objects.get(username__iexact=username, is_active=True)
+    return User.objects.named(username).get(is_active=True)
 
 
+@survives_deletions
 def create_post(author: User, text: str) -> Post:
     """Publish a post: mentioned users get `mention` now; the author's other followers get
     `new_post` from a background fan-out (feed.fanout) once the post is committed."""
     text = clean_text(text, what="Post")
     with transaction.atomic():
+        counters.hold([author.pk])  # the author's writes take turns with deleting the account
         post = Post.objects.create(author=author, text=text)
         mentioned = _mentioned_users(text)
         if mentioned:
@@ -105,12 +142,14 @@ def remove_post(post: Post) -> None:
         post.delete()
 
 
+@survives_deletions
 def add_comment(author: User, post_id: int, text: str) -> Comment:
     """Comment on a post and tell, once each and in this order of precedence: the post's author
     (`comment`), the people mentioned (`mention`), everyone else who commented before (`reply`)."""
     text = clean_text(text, what="Comment")
     with transaction.atomic():
         post = _lock_post(post_id)
+        counters.hold([author.pk])
         comment = Comment.objects.create(post=post, author=author, text=text)
         mentioned = _mentioned_users(text)
         if mentioned:
@@ -160,10 +199,12 @@ def remove_comment(comment: Comment) -> None:
         live.comment_removed(comment.post_id, comment_id)
 
 
+@survives_deletions
 def like(user: User, post_id: int) -> bool:
     """Like a post; liking twice is one like. Returns True when this call created the like."""
     with transaction.atomic():
         post = _lock_post(post_id)  # likes take turns too: get_or_create against a concurrent unlike
+        counters.hold([user.pk])
         _, created = Like.objects.get_or_create(post=post, user=user)
         if created:  # the author's "… liked your post" item for this post gains this person
             notifier.notify(
@@ -179,6 +220,7 @@ def unlike(user: User, post_id: int) -> bool:
     (and goes if nobody is left)."""
     with transaction.atomic():
         post = _lock_post(post_id)  # as like() does: the two take turns
+        counters.hold([user.pk])
         deleted, _ = Like.objects.filter(post=post, user=user).delete()
         if deleted:
             notifier.retract(Kind.LIKE, post.author_id, user, f"like:{post.pk}")
@@ -186,6 +228,7 @@ def unlike(user: User, post_id: int) -> bool:
     return bool(deleted)
 
 
+@survives_deletions
 def mute_post(user: User, post_id: int, muted: bool = True) -> bool:
     """Stop (or resume) the user's notifications about this post: comments, replies, likes and
     mentions on it. Returns whether that changed anything."""
@@ -194,14 +237,17 @@ def mute_post(user: User, post_id: int, muted: bool = True) -> bool:
     return notifier.mute_post(user, post_id, muted)
 
 
+@survives_deletions
 def follow(follower: User, username: str) -> bool:
     """Follow someone; following twice is one follow. Returns True when this call created it."""
     followee = get_user(username)
     if followee.pk == follower.pk:
         raise ValidationError("You cannot follow yourself.", code="self_follow")
     with transaction.atomic():
+        counters.hold([follower.pk, followee.pk])  # both accounts' writes take turns with this
         _, created = Follow.objects.get_or_create(follower=follower, followee=followee)
         if created:
+            counters.followed(followee.pk)
             notifier.notify(
                 Kind.FOLLOW, [followee], actor=follower, url=follower.get_absolute_url(),
                 text="{actors} started following you.", group="follow",
@@ -209,26 +255,55 @@ def follow(follower: User, username: str) -> bool:
     return created
 
 
+@survives_deletions
 def unfollow(follower: User, username: str) -> bool:
     """Stop following; the followee's "… started following you" item loses this person."""
     followee = get_user(username)
     with transaction.atomic():
+        counters.hold([follower.pk, followee.pk])  # as follow() does, before the follow row
         deleted, _ = Follow.objects.filter(follower=follower, followee=followee).delete()
         if deleted:
+            counters.unfollowed([followee.pk])
             notifier.retract(Kind.FOLLOW, followee, follower, "follow")
     return bool(deleted)
 
 
-def delete_account(user: User) -> None:
+class _Moved(Exception):
+    """What an account deletion read changed before it held the account: read and lock again."""
+
+
+def delete_account(user: User, *, attempts: int = 5) -> None:
     """Delete a user and everything they wrote, withdrawing notifications about it first."""
-    with transaction.atomic():
-        # Every post this touches (theirs, and those they commented on), locked in ascending id
-        # before any notification state, like every other write.
-        touched = set(user.posts.values_list("pk", flat=True)) | set(user.comments.values_list("post_id", flat=True))
-        list(Post.objects.select_for_update().filter(pk__in=touched).order_by("pk").values_list("pk", flat=True))
-        post_ids = list(user.posts.values_list("pk", flat=True))
-        comment_ids = list(user.comments.values_list("pk", flat=True))
-        # Then every notification state it touches, in one ascending sweep (what is about its posts
-        # and comments goes; it leaves every "… and 3 others" it is in).
-        notifier.forget_account(user, post_refs=post_ids, comment_refs=comment_ids)
-        user.delete()
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():  # a savepoint inside the admin's transaction: rolled back, it lets go
+                return _delete_account(user)
+        except _Moved:
+            if attempt == attempts:
+                raise PermissionDenied("This account is too busy to delete right now; try again.") from None
+
+
+def _account_posts(user: User) -> set[int]:
+    """The posts a deletion changes: the account's own, and those it commented on."""
+    return set(user.posts.values_list("pk", flat=True)) | set(user.comments.values_list("post_id", flat=True))
+
+
+def _delete_account(user: User) -> None:
+    # Every post this touches, locked in ascending id before anything else, like every write.
+    touched = _account_posts(user)
+    list(Post.objects.select_for_update().filter(pk__in=touched).order_by("pk").values_list("pk", flat=True))
+    # Then the account's row in feed.counters and those of everyone it follows (they lose one
+    # follower), ascending. Once the account's own is held, its writes have committed or wait.
+    followees = list(Follow.objects.filter(follower=user).values_list("followee_id", flat=True))
+    counters.hold([user.pk, *followees])
+    # What it wrote or followed just before that is here now: lock that first (in order), and again.
+    if not _account_posts(user) <= touched or not set(
+            Follow.objects.filter(follower=user).values_list("followee_id", flat=True)) <= set(followees):
+        raise _Moved
+    post_ids = list(user.posts.values_list("pk", flat=True))
+    comment_ids = list(user.comments.values_list("pk", flat=True))
+    # Then every notification state it touches, in one ascending sweep (what is about its posts
+    # and comments goes; it leaves every "… and 3 others" it is in).
+    notifier.forget_account(user, post_refs=post_ids, comment_refs=comment_ids)
+    counters.unfollowed(Follow.objects.filter(follower=user).values_list("followee_id", flat=True))
+    user.delete()

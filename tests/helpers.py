@@ -52,3 +52,11 @@ def make_followers(author, count, prefix="fan"):
     fans = User.objects.bulk_create([User(username=f"{prefix}{i}") for i in range(count)])
     Follow.objects.bulk_create([Follow(follower=fan, followee=author) for fan in fans])
     return fans
+
+
+def assert_follower_counts_exact(users=None):
+    """Every stored follower count (feed.counters) equals COUNT(*) of the follows."""
+    from feed import counters
+
+    wrong = counters.wrong_counts(None if users is None else [u.pk for u in users])
+    assert not wrong, f"follower counts off (user id, stored, actual): {wrong[:20]}"

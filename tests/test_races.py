@@ -36,7 +36,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection, connections
 from django.db.models import Count, Max, Q
 
-from feed import fanout, services
+from feed import counters, fanout, services
 from feed.models import Comment, Follow, Like, Post, User
 from notifier import services as notes
 from notifier.models import Notification, NotificationState
@@ -224,6 +224,9 @@ def check_consistency(users, *, withdrawn: bool = False, bumped: bool = False):
             problems.append(f"{user}: newest seq {row['top']} != last_seq {last} (a seq was skipped)")
         if read > last:
             problems.append(f"{user}: read_seq {read} above last_seq {last}")
+    wrong = counters.wrong_counts()
+    if wrong:
+        problems.append(f"follower counts off (user id, stored, actual): {wrong[:20]}")
     assert not problems, f"{len(problems)} problem(s) after the race:\n  " + "\n  ".join(problems[:50])
     assert_count_exact(*users)
 
@@ -683,3 +686,50 @@ def test_live_post_messages_are_numbered_in_the_order_of_their_writes(memory_pub
     assert (before["comment_count"], before["like_count"]) == (Comment.objects.filter(post=post).count(),
                                                                Like.objects.filter(post=post).count()) == (4 * 3, 4)
     check_consistency([author, *people], withdrawn=True, bumped=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_accounts_deleted_while_people_follow_like_and_comment_on_them():
+    """Six accounts are deleted while others follow and unfollow them, like and comment on their
+    posts, and while they themselves follow, like and comment: no deadlock, nothing left pointing
+    at a deleted account, and every follower count and bell exact. A writer that acts on (or as)
+    an account that is gone meanwhile gets DoesNotExist, never a half-done write."""
+    doomed = make_users("doomed", 6)
+    others = make_users("other", 8)
+    rng = random.Random(SEED)
+    posts = {u.pk: [services.create_post(u, f"post {i} by {u}") for i in range(2)] for u in [*doomed, *others]}
+    for u in [*doomed, *others]:
+        for v in rng.sample([*doomed, *others], 5):
+            if v.pk != u.pk:
+                services.follow(u, v.username)
+    gone = (User.DoesNotExist, Post.DoesNotExist, Comment.DoesNotExist)
+
+    def busy(person, targets):
+        prng = random.Random(f"{SEED}-{person.username}")
+        person = User.objects.get(pk=person.pk)  # this thread's own copy (a deletion clears its pk)
+
+        def job(r):
+            outcomes = Counter()
+            for target in prng.sample(targets, len(targets)):
+                post = prng.choice(posts[target.pk])
+                outcomes[attempt(lambda: services.follow(person, target.username), *gone)] += 1
+                outcomes[attempt(lambda: services.like(person, post.pk), *gone)] += 1
+                outcomes[attempt(lambda: services.add_comment(person, post.pk, f"hi @{target.username}"), *gone)] += 1
+                outcomes[attempt(lambda: services.unfollow(person, target.username), *gone)] += 1
+                outcomes[attempt(lambda: services.follow(person, target.username), *gone)] += 1
+            return outcomes
+        return job
+
+    def deleter(r):
+        for user in doomed[r * 2:(r + 1) * 2]:
+            time.sleep(0.01)
+            services.delete_account(User.objects.get(pk=user.pk))
+
+    jobs = {"deleter": deleter}
+    jobs.update({f"{o.username}": busy(o, doomed) for o in others[:5]})
+    jobs.update({f"{d.username}-acting": busy(d, others) for d in doomed[:3]})
+    race(jobs, rounds=3)
+
+    assert not User.objects.filter(pk__in=[u.pk for u in doomed]).exists()
+    assert not Follow.objects.filter(Q(follower_id__in=[u.pk for u in doomed]) | Q(followee_id__in=[u.pk for u in doomed])).exists()
+    check_consistency(others, withdrawn=True, bumped=True)
