@@ -124,11 +124,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# npm packages the browser needs (MQTT.js, htmx) are served from node_modules, never copied in.
-_MQTT_DIST = BASE_DIR / "node_modules" / "mqtt" / "dist"
-_HTMX_DIST = BASE_DIR / "node_modules" / "htmx.org" / "dist"
-STATICFILES_DIRS = [(prefix, path) for prefix, path in (("vendor/mqtt", _MQTT_DIST), ("vendor/htmx", _HTMX_DIST))
-                    if path.is_dir()]
+# The npm files the browser needs (MQTT.js, htmx) are served from node_modules, never copied in:
+# only these files, not their packages' other builds (config.static_finders).
+NPM_STATIC_FILES = {
+    "vendor/mqtt/mqtt.min.js": "mqtt/dist/mqtt.min.js",
+    "vendor/htmx/htmx.min.js": "htmx.org/dist/htmx.min.js",
+}
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "config.static_finders.NpmFileFinder",
+]
 # WhiteNoise serves static files from the app itself (Lambda has no other web server), in one of
 # two modes chosen by STATIC_MANIFEST, never by guessing from what is on disk:
 # - collected (on by default on Lambda; `make package` runs collectstatic with it): compressed

@@ -1,5 +1,7 @@
 from csp.decorators import csp_update
 from django.contrib import admin
+from django.http import HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -45,7 +47,13 @@ api_patterns = [
 handler400 = "config.errors.bad_request"
 handler500 = "config.errors.server_error"
 
+def favicon(request):
+    """/favicon.ico, which browsers ask for where no page names an icon (the admin, JSON in a tab)."""
+    return HttpResponsePermanentRedirect(static("feed/favicon.png"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", include("notifier.urls")),

@@ -371,3 +371,18 @@ def test_the_favicon_is_served_and_linked(client):
         body = b"".join(r.streaming_content) if r.streaming else r.content
         assert body, path
     assert b"<svg" in b"".join(client.get("/static/feed/favicon.svg").streaming_content)
+    r = client.get("/favicon.ico")  # asked for where no page names an icon
+    assert (r.status_code, r["Location"]) == (301, "/static/feed/favicon.png")
+
+
+def test_only_the_npm_files_pages_load_are_served_or_collected(client):
+    from django.contrib.staticfiles import finders
+
+    listed = {path for finder in finders.get_finders() for path, storage in finder.list([])
+              if getattr(storage, "prefix", "") and storage.prefix.startswith("vendor/")}
+    assert listed == {"mqtt.min.js", "htmx.min.js"}
+    assert finders.find("vendor/htmx/htmx.min.js").endswith("node_modules/htmx.org/dist/htmx.min.js")
+    assert finders.find("vendor/htmx/htmx.js") is None  # the package's other builds stay out
+    assert client.get("/static/vendor/htmx/htmx.js").status_code == 404
+    r = client.get("/static/vendor/mqtt/mqtt.min.js")
+    assert r.status_code == 200 and b"".join(r.streaming_content)
