@@ -35,7 +35,10 @@ def _upsert(user_ids, delta: int) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {stats} (user_id, follower_count)"
-                f" SELECT u.id, (SELECT COUNT(*) FROM {follows} f WHERE f.followee_id = u.id)"
+                # Counted only for a row that is missing (a CASE evaluates one branch): an existing
+                # row takes the conflict path, and its value here is never used.
+                f" SELECT u.id, CASE WHEN EXISTS (SELECT 1 FROM {stats} s WHERE s.user_id = u.id) THEN 0"
+                f" ELSE (SELECT COUNT(*) FROM {follows} f WHERE f.followee_id = u.id) END"
                 f" FROM {_table(User)} u WHERE u.id IN ({marks}) ORDER BY u.id"
                 f" ON CONFLICT (user_id) DO UPDATE SET follower_count = {stats}.follower_count + %s",
                 [*ids, delta],

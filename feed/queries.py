@@ -1,6 +1,5 @@
 """Read queries for pages and the API, built so a page costs the same few queries at any size."""
 from django.db.models import (
-    Case,
     Count,
     Exists,
     F,
@@ -10,7 +9,6 @@ from django.db.models import (
     Q,
     Subquery,
     Value,
-    When,
 )
 from django.db.models.functions import Coalesce, Lower
 
@@ -84,21 +82,34 @@ def _people_for(viewer, queryset):
     return qs.annotate(followed_by_me=Value(False))
 
 
-def search_users(viewer, q: str, limit: int = SEARCH_LIMIT):
+def search_users(viewer, q: str, limit: int = SEARCH_LIMIT) -> list:
     """Active users whose username or display name starts with q (case-insensitive): an exact
-    username first, then the most followed, then by username.
+    username first, then those with followers, most followed first, then the others — username
+    matches, then display-name matches, alphabetically.
 
-    The prefix tests are `lower(column) LIKE 'q%'` (Django escapes % and _ in q), which on
-    PostgreSQL are answered by the text_pattern_ops expression indexes of migration 0002.
+    Each part is a query that stops after `limit` rows, whatever the prefix matches: one or two
+    letters match a large share of all users, and ranking all of those to show 20 took half a
+    second at 200,000 users. The followed part is ordered by the stored count itself, so
+    PostgreSQL walks userstats_popular_idx from the top when the prefix is common (and the
+    prefix indexes when it is rare); the rest are range scans of the text_pattern_ops
+    expression indexes of migration 0002 (`lower(column) LIKE 'q%'`; Django escapes % and _ in q).
     """
     prefix = q.lower()
-    qs = (
-        User.objects.filter(is_active=True)
-        .alias(username_lower=Lower("username"), display_name_lower=Lower("display_name"))
-        .filter(Q(username_lower__startswith=prefix) | Q(display_name_lower__startswith=prefix))
-        .alias(exact=Case(When(username_lower=prefix, then=Value(0)), default=Value(1)))
-    )
-    return _people_for(viewer, qs).order_by("exact", "-follower_count", "username")[:limit]
+    people = User.objects.filter(is_active=True).alias(
+        username_lower=Lower("username"), display_name_lower=Lower("display_name"))
+    by_username, by_display_name = Q(username_lower__startswith=prefix), Q(display_name_lower__startswith=prefix)
+    found = list(_people_for(viewer, people.filter(username_lower=prefix)))
+    unfollowed = people.exclude(stats__follower_count__gt=0)
+    for part, order in (
+        (people.filter(by_username | by_display_name, stats__follower_count__gt=0),
+         (F("stats__follower_count").desc(), "username")),
+        (unfollowed.filter(by_username), ("username_lower",)),
+        (unfollowed.filter(by_display_name).exclude(by_username), ("display_name_lower", "username_lower")),
+    ):
+        if len(found) >= limit:
+            break
+        found += _people_for(viewer, part.exclude(pk__in=[u.pk for u in found])).order_by(*order)[:limit - len(found)]
+    return found
 
 
 def suggested_users(user, limit: int = SUGGESTION_LIMIT) -> list:
