@@ -26,8 +26,7 @@ from feed.models import Follow, User
 from notifier import taskqueue
 from notifier.models import Notification, NotificationState
 
-from .helpers import assert_count_exact
-from .test_durability import tail, told, worker_env
+from .test_durability import assert_told_once, tail, told, worker_env
 from .test_lambda_tasks import fans_of, invocations  # noqa: F401  (fixture: this process's invocations, recorded)
 from .test_races import file_backed_sqlite  # noqa: F401  (autouse: SQLite on a file the invocation can open)
 
@@ -164,19 +163,7 @@ def test_an_invocation_killed_while_draining_loses_nothing_and_repeats_nothing(i
     assert invocations == swept
 
     # 5. Every follower told exactly once, one unread, seq 1; every task successful, none left.
-    per_follower = Counter(
-        Notification.objects.filter(kind="new_post", post_ref=post.pk).values_list("recipient_id", flat=True)
-    )
-    fan_ids = {fan.pk for fan in fans}
-    assert set(per_follower) == fan_ids, (
-        f"{len(fan_ids - set(per_follower))} followers never told, {len(set(per_follower) - fan_ids)} strangers told"
-    )
-    assert set(per_follower.values()) == {1}, f"told twice: {[u for u, n in per_follower.items() if n > 1][:20]}"
-    assert Notification.objects.count() == FOLLOWERS  # nothing else, for nobody else
-    states = Counter(NotificationState.objects.filter(user__in=fans).values_list("unread_count", "last_seq"))
-    assert states == {(1, 1): FOLLOWERS}, f"(unread_count, last_seq) of the followers: {dict(states)}"
-    assert Notification.objects.filter(recipient__in=fans).unread().count() == FOLLOWERS
-    assert_count_exact(*fans[:: FOLLOWERS // 50], fans[-1])
+    assert_told_once(post, fans)
     statuses = Counter(DBTaskResult.objects.values_list("status", flat=True))
     assert statuses == {"SUCCESSFUL": 1 + chunks}, dict(statuses)
     orphan.refresh_from_db()

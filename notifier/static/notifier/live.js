@@ -272,6 +272,22 @@
     return box;
   }
 
+  // A POST form as the server renders one: the CSRF token and these hidden fields.
+  function postForm(action, fields) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = action;
+    var pairs = [["csrfmiddlewaretoken", cookie("csrftoken")]].concat(Object.entries(fields));
+    pairs.forEach(function (pair) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = pair[0];
+      input.value = pair[1];
+      form.appendChild(input);
+    });
+    return form;
+  }
+
   function listItem(n, fresh) {
     var li = document.createElement("li");
     li.className = "notification" + (n.read ? "" : " unread") + (fresh ? " is-new" : "") +
@@ -279,16 +295,7 @@
     li.dataset.id = String(n.id);
     li.dataset.seq = String(n.seq);
     li.dataset.count = String(Number(n.count) || 1);
-    var form = document.createElement("form");
-    form.method = "post";
-    form.action = "/notifications/" + Number(n.id) + "/read/";
-    [["csrfmiddlewaretoken", cookie("csrftoken")], ["open", "1"]].forEach(function (pair) {
-      var input = document.createElement("input");
-      input.type = "hidden";
-      input.name = pair[0];
-      input.value = pair[1];
-      form.appendChild(input);
-    });
+    var form = postForm("/notifications/" + Number(n.id) + "/read/", { open: "1" });
     var button = document.createElement("button");
     button.className = "notification-open";
     var text = document.createElement("span");
@@ -616,17 +623,8 @@
 
   // Your own comment, arriving from another tab: the same Delete form the server renders.
   function deleteForm(commentId) {
-    var form = document.createElement("form");
-    form.method = "post";
-    form.action = "/comments/" + Number(commentId) + "/delete/";
+    var form = postForm("/comments/" + Number(commentId) + "/delete/", { post: String(livePost) });
     form.className = "inline";
-    [["csrfmiddlewaretoken", cookie("csrftoken")], ["post", String(livePost)]].forEach(function (pair) {
-      var input = document.createElement("input");
-      input.type = "hidden";
-      input.name = pair[0];
-      input.value = pair[1];
-      form.appendChild(input);
-    });
     var button = document.createElement("button");
     button.className = "action danger";
     button.textContent = "Delete";
