@@ -23,7 +23,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import Notice, delivery, envelope, groups
+from . import Notice, delivery, envelope, groups, removals
 from .envelope import actor_dict
 from .models import GROUPED, MEMBERS, Kind, MutedPost, Notification, NotificationActor, NotificationState, PendingPush
 from .sql import among, table
@@ -299,14 +299,19 @@ def withdraw(*, post_refs: Iterable[int] = (), comment_refs: Iterable[int] = ())
 
     Called by the owner of those objects inside its delete transaction, after it has locked them,
     so nobody is left with a link to something that no longer exists, and unread counts drop by
-    exactly what was removed. Returns the number of notifications removed.
+    exactly what was removed. Each recipient's open tabs are told after the commit (a `removed`
+    message: notifier.removals). Returns the number of notifications removed.
     """
     condition = Q(post_ref__in=list(post_refs)) | Q(comment_ref__in=list(comment_refs))
     with transaction.atomic():
         if not _uncount(condition):
             return 0
+        removed: dict[int, list[int]] = {}
+        for recipient_id, pk in Notification.objects.filter(condition).values_list("recipient_id", "pk"):
+            removed.setdefault(recipient_id, []).append(pk)
         PendingPush.objects.filter(notification__in=Notification.objects.filter(condition).values("pk")).delete()
         deleted, _ = Notification.objects.filter(condition).delete()
+        removals.tell_on_commit(removed)
     return deleted
 
 

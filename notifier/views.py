@@ -1,7 +1,6 @@
 """The notifications page, its mark-read forms, and the notification settings page."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -34,11 +33,13 @@ def notifications_page(request):
 @login_required
 @require_POST
 def mark_read(request, pk):
-    """Mark one read; with ?open=1 go on to what it is about (the notification's own URL)."""
+    """Mark one read; with ?open=1 go on to what it is about (the notification's own URL). One that
+    is gone (what it was about was deleted while the page was open) says so on the list."""
     try:
         services.mark_read(request.user, pk)
     except Notification.DoesNotExist:
-        raise Http404("No such notification.") from None
+        messages.info(request, "That notification is gone: what it was about has been deleted.")
+        return redirect("notifications")
     if request.POST.get("open"):
         url = Notification.objects.filter(pk=pk, recipient=request.user).values_list("url", flat=True).first()
         if url and url_has_allowed_host_and_scheme(url, allowed_hosts=None):

@@ -14,7 +14,7 @@ from notifier.localiot.server import LocalIoT
 from notifier.models import PendingPush
 from notifier.publishers import local_credentials
 
-from .browser import launch, logged_in_page, wait_live
+from .browser import launch, logged_in_page, make_users, wait_live
 from .conftest import PASSWORD
 from .live import free_port, point_settings_at
 
@@ -199,4 +199,33 @@ def test_the_browser_client_takes_the_aws_shaped_credentials_unchanged(live_serv
         connects = page.evaluate("window.__connects")
         assert connects == [{"url": presigned, "clientId": creds["client_id"], "username": None,
                              "password": None, "subscribed": creds["topics"]["notifications"]}]
+        browser.close()
+
+
+def test_pages_in_one_tab_reuse_the_live_credentials_and_tabs_keep_their_own(live_server, live_push):
+    """Credentials are asked for once per tab, not once per page: the next page in the tab takes
+    over the ones its predecessor held. Another tab asks for its own (one client id, one
+    connection), and both stay live."""
+    alice, bob = make_users("alice", "bob")
+    post = services.create_post(alice, "hello")
+    base = live_server.url
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, base, "alice")
+        asked = []
+        page.context.on("request", lambda r: asked.append(r.frame.page) if r.url.endswith(
+            "/api/notifications/credentials/") else None)
+        for path in ("/", "/notifications/", "/people/", f"/posts/{post.pk}/", "/"):
+            page.goto(f"{base}{path}")
+            wait_live(page)
+        assert asked.count(page) <= 1, f"asked {asked.count(page)} times for 5 pages in one tab"
+        other = page.context.new_page()
+        other.goto(f"{base}/")
+        wait_live(other)
+        assert asked.count(other) == 1
+        client_ids = [tab.evaluate("window.heraldLive.clientId()") for tab in (page, other)]
+        assert client_ids[0] != client_ids[1], client_ids
+        services.add_comment(bob, post.pk, "to both tabs")
+        for tab in (page, other):
+            expect(tab.locator("#bell-count")).to_have_attribute("data-unseen", "1", timeout=5_000)
         browser.close()

@@ -413,7 +413,7 @@ def test_what_happens_before_the_page_subscribes_is_not_missed(live_server, live
     post = services.create_post(alice, "quick")
     with sync_playwright() as p:
         browser = launch(p)
-        page = logged_in_page(browser, live_server.url, "alice")
+        page = logged_in_page(browser, live_server.url, "alice").context.new_page()  # a new tab: no credentials to reuse
         held = []
         page.route("**/api/notifications/credentials/", lambda route: held.append(route))
         page.goto(f"{live_server.url}/posts/{post.pk}/")
@@ -433,4 +433,52 @@ def test_what_happens_before_the_page_subscribes_is_not_missed(live_server, live
         card = page.locator(f"#post-{post.pk}")
         expect(card.locator(".comment-count")).to_have_text("1")
         expect(card.locator(".like-count")).to_have_text("1")
+        browser.close()
+
+
+def test_what_is_deleted_leaves_open_tabs_and_the_new_posts_count(live_server, live_push):
+    alice, bob = make_users("alice", "bob")
+    services.follow(alice, "bob")
+    mine = services.create_post(alice, "alice's post")
+    base = live_server.url
+    with sync_playwright() as p:
+        browser = launch(p)
+        listing = logged_in_page(browser, base, "alice")
+        listing.goto(f"{base}/notifications/")
+        home = listing.context.new_page()  # a second tab of alice's
+        home.goto(f"{base}/")
+        wait_live(listing)
+        wait_live(home)
+        items = listing.locator("#notification-list li[data-id]")
+        expect(items).to_have_count(0)
+
+        # A comment, then its deletion: the item goes from the open list and the bell goes down.
+        comment = services.add_comment(bob, mine.pk, "oops, wrong post")
+        expect(items).to_have_count(1, timeout=TIMEOUT)
+        expect(home.locator("#bell-count")).to_have_attribute("data-unseen", "1", timeout=TIMEOUT)
+        services.delete_comment(bob, comment.pk)
+        expect(items).to_have_count(0, timeout=TIMEOUT)
+        expect(home.locator("#bell-count")).to_have_attribute("data-unseen", "0", timeout=TIMEOUT)
+
+        # A post by someone alice follows that mentions her arrives as a mention: it counts as a
+        # new post all the same; a post deleted before it was shown stops counting.
+        button = home.locator("#new-posts-button")
+        mention = services.create_post(bob, "hey @alice, look")
+        expect(button).to_have_text("1 new post", timeout=TIMEOUT)
+        plain = services.create_post(bob, "a plain one")
+        expect(button).to_have_text("2 new posts", timeout=TIMEOUT)
+        services.delete_post(bob, plain.pk)
+        expect(button).to_have_text("1 new post", timeout=TIMEOUT)
+        button.click()
+        expect(home.locator(f"#post-{mention.pk}")).to_be_visible(timeout=TIMEOUT)
+        expect(home.locator(f"#post-{plain.pk}")).to_have_count(0)
+        expect(button).to_be_hidden()
+
+        # A mention by someone alice does not follow is not a post of her feed.
+        stranger = make_users("carol")[0]
+        services.create_post(stranger, "@alice hello from a stranger")
+        expect(listing.locator("#notification-list li[data-id]", has_text="hello from a stranger")).to_have_count(
+            1, timeout=TIMEOUT)
+        home.wait_for_timeout(500)
+        expect(button).to_be_hidden()
         browser.close()

@@ -47,7 +47,8 @@
   var MAX_TOASTS = 3;
   var MAX_TOASTS_NARROW = 1;
   var NEWER_URL = "/feed/newer/?after=";
-  var STATE_LABELS = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline", off: "Offline" };
+  var STATE_LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline",
+    off: "Offline" };
 
   var lastSeq = parseInt(body.dataset.lastSeq || "0", 10) || 0;
   // Everything up to this seq was on the server when the page was rendered: an item we have not
@@ -78,7 +79,7 @@
 
   function setState(state) {
     // Without a network there is nothing to reconnect to until the browser says it is back.
-    if (state === "reconnecting" && navigator.onLine === false) state = "offline";
+    if ((state === "reconnecting" || state === "connecting") && navigator.onLine === false) state = "offline";
     var el = document.getElementById("live-state");
     if (el) {
       var label = STATE_LABELS[state] || "Offline";
@@ -357,6 +358,7 @@
     lastSeq = Math.max(lastSeq, seq);
     placeInList(n, news);
     if (news && n.kind === "new_post") newPostArrived(n);
+    if (news && n.kind === "mention") mentionArrived(n);
     // A retried push of an old event (delivered late by deliver_pending) updates the list quietly.
     if (live && news && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n.text, n.url);
   }
@@ -371,6 +373,7 @@
     var list = document.getElementById("notification-list");
     ids.forEach(function (id) {
       known.delete(Number(id));
+      newPostGone(Number(id));
       if (!list) return;
       var li = findItem(list, Number(id));
       if (li) li.remove();
@@ -388,22 +391,62 @@
   var newPostsBox = document.getElementById("new-posts");
   var newPostsButton = document.getElementById("new-posts-button");
   var newPostKeys = new Set(); // the posts (by id, when the message's url names one) counted so far
+  var keysByItem = new Map(); // notification id → the keys it counted (an item goes: so do they)
   var loadingNewer = false;
 
   function newestShown() {
     return Number(newPostsBox && newPostsBox.dataset.after) || 0;
   }
 
-  function newPostArrived(n) {
-    if (!newPostsBox || !newPostsButton) return;
-    var match = /^\/posts\/(\d+)\//.exec(String(n.url || ""));
-    var postId = match ? Number(match[1]) : 0;
-    // Already on the page (the fan-out may come after the page was rendered with the post in it).
-    if (postId && (postId <= newestShown() || document.getElementById("post-" + postId))) return;
-    newPostKeys.add(postId ? "post:" + postId : "item:" + n.id + ":" + n.seq);
+  function postOf(n) {
+    var match = /^\/posts\/(\d+)\/$/.exec(String(n.url || "")); // a post itself, not a comment on it
+    return match ? Number(match[1]) : 0;
+  }
+
+  function showNewPostCount() {
     var count = newPostKeys.size;
     newPostsButton.textContent = count === 1 ? "1 new post" : count + " new posts";
-    newPostsButton.hidden = false;
+    newPostsButton.hidden = count === 0;
+  }
+
+  function countNewPost(n, key) {
+    newPostKeys.add(key);
+    if (!keysByItem.has(Number(n.id))) keysByItem.set(Number(n.id), new Set());
+    keysByItem.get(Number(n.id)).add(key);
+    showNewPostCount();
+  }
+
+  function newPostArrived(n) {
+    if (!newPostsBox || !newPostsButton) return;
+    var postId = postOf(n);
+    // Already on the page (the fan-out may come after the page was rendered with the post in it).
+    if (postId && (postId <= newestShown() || document.getElementById("post-" + postId))) return;
+    countNewPost(n, postId ? "post:" + postId : "item:" + n.id + ":" + n.seq);
+  }
+
+  // Someone you follow who mentions you in a post tells you once, with a mention rather than a
+  // new_post. Whether that post belongs on your home feed is the server's to say: ask it (a
+  // mention reaches only the few people named, so this is a rare request).
+  function mentionArrived(n) {
+    var postId = postOf(n);
+    if (!newPostsBox || !newPostsButton || !postId || postId <= newestShown()) return;
+    fetch(NEWER_URL + (postId - 1), { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : ""; })
+      .then(function (html) {
+        if (html.indexOf('id="post-' + postId + '"') !== -1 && !document.getElementById("post-" + postId)) {
+          countNewPost(n, "post:" + postId);
+        }
+      })
+      .catch(function () { /* the post still shows on reload */ });
+  }
+
+  // A post deleted before it was shown: its item was removed, and it no longer counts.
+  function newPostGone(itemId) {
+    var keys = keysByItem.get(itemId);
+    if (!keys || !newPostsButton) return;
+    keysByItem.delete(itemId);
+    keys.forEach(function (key) { newPostKeys.delete(key); });
+    showNewPostCount();
   }
 
   function showNewerPosts() {
@@ -436,6 +479,7 @@
         var first = cards[0] || null;
         newPostsBox.dataset.after = String(newest);
         newPostKeys.clear();
+        keysByItem.clear();
         newPostsButton.hidden = true;
         newPostsButton.textContent = "";
         if (first) {
@@ -713,6 +757,33 @@
       .catch(function () { /* the next reconnect tries again */ });
   }
 
+  // Credentials live for minutes and a page for seconds: the next page in the same tab reuses the
+  // ones this page holds (handed over in sessionStorage on pagehide, which only this tab reads)
+  // instead of asking for new ones on every page load, which is slow (an STS call on AWS) and
+  // throttled. A page takes them out of storage as it starts, so a tab duplicated while it is
+  // open (sessionStorage is copied) asks for its own: two connections with one client id would
+  // keep closing each other. Reconnects and refreshes always ask for new ones.
+  var HANDOVER_KEY = "herald.live.credentials";
+  var held = null; // the credentials of the current connection
+
+  function handedOver() {
+    try {
+      var raw = window.sessionStorage.getItem(HANDOVER_KEY);
+      window.sessionStorage.removeItem(HANDOVER_KEY);
+      var creds = raw ? JSON.parse(raw) : null;
+      var left = creds ? Date.parse(creds.expires_at) - Date.now() : 0;
+      if (creds && creds.user === body.dataset.user && left > 2 * REFRESH_BEFORE_EXPIRY_MS) return creds;
+    } catch (e) { /* storage refused (private mode): ask the server */ }
+    return null;
+  }
+
+  window.addEventListener("pagehide", function (event) {
+    if (!held || !client || event.persisted) return; // a page kept in the back/forward cache keeps them
+    try {
+      window.sessionStorage.setItem(HANDOVER_KEY, JSON.stringify(Object.assign({ user: body.dataset.user }, held)));
+    } catch (e) { /* the next page asks the server */ }
+  });
+
   function fetchCredentials() {
     return fetch(CREDENTIALS_URL, {
       method: "POST",
@@ -736,11 +807,15 @@
     }, delay);
   }
 
+  var firstConnect = true;
+
   function connect() {
     if (connecting) return;
     connecting = true;
-    if (!client) setState("reconnecting");
-    fetchCredentials()
+    if (!client) setState(firstConnect ? "connecting" : "reconnecting");
+    var reused = firstConnect ? handedOver() : null;
+    firstConnect = false;
+    (reused ? Promise.resolve(reused) : fetchCredentials())
       .then(function (creds) {
         var next = window.mqtt.connect(creds.url, {
           clientId: creds.client_id,
@@ -760,6 +835,7 @@
             }
             var previous = client;
             client = next;
+            held = creds;
             connecting = false;
             attempt = 0;
             setState("live");
@@ -815,7 +891,11 @@
     if (document.visibilityState === "visible" && !client && !connecting) connect();
   });
 
-  window.heraldLive = { state: function () { return body.dataset.liveState; }, lastSeq: function () { return lastSeq; } };
+  window.heraldLive = {
+    state: function () { return body.dataset.liveState; },
+    lastSeq: function () { return lastSeq; },
+    clientId: function () { return held ? held.client_id : null; },
+  };
   setUpToastBox();
   var startBadge = document.getElementById("bell-count");
   if (startBadge) setTitle(Number(startBadge.dataset.unseen) || 0);

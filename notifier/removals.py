@@ -1,0 +1,70 @@
+"""Telling open tabs that notifications went because what they were about was deleted: a comment,
+a post, an account's writing. notifier.services.withdraw calls tell_on_commit() in the deleting
+transaction, with the items it is about to delete.
+
+Few recipients (a comment's: the post's author, people mentioned, earlier commenters): one batch
+of `removed` messages right after the commit, carrying the counts the deletion left. Many (a post
+that fanned out to 100,000 followers): background tasks of CHUNK recipients each, enqueued in the
+same transaction (on the database queue they exist exactly when the deletion commits), each
+reading its recipients' counts when it runs. Best effort either way, as for every message that is
+not stored: a tab that misses one keeps the item until it reloads, and opening it then says it is
+gone (notifier.views.mark_read).
+"""
+import logging
+
+from . import envelope
+from .models import NotificationState
+from .oncommit import after_commit
+from .publishers import PublishError, get_publisher
+from .publishing import publish_all
+from .taskqueue import background, enqueue
+from .topics import user_topic
+
+log = logging.getLogger(__name__)
+
+INLINE = 200  # recipients told straight after the commit; more go to background tasks
+CHUNK = 500  # recipients per background task
+
+
+def tell_on_commit(removed: dict[int, list[int]]) -> None:
+    """`removed`: {recipient id: [notification ids]}, read before the deletion; the recipients'
+    state rows are locked and already hold the counts the deletion leaves."""
+    users = sorted(removed)
+    if not users:
+        return
+    if len(users) <= INLINE:
+        after_commit(_publish, _messages({uid: removed[uid] for uid in users}), True)
+        return
+    for start in range(0, len(users), CHUNK):
+        enqueue(tell, [[uid, removed[uid]] for uid in users[start:start + CHUNK]])
+
+
+@background
+def tell(entries: list[list]) -> int:
+    """A background chunk of tell_on_commit(): [[recipient id, [notification ids]], ...]."""
+    return _publish(_messages({int(uid): [int(i) for i in ids] for uid, ids in entries}))
+
+
+def _messages(removed: dict[int, list[int]]) -> list[tuple[int, dict]]:
+    states = NotificationState.objects.filter(user_id__in=list(removed)).values_list(
+        "user_id", "last_seq", "unread_count", "unseen_count")
+    return [
+        (uid, envelope.removed_message(ids=sorted(removed[uid]), last_seq=last_seq, unread_count=unread,
+                                       unseen_count=unseen))
+        for uid, last_seq, unread, unseen in states
+    ]
+
+
+def _publish(messages: list[tuple[int, dict]], urgent: bool = False) -> int:
+    """One batch through the publisher's gate (rate, breaker); returns how many went. `urgent`
+    after a request's commit: it waits briefly for the rate limit, not for a whole backlog."""
+    batch = [(uid, user_topic(uid), envelope.encode(message)) for uid, message in messages]
+    try:
+        outcome = publish_all(get_publisher(), batch, urgent=urgent)
+    except PublishError as exc:
+        log.info("removed messages for %d users not sent: %s", len(batch), exc)
+        return 0
+    missed = len(batch) - len(outcome.delivered)
+    if missed:
+        log.info("removed messages: %d of %d not sent", missed, len(batch))
+    return len(outcome.delivered)
