@@ -1,14 +1,26 @@
 """HTML forms; text rules come from feed.text, the same ones the API applies."""
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
+from django.utils.text import normalize_newlines
 
 from .models import User
 from .text import MAX_TEXT_LENGTH, clean_text
 
 
+class TextField(forms.CharField):
+    """A CharField whose line breaks are "\n" before any check: browsers send a textarea's
+    newlines as CRLF but count them as one character for maxlength, so the server counts the
+    same characters the browser did. Stripped by default (`strip=False` keeps the ends)."""
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = normalize_newlines(value)
+        return super().to_python(value)
+
+
 class _TextForm(forms.Form):
     what = "Text"
-    text = forms.CharField(
+    text = TextField(
         strip=False, required=False,
         widget=forms.Textarea(attrs={"rows": 3, "maxlength": MAX_TEXT_LENGTH}),
     )
@@ -29,6 +41,7 @@ class SignupForm(UserCreationForm):
     class Meta:
         model = User
         fields = ["username", "display_name"]
+        field_classes = {"display_name": TextField}
 
     def clean_username(self):
         username = self.cleaned_data["username"]
@@ -41,4 +54,6 @@ class ProfileForm(forms.ModelForm):
     class Meta:
         model = User
         fields = ["display_name", "bio"]
+        # A name of only spaces is stored empty (the username shows instead).
+        field_classes = {"display_name": TextField, "bio": TextField}
         widgets = {"bio": forms.Textarea(attrs={"rows": 3})}

@@ -5,6 +5,7 @@ One place decides what a valid text is and what the error says, so the page and 
 import re
 
 from django.core.exceptions import ValidationError
+from django.utils.text import normalize_newlines
 
 MAX_TEXT_LENGTH = 2000
 USERNAME_MAX_LENGTH = 30
@@ -14,8 +15,9 @@ MENTION_RE = re.compile(r"(?<![\w@])@(" + USERNAME_PATTERN + r")(?![\w])")
 
 
 def clean_text(value: str | None, *, what: str = "Text") -> str:
-    """Return the stripped text, or raise ValidationError with a sentence a person understands."""
-    text = (value or "").strip()
+    """Return the stripped text with "\n" line breaks (browsers send a textarea's as CRLF, and
+    count each as one character), or raise ValidationError with a sentence a person understands."""
+    text = normalize_newlines(value or "").strip()
     if not text:
         raise ValidationError(f"{what} cannot be empty.", code="blank")
     if len(text) > MAX_TEXT_LENGTH:
@@ -28,7 +30,7 @@ def clean_text(value: str | None, *, what: str = "Text") -> str:
 
 def validate_text(value: str) -> None:
     """Model-field validator form of clean_text (the stored text must already be stripped)."""
-    if value != clean_text(value):
+    if normalize_newlines(value) != clean_text(value):
         raise ValidationError("Text must not start or end with whitespace.", code="unstripped")
 
 

@@ -247,6 +247,27 @@ class LoginView(auth_views.LoginView):
         return super().form_valid(form)
 
 
+class LogoutView(auth_views.LogoutView):
+    """POST logs out and says so on the log-in page. A GET (a typed or bookmarked URL) does not log
+    out: it shows a page with the log-out button (a POST with the CSRF token), or, logged out
+    already, goes to the log-in page."""
+
+    http_method_names = ["get", "post", "options"]
+    template_name = "registration/logout.html"
+
+    def get(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect("login")
+        return super().get(request, *args, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        was_logged_in = request.user.is_authenticated
+        response = super().post(request, *args, **kwargs)
+        if was_logged_in:
+            messages.success(request, "You have been logged out.")
+        return response
+
+
 @login_required
 def people_search(request):
     """Find people by the start of their username or display name (`?q=`), with follow buttons;

@@ -10,15 +10,31 @@
   });
 
   // --- Character counters: "1,987 left" under a textarea with a maxlength (the composer and the
-  // comment form). maxlength stays the hard limit; the server still refuses longer text. The
-  // counter describes the field (aria-describedby); a separate polite live region says how much is
-  // left at most every few seconds, and only near the limit, so typing is not drowned in speech.
+  // comment form). They count characters as the server does (code points: an emoji is one, not
+  // two UTF-16 units), so with script the counter is the limit, not maxlength (which counts units
+  // and would stop at 1,000 emoji): the attribute moves to data-maxlength, the count goes negative
+  // past the limit, the field is marked invalid and the form is not sent. Without script, the
+  // HTML's maxlength still applies, and the server refuses longer text either way. The counter
+  // describes the field (aria-describedby); a separate polite live region says how much is left
+  // at most every few seconds, and only near the limit, so typing is not drowned in speech.
   const WARN_BELOW = 100;
   const ANNOUNCE_EVERY_MS = 3000;
   const numbers = new Intl.NumberFormat("en-US");
 
+  function characters(text) {
+    // Code points, as the server's len() counts them (the browser sends line breaks as CRLF,
+    // which the server turns back into one "\n").
+    let n = 0;
+    for (const _ of text) n += 1;
+    return n;
+  }
+
   function left(textarea) {
-    return Number(textarea.getAttribute("maxlength")) - textarea.value.length;
+    return Number(textarea.dataset.maxlength) - characters(textarea.value);
+  }
+
+  function isOver(textarea) {
+    return Boolean(textarea.dataset.maxlength) && left(textarea) < 0;
   }
 
   function counterText(n) {
@@ -33,6 +49,11 @@
   function setUpCounter(textarea) {
     if (textarea.dataset.counter) return;
     textarea.dataset.counter = "1";
+    textarea.dataset.maxlength = textarea.getAttribute("maxlength");
+    textarea.removeAttribute("maxlength");
+    // A field the server sent back with its error stays marked as such.
+    const serverInvalid = textarea.getAttribute("aria-invalid") === "true";
+    let markedOver = false;
     const id = `${textarea.id}-count`;
     const counter = document.createElement("span");
     counter.className = "char-count";
@@ -54,10 +75,22 @@
       const n = left(textarea);
       live.textContent = n < WARN_BELOW ? counterText(n) : "";
     }
-    function update() {
-      const n = left(textarea);
+    function mark(n) {
       counter.textContent = counterText(n);
       counter.classList.toggle("is-warning", n < WARN_BELOW);
+      counter.classList.toggle("is-over", n < 0);
+      if (n < 0) {
+        textarea.setAttribute("aria-invalid", "true");
+        markedOver = true;
+      } else if (markedOver) {
+        markedOver = false;
+        if (serverInvalid) textarea.setAttribute("aria-invalid", "true");
+        else textarea.removeAttribute("aria-invalid");
+      }
+    }
+    function update() {
+      const n = left(textarea);
+      mark(n);
       if (n >= WARN_BELOW) {
         live.textContent = "";
         return;
@@ -67,9 +100,27 @@
       pending = setTimeout(announce, wait);
     }
     textarea.addEventListener("input", update);
-    counter.textContent = counterText(left(textarea));
-    counter.classList.toggle("is-warning", left(textarea) < WARN_BELOW);
+    mark(left(textarea));
+    textarea.counterOver = () => {
+      // The form was not sent: say so now, whatever the throttle.
+      clearTimeout(pending);
+      pending = null;
+      lastAnnounced = Date.now();
+      live.textContent = `Too long: ${counterText(left(textarea))}.`;
+    };
   }
+
+  // A form with a field over its limit is not sent (captured before htmx's own submit handler).
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    const over = [...form.querySelectorAll("textarea[data-counter]")].find(isOver);
+    if (!over) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    over.focus();
+    if (over.counterOver) over.counterOver();
+  }, true);
 
   function setUp(root) {
     root.querySelectorAll(".composer-form textarea[maxlength], .comment-form textarea[maxlength]").forEach(setUpCounter);
