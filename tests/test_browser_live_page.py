@@ -482,3 +482,28 @@ def test_what_is_deleted_leaves_open_tabs_and_the_new_posts_count(live_server, l
         home.wait_for_timeout(500)
         expect(button).to_be_hidden()
         browser.close()
+
+
+def test_a_page_says_connecting_then_live_and_the_navbar_does_not_move(live_server, live_push):
+    make_users("alice")
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, live_server.url, "alice").context.new_page()  # asks for its own keys
+        page.add_init_script("""
+          window.__states = [];
+          document.addEventListener("DOMContentLoaded", () => {
+            const el = document.getElementById("live-state");
+            const note = () => window.__states.push([el.dataset.started ? el.textContent.trim() : "(hidden)",
+                                                     Math.round(document.querySelector("header.nav").getBoundingClientRect().height)]);
+            note();
+            new MutationObserver(note).observe(el, {subtree: true, childList: true, characterData: true, attributes: true});
+          });
+        """)
+        page.goto(f"{live_server.url}/")
+        wait_live(page)
+        states = page.evaluate("window.__states")
+        labels = [label for label, _ in states]
+        assert "Offline" not in labels and "Reconnecting…" not in labels, states
+        assert labels[-1] == "Live" and "Connecting…" in labels, states
+        assert len({height for _, height in states}) == 1, states  # the header kept its height
+        browser.close()

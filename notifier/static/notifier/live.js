@@ -897,6 +897,8 @@
     clientId: function () { return held ? held.client_id : null; },
   };
   setUpToastBox();
+  var stateBox = document.getElementById("live-state");
+  if (stateBox) stateBox.dataset.started = "1";
   var startBadge = document.getElementById("bell-count");
   if (startBadge) setTitle(Number(startBadge.dataset.unseen) || 0);
   connect();
