@@ -82,6 +82,11 @@ def _people_for(viewer, queryset):
     return qs.annotate(followed_by_me=Value(False))
 
 
+def person_for(viewer, user):
+    """One user as search results and "who to follow" show them (their count, followed or not)."""
+    return _people_for(viewer, User.objects.filter(pk=user.pk)).get()
+
+
 def search_users(viewer, q: str, limit: int = SEARCH_LIMIT) -> list:
     """Active users whose username or display name starts with q (case-insensitive): an exact
     username first, then those with followers, most followed first, then the others — username
@@ -94,7 +99,9 @@ def search_users(viewer, q: str, limit: int = SEARCH_LIMIT) -> list:
     prefix indexes when it is rare); the rest are range scans of the text_pattern_ops
     expression indexes of migration 0002 (`lower(column) LIKE 'q%'`; Django escapes % and _ in q).
     """
-    prefix = q.lower()
+    prefix = q.lower().removeprefix("@")  # "@ana", as handles are written on the site
+    if not prefix:
+        return []
     people = User.objects.filter(is_active=True).alias(
         username_lower=Lower("username"), display_name_lower=Lower("display_name"))
     by_username, by_display_name = Q(username_lower__startswith=prefix), Q(display_name_lower__startswith=prefix)

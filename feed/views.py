@@ -120,6 +120,10 @@ def follow(request, username):
         _act(request, services.unfollow, request.user, username)
     else:
         _act(request, services.follow, request.user, username)
+    if _htmx(request) and request.POST.get("as") == "person":  # a line of search results or who to follow
+        return render(request, "feed/_person.html", {
+            "person": queries.person_for(request.user, services.get_user(username)), "next": _safe_next(request) or "",
+        })
     if _htmx(request):
         user = services.get_user(username)
         return render(request, "feed/_follow_button.html", {

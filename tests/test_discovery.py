@@ -329,3 +329,14 @@ def test_search_uses_the_indexes_on_postgresql(make_user):
     plan = User.objects.named("USER4567").explain()
     assert not re.search(r"Seq Scan on feed_user\b", plan) and "Index Cond: (lower((username)::text) =" in plan, plan
     assert User.objects.get_by_natural_key("USER4567").username == "user4567"
+
+
+def test_a_handle_is_found_as_written_and_results_are_not_repeated_below(api, client, make_user):
+    me = make_user("me")
+    make_user("alice", display_name="Alice Archer")
+    assert names(api.as_(me).get(URL, {"q": "@ALI"})) == ["alice"]
+    assert names(api.as_(me).get(URL, {"q": "@"})) == []
+    client.force_login(me)
+    html = client.get("/people/", {"q": "@alice"}).content.decode()
+    assert html.count('data-username="alice"') == 1  # in the results, not again in "who to follow"
+    assert "Who to follow" in client.get("/people/", {"q": "nobody"}).content.decode()
