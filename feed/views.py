@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.http import Http404, HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -172,7 +172,12 @@ def post_delete(request, pk):
 @throttle_page(WriteThrottle)
 def comment_delete(request, pk):
     post_id = request.POST.get("post")
-    if _act(request, services.delete_comment, request.user, pk):
+    deleted = _act(request, services.delete_comment, request.user, pk)
+    if _htmx(request) and deleted and post_id and post_id.isdigit():
+        # The comment's line goes (an empty swap); the post's comment count follows out of band.
+        post = queries.posts_for(request.user).filter(pk=post_id).first()
+        return render(request, "feed/_comment_count.html", {"post": post, "oob": True}) if post else HttpResponse("")
+    if deleted:
         messages.success(request, "Comment deleted.")
     return redirect("post-detail", pk=post_id) if post_id and post_id.isdigit() else redirect("home")
 

@@ -365,8 +365,11 @@ def test_live_comments_link_mentions_and_your_own_has_delete(live_server, live_p
         mine = services.add_comment(alice, post.pk, "from my other tab")
         own = page.locator(f"#comment-{mine.pk}")
         expect(own).to_be_visible(timeout=TIMEOUT)
+        page.evaluate("window.__marker = 'still here'")
+        page.once("dialog", lambda dialog: dialog.accept())  # "Delete this comment?"
         own.locator("button", has_text="Delete").click()
-        expect(page.locator(".messages li", has_text="Comment deleted.")).to_be_visible(timeout=TIMEOUT)
+        expect(own).to_have_count(0, timeout=TIMEOUT)  # gone in place, no page load
+        assert page.evaluate("window.__marker") == "still here"
         assert not Comment.objects.filter(pk=mine.pk).exists()
         assert Comment.objects.filter(pk=theirs.pk).exists()
         browser.close()
@@ -506,4 +509,32 @@ def test_a_page_says_connecting_then_live_and_the_navbar_does_not_move(live_serv
         assert "Offline" not in labels and "Reconnecting…" not in labels, states
         assert labels[-1] == "Live" and "Connecting…" in labels, states
         assert len({height for _, height in states}) == 1, states  # the header kept its height
+        browser.close()
+
+
+def test_deleting_your_comment_asks_first_and_takes_it_out_in_place(live_server, live_push):
+    alice, bob = make_users("alice", "bob")
+    post = services.create_post(bob, "bob's post")
+    mine = services.add_comment(alice, post.pk, "second thoughts")
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, live_server.url, "alice")
+        page.goto(f"{live_server.url}/posts/{post.pk}/")
+        wait_live(page)
+        page.evaluate("window.__marker = 'still here'")
+        item = page.locator(f"#comment-{mine.pk}")
+        card = page.locator(f"#post-{post.pk}")
+        expect(card.locator(".comment-count")).to_have_text("1")
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        item.locator("button", has_text="Delete").click()
+        page.wait_for_timeout(300)
+        expect(item).to_have_count(1)  # said no: kept
+        assert Comment.objects.filter(pk=mine.pk).exists()
+        page.once("dialog", lambda dialog: dialog.accept())
+        item.locator("button", has_text="Delete").click()
+        expect(item).to_have_count(0, timeout=TIMEOUT)
+        expect(card.locator(".comment-count")).to_have_text("0")
+        expect(page.locator("#comment-list li.empty")).to_have_text("No comments yet.")
+        assert page.evaluate("window.__marker") == "still here"
+        assert not Comment.objects.filter(pk=mine.pk).exists()
         browser.close()

@@ -667,8 +667,13 @@
 
   // Your own comment, arriving from another tab: the same Delete form the server renders.
   function deleteForm(commentId) {
-    var form = postForm("/comments/" + Number(commentId) + "/delete/", { post: String(livePost) });
+    var action = "/comments/" + Number(commentId) + "/delete/";
+    var form = postForm(action, { post: String(livePost) });
     form.className = "inline";
+    form.setAttribute("hx-post", action);
+    form.setAttribute("hx-target", "closest li.comment");
+    form.setAttribute("hx-swap", "outerHTML");
+    form.setAttribute("hx-confirm", "Delete this comment?");
     var button = document.createElement("button");
     button.className = "action danger";
     button.textContent = "Delete";
@@ -686,7 +691,9 @@
     var next = Array.prototype.find.call(list.querySelectorAll("li.comment[id^='comment-']"), function (li) {
       return Number(li.id.slice("comment-".length)) > id;
     });
-    list.insertBefore(commentItem(c), next || null);
+    var item = commentItem(c);
+    list.insertBefore(item, next || null);
+    if (window.htmx && window.htmx.process) window.htmx.process(item); // its Delete form, if it is yours
   }
 
   function commentRemoved(id) {
