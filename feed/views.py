@@ -188,7 +188,12 @@ def comment_delete(request, pk):
 def post_mute(request, pk):
     """Mute (or, with action=unmute, unmute) the user's notifications about this post."""
     muted = request.POST.get("action") != "unmute"
-    if _act(request, services.mute_post, request.user, pk, muted):
+    done = _act(request, services.mute_post, request.user, pk, muted)
+    if _htmx(request):
+        return render(request, "feed/_mute_form.html", {
+            "post": {"pk": pk}, "muted": notifier.muted(request.user, pk), "changed": done,
+        })
+    if done:
         messages.success(request, "Muted: you won't be notified about this post." if muted
                          else "Unmuted: you will be notified about this post again.")
     return redirect("post-detail", pk=pk)
