@@ -538,3 +538,32 @@ def test_deleting_your_comment_asks_first_and_takes_it_out_in_place(live_server,
         assert page.evaluate("window.__marker") == "still here"
         assert not Comment.objects.filter(pk=mine.pk).exists()
         browser.close()
+
+
+def test_news_that_only_the_catch_up_brings_still_gets_its_toast(live_server, live_push):
+    """Something that happens between the page's render and its subscription reaches the page
+    only through the catch-up that follows the subscription (its push went out to nobody): it is
+    still news, with a toast, exactly once."""
+    alice, bob = make_users("alice", "bob")
+    post = services.create_post(alice, "hello")
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, live_server.url, "alice").context.new_page()  # no keys to reuse
+        held = []
+        page.route("**/api/notifications/credentials/", lambda route: held.append(route))
+        page.goto(f"{live_server.url}/")
+        page.wait_for_function("() => document.readyState === 'complete'")
+        services.add_comment(bob, post.pk, "said while you were connecting")
+        for _ in range(100):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        held[0].continue_()
+        page.unroute("**/api/notifications/credentials/")
+        wait_live(page)
+        toasts = page.locator("#toasts .toast", has_text="said while you were connecting")
+        expect(toasts).to_have_count(1, timeout=TIMEOUT)
+        expect(page.locator("#bell-count")).to_have_attribute("data-unseen", "1")
+        page.wait_for_timeout(500)
+        expect(toasts).to_have_count(1)
+        browser.close()

@@ -359,8 +359,10 @@
     placeInList(n, news);
     if (news && n.kind === "new_post") newPostArrived(n);
     if (news && n.kind === "mention") mentionArrived(n);
+    // News gets a toast whichever way it came first: by push, or by the catch-up that follows every
+    // (re)connect (which can win the race against the push of something that happened just then).
     // A retried push of an old event (delivered late by deliver_pending) updates the list quietly.
-    if (live && news && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n.text, n.url);
+    if (news && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n.text, n.url);
   }
 
   function markRead(ids) {
