@@ -53,3 +53,7 @@ def wait_live(page):
     from playwright.sync_api import expect
 
     expect(page.locator("#live-state")).to_have_attribute("data-state", "live", timeout=10_000)
+    # …and its first requests after connecting (catch-up, the post's sync) have come back, so a
+    # test's next write does not race them (SQLite's in-memory test database refuses a write to a
+    # table another request is reading, where PostgreSQL would wait).
+    page.wait_for_function("() => window.heraldLive && window.heraldLive.idle()", timeout=10_000)

@@ -72,6 +72,14 @@
     known.set(Number(li.dataset.id), Number(li.dataset.seq) || 0);
   });
 
+  // Every request this script makes goes through here, so `heraldLive.idle()` can say when none
+  // is in flight (a page that has caught up after connecting).
+  var inFlight = 0;
+  function request(url, options) {
+    inFlight += 1;
+    return fetch(url, options).finally(function () { inFlight -= 1; });
+  }
+
   function cookie(name) {
     var match = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
     return match ? decodeURIComponent(match[1]) : "";
@@ -432,7 +440,7 @@
   function mentionArrived(n) {
     var postId = postOf(n);
     if (!newPostsBox || !newPostsButton || !postId || postId <= newestShown()) return;
-    fetch(NEWER_URL + (postId - 1), { credentials: "same-origin", headers: { Accept: "text/html" } })
+    request(NEWER_URL + (postId - 1), { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (response) { return response.ok ? response.text() : ""; })
       .then(function (html) {
         if (html.indexOf('id="post-' + postId + '"') !== -1 && !document.getElementById("post-" + postId)) {
@@ -455,7 +463,7 @@
     if (loadingNewer || !newPostsBox) return;
     loadingNewer = true;
     newPostsButton.setAttribute("aria-busy", "true");
-    fetch(NEWER_URL + newestShown(), { credentials: "same-origin", headers: { Accept: "text/html" } })
+    request(NEWER_URL + newestShown(), { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (response) {
         if (!response.ok) throw new Error("newer posts: " + response.status);
         return response.text();
@@ -544,7 +552,7 @@
   }
 
   function getJson(url) {
-    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
+    return request(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
       if (!r.ok) throw new Error(url + ": " + r.status);
       return r.json();
     });
@@ -753,7 +761,7 @@
   }
 
   function catchUp(url) {
-    return fetch(url || CATCH_UP_URL + lastSeq, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    return request(url || CATCH_UP_URL + lastSeq, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) throw new Error("catch-up failed: " + response.status);
         return response.json();
@@ -794,7 +802,7 @@
   });
 
   function fetchCredentials() {
-    return fetch(CREDENTIALS_URL, {
+    return request(CREDENTIALS_URL, {
       method: "POST",
       credentials: "same-origin",
       headers: { "X-CSRFToken": cookie("csrftoken"), Accept: "application/json" },
@@ -904,6 +912,7 @@
     state: function () { return body.dataset.liveState; },
     lastSeq: function () { return lastSeq; },
     clientId: function () { return held ? held.client_id : null; },
+    idle: function () { return inFlight === 0 && !connecting; },
   };
   setUpToastBox();
   var stateBox = document.getElementById("live-state");
