@@ -218,7 +218,9 @@ def test_pages_in_one_tab_reuse_the_live_credentials_and_tabs_keep_their_own(liv
         for path in ("/", "/notifications/", "/people/", f"/posts/{post.pk}/", "/"):
             page.goto(f"{base}{path}")
             wait_live(page)
-        assert asked.count(page) <= 1, f"asked {asked.count(page)} times for 5 pages in one tab"
+        # Once, or twice if a page's connection with the handed-over id was refused or dropped
+        # (then it asks again, as after any drop); never once a page.
+        assert asked.count(page) <= 2, f"asked {asked.count(page)} times for 5 pages in one tab"
         other = page.context.new_page()
         other.goto(f"{base}/")
         wait_live(other)

@@ -798,7 +798,12 @@
     if (!held || !client || event.persisted) return; // a page kept in the back/forward cache keeps them
     try {
       window.sessionStorage.setItem(HANDOVER_KEY, JSON.stringify(Object.assign({ user: body.dataset.user }, held)));
-    } catch (e) { /* the next page asks the server */ }
+    } catch (e) { return; /* the next page asks the server */ }
+    // Close now rather than when the page is torn down: the next page connects with the same client
+    // id, and the broker should have seen this one go first.
+    var leaving = client;
+    client = null;
+    leaving.end(true);
   });
 
   function fetchCredentials() {
