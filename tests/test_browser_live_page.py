@@ -23,6 +23,24 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 TIMEOUT = 5_000
 
 
+def open_before_connecting(page, url, meanwhile):
+    """Open url with its request for live credentials held, run meanwhile() while the page is
+    rendered but not yet subscribed, then let it connect and wait until it is live."""
+    held = []
+    page.route("**/api/notifications/credentials/", lambda route: held.append(route))
+    page.goto(url)
+    page.wait_for_function("() => document.readyState === 'complete'")
+    meanwhile()
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for credentials"
+    held[0].continue_()
+    page.unroute("**/api/notifications/credentials/")
+    wait_live(page)
+
+
 
 def test_comments_and_likes_appear_on_an_open_post_page(live_server, live_push):
     alice, bob = make_users("alice", "bob")
@@ -417,21 +435,14 @@ def test_what_happens_before_the_page_subscribes_is_not_missed(live_server, live
     with sync_playwright() as p:
         browser = launch(p)
         page = logged_in_page(browser, live_server.url, "alice").context.new_page()  # a new tab: no credentials to reuse
-        held = []
-        page.route("**/api/notifications/credentials/", lambda route: held.append(route))
-        page.goto(f"{live_server.url}/posts/{post.pk}/")
-        page.wait_for_function("() => document.readyState === 'complete'")
-        # The page is rendered; its live connection is not up yet. Meanwhile:
-        early = services.add_comment(bob, post.pk, "between render and subscribe")
-        services.like(bob, post.pk)
-        for _ in range(100):
-            if held:
-                break
-            page.wait_for_timeout(50)
-        assert held, "the page never asked for credentials"
-        held[0].continue_()
-        page.unroute("**/api/notifications/credentials/")
-        wait_live(page)
+        made = {}
+
+        def meanwhile():  # the page is rendered; its live connection is not up yet
+            made["early"] = services.add_comment(bob, post.pk, "between render and subscribe")
+            services.like(bob, post.pk)
+
+        open_before_connecting(page, f"{live_server.url}/posts/{post.pk}/", meanwhile)
+        early = made["early"]
         expect(page.locator(f"#comment-{early.pk}")).to_have_count(1, timeout=TIMEOUT)
         card = page.locator(f"#post-{post.pk}")
         expect(card.locator(".comment-count")).to_have_text("1")
@@ -549,18 +560,8 @@ def test_news_that_only_the_catch_up_brings_still_gets_its_toast(live_server, li
     with sync_playwright() as p:
         browser = launch(p)
         page = logged_in_page(browser, live_server.url, "alice").context.new_page()  # no keys to reuse
-        held = []
-        page.route("**/api/notifications/credentials/", lambda route: held.append(route))
-        page.goto(f"{live_server.url}/")
-        page.wait_for_function("() => document.readyState === 'complete'")
-        services.add_comment(bob, post.pk, "said while you were connecting")
-        for _ in range(100):
-            if held:
-                break
-            page.wait_for_timeout(50)
-        held[0].continue_()
-        page.unroute("**/api/notifications/credentials/")
-        wait_live(page)
+        open_before_connecting(page, f"{live_server.url}/",
+                               lambda: services.add_comment(bob, post.pk, "said while you were connecting"))
         toasts = page.locator("#toasts .toast", has_text="said while you were connecting")
         expect(toasts).to_have_count(1, timeout=TIMEOUT)
         expect(page.locator("#bell-count")).to_have_attribute("data-unseen", "1")
