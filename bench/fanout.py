@@ -194,7 +194,7 @@ def child(mode: str, author_name: str, expected: int, repeat: int) -> dict:
     from feed import services
     from feed.models import Follow, Post, User
     from feed.text import excerpt
-    from notifier.publishers import get_publisher
+    from notifier.push.publisher import get_publisher
 
     assert settings.NOTIFIER_PUBLISHER == NOOP_PUBLISHER
     assert type(get_publisher()).__name__ == "NoopPublisher"

@@ -5,7 +5,7 @@
 Everything around the publish still runs (the outbox rows are written, the push loop builds and
 encodes every message, delivered rows are deleted); only the network call is skipped.
 """
-from notifier.publishers import Publisher
+from notifier.push.publisher import Publisher
 
 
 class NoopPublisher(Publisher):

@@ -11,14 +11,14 @@ emulator directly.
 Measured for each latency, in interleaved rounds (round 1 at every latency, then round 2, ...;
 the medians are reported):
 - bare boto3, sequential: one `boto3.client("iot-data")` with the emulator's key pair
-  (notifier.publishers.local_credentials() under the run's SECRET_KEY) publishes one message after
+  (notifier.push.publisher.local_credentials() under the run's SECRET_KEY) publishes one message after
   another to distinct user topics (notifier.topics.user_topic). Only --sequential-count messages
   (default 300): it is bounded by 1 / round trip, which is what it shows. Its time per message
   also checks that the proxy adds the latency it should.
 - bare boto3, 8 threads sharing one client (`max_pool_connections=8`): N messages. The reference:
   what a plain concurrent boto3 loop gets from the same broker over the same path.
 - Herald: `feed.services.create_post()` by an author with N followers, with the real publisher
-  (notifier.publishers.IotDataPublisher, NOTIFIER_BACKEND=local, LOCALIOT_HTTP_PORT on the proxy),
+  (notifier.push.publisher.IotDataPublisher, NOTIFIER_BACKEND=local, LOCALIOT_HTTP_PORT on the proxy),
   on PostgreSQL (a scratch database, data built as bench/fanout.py builds it, reset to the same
   state before every round), in a child process per round:
   - inline: TASK_BACKEND=immediate; from calling create_post() until every push is recorded
@@ -66,7 +66,7 @@ from bench.benchlib import (  # noqa: E402
     start_db_worker, start_latency_proxy, start_localiot, stop, write_result,
 )
 
-PUBLISHER = "notifier.publishers.IotDataPublisher"
+PUBLISHER = "notifier.push.publisher.IotDataPublisher"
 THREADS = 8
 WORKERS = 2
 WORKER_INTERVAL = 0.05
@@ -88,7 +88,7 @@ def bare_client(endpoint: str, pool: int):
     from botocore.config import Config
     from django.conf import settings
 
-    from notifier.publishers import local_credentials
+    from notifier.push.publisher import local_credentials
 
     key_id, secret = local_credentials()
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5,
@@ -274,7 +274,7 @@ def child(mode: str, author_name: str, expected: int, timeout: float) -> dict:
     from bench.fanout import reset, verify
     from feed import services
     from feed.models import User
-    from notifier.publishers import get_publisher
+    from notifier.push.publisher import get_publisher
 
     assert type(get_publisher()).__name__ == PUBLISHER.rsplit(".", 1)[1], settings.NOTIFIER_PUBLISHER
     assert settings.TASK_BACKEND == {"inline": "immediate", "workers": "database"}[mode]

@@ -30,7 +30,7 @@ POLICY = {
 
 
 def live_push_origins() -> list[str]:
-    """Where the browser's MQTT-over-WebSocket connection goes (notifier.credentials' URLs)."""
+    """Where the browser's MQTT-over-WebSocket connection goes (notifier.aws.issuer's URLs)."""
     if settings.NOTIFIER_BACKEND == "local":
         return [f"ws://{settings.LOCALIOT_HOST}:{settings.LOCALIOT_WS_PORT}"]
     if settings.IOT_DATA_ENDPOINT:

@@ -223,7 +223,7 @@ if NOTIFIER_BACKEND not in {"local", "aws"}:
     raise ImproperlyConfigured(f"NOTIFIER_BACKEND must be 'local' or 'aws', not {NOTIFIER_BACKEND!r}")
 IOT_TOPIC_PREFIX = env_str("IOT_TOPIC_PREFIX", "herald/dev").strip("/")
 try:
-    from notifier.iot_policies import validate_topic_prefix  # plain Python: no Django, no AWS SDK
+    from notifier.aws.policies import validate_topic_prefix  # plain Python: no Django, no AWS SDK
 
     validate_topic_prefix(IOT_TOPIC_PREFIX)
 except ValueError as exc:
@@ -272,7 +272,7 @@ PUSH_URGENT_TIMEOUT = env_float("PUSH_URGENT_TIMEOUT", 0.3, minimum=0.02, maximu
 # Likes of one post, follows and one author's new posts within this many seconds are one
 # notification ("Ana and 3 others liked your post"); see notifier/groups.py.
 NOTIFICATION_GROUP_WINDOW = env_int("NOTIFICATION_GROUP_WINDOW", 86400, minimum=60, maximum=30 * 86400)
-# Publishing batches (notifier/publishing.py), per process: publishes in flight at once, and
+# Publishing batches (notifier/push/batch.py, notifier/push/gate.py), per process: publishes in flight at once, and
 # publishes per second. AWS IoT allows 20,000 publishes/s per account by default; 1,000 per process
 # times TASK_LAMBDA_PARALLEL stays well inside it. A throttled (429) publisher halves its rate.
 PUSH_CONCURRENCY = env_int("PUSH_CONCURRENCY", 8, minimum=1, maximum=256)
@@ -280,8 +280,8 @@ PUSH_RATE_LIMIT = env_float("PUSH_RATE_LIMIT", 1000.0, minimum=1, maximum=100_00
 # After a publish fails because the broker cannot be reached, batches in the process leave their
 # pushes to deliver_pending for this long instead of each waiting out its own timeouts.
 PUSH_BREAKER_SECONDS = env_float("PUSH_BREAKER_SECONDS", 5.0, minimum=0, maximum=600)
-# Dotted path of the class that pushes messages; see notifier/publishers.py.
-NOTIFIER_PUBLISHER = env_str("NOTIFIER_PUBLISHER", "notifier.publishers.IotDataPublisher")
+# Dotted path of the class that pushes messages; see notifier/push/publisher.py.
+NOTIFIER_PUBLISHER = env_str("NOTIFIER_PUBLISHER", "notifier.push.publisher.IotDataPublisher")
 
 LOGGING = {
     "version": 1,

@@ -22,6 +22,7 @@ import notifier
 from notifier.models import Kind
 from notifier.taskqueue import background, enqueue
 
+from .locks import KEEP, lock_post
 from .models import Follow, Post
 from .text import excerpt
 
@@ -68,8 +69,6 @@ def plan_fanout(post_id: int) -> int:
 def fan_out_chunk(post_id: int, after_id: int, upto_id: int) -> int:
     """Notify the author's followers whose follow id is in (after_id, upto_id]; returns how many
     notifications were stored (0 for a chunk that already ran)."""
-    from .services import KEEP, lock_post
-
     with transaction.atomic():
         post = lock_post(post_id, KEEP)  # chunks of one post run side by side; a delete waits
         if post is None:

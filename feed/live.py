@@ -1,6 +1,6 @@
 """Live activity on a post page: what feed.services publishes to the post's public topic.
 
-Called inside the write's transaction with the post row locked (feed.services.lock_post, COMMENT:
+Called inside the write's transaction with the post row locked (feed.locks.lock_post, COMMENT:
 every write that changes what a post page shows takes turns on the post), so the counts are exactly
 those the write leaves. Each message bumps `Post.live_seq` and carries it as `seq`: messages leave
 after their commits from different processes and may cross on the way, and an open page applies

@@ -9,7 +9,8 @@ from rest_framework.views import APIView
 from config.pagination import IntegerCursorPagination
 from config.throttles import CredentialsThrottle, WriteThrottle
 
-from . import credentials, groups, services
+from . import groups, services
+from .aws import issuer as credentials
 from .models import Notification, NotificationState
 from .serializers import (
     ListQuerySerializer,
@@ -125,7 +126,7 @@ class MarkAllReadView(APIView):
 
 
 class CredentialsView(APIView):
-    """Short-lived credentials for the caller's own live connection (see notifier.credentials)."""
+    """Short-lived credentials for the caller's own live connection (see notifier.aws.issuer)."""
 
     throttle_classes = [CredentialsThrottle]
 

@@ -26,8 +26,8 @@ from django.utils import timezone
 from . import envelope, groups
 from .models import Notification, NotificationState, PendingPush
 from .oncommit import after_commit
-from .publishers import PublishError, get_publisher
-from .publishing import publish_all
+from .push.publisher import PublishError, get_publisher
+from .push.batch import publish_all
 from .sql import among, table
 from .taskqueue import in_task
 from .topics import user_topic
@@ -115,7 +115,7 @@ def item_message(item: Outgoing) -> dict:
 def push(items: list[Outgoing], urgent: bool = False, retry: bool = False) -> dict[str, int]:
     """Publish each notification to its recipient's topic and record each outcome.
 
-    The batch is published side by side, within the process's rate limit (notifier.publishing).
+    The batch is published side by side, within the process's rate limit (notifier.push.batch).
     When a push fails in a way that may pass (broker down), the rest of the batch is not
     attempted: they would most likely fail the same way, each after its own timeouts, and
     deliver_pending retries them all later. Throttled pushes are slowed down and retried in the

@@ -1,6 +1,6 @@
 """Test pushes: an operator checks that a user's private topic is reachable, end to end.
 
-A test push is transient: it is published like any other message (through notifier.publishing,
+A test push is transient: it is published like any other message (through notifier.push.batch,
 so it counts against the process's rate and is refused while the publish rate is exhausted) but
 nothing is stored, nothing is counted and nothing is retried. Clients that do not know the
 `test` type ignore it (the envelope is versioned); `manage.py listen` prints it.
@@ -8,8 +8,8 @@ nothing is stored, nothing is counted and nothing is retried. Clients that do no
 from django.utils import timezone
 
 from . import envelope
-from .publishers import PublishError, get_publisher
-from .publishing import Outcome, publish_all
+from .push.publisher import PublishError, get_publisher
+from .push.batch import Outcome, publish_all
 from .topics import user_topic
 
 TEST_TEXT = "Test push from the Herald admin."

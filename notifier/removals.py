@@ -15,8 +15,8 @@ import logging
 from . import envelope
 from .models import NotificationState
 from .oncommit import after_commit
-from .publishers import PublishError, get_publisher
-from .publishing import publish_all
+from .push.publisher import PublishError, get_publisher
+from .push.batch import publish_all
 from .taskqueue import background, enqueue
 from .topics import user_topic
 

@@ -39,7 +39,7 @@ def configure(workdir: Path) -> None:
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(40))  # a throwaway Herald's own key
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'screenshots.sqlite3'}"
     os.environ["TASK_BACKEND"] = "immediate"  # follower fan-out runs inline
-    os.environ["NOTIFIER_PUBLISHER"] = "notifier.publishers.IotDataPublisher"
+    os.environ["NOTIFIER_PUBLISHER"] = "notifier.push.publisher.IotDataPublisher"
     os.environ["LOCALIOT_HOST"] = "127.0.0.1"
     for name in ("LOCALIOT_MQTT_PORT", "LOCALIOT_WS_PORT", "LOCALIOT_HTTP_PORT"):
         os.environ[name] = str(free_port())
@@ -114,7 +114,7 @@ def take(out: Path) -> Path:
 
     from feed import services
     from notifier.localiot.server import LocalIoT
-    from notifier.publishers import local_credentials
+    from notifier.push.publisher import local_credentials
 
     call_command("migrate", verbosity=0)
     key_id, secret = local_credentials()

@@ -3,7 +3,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from feed.models import User
-from notifier.publishers import get_publisher
+from notifier.push.publisher import get_publisher
 
 PASSWORD = "correct-horse-battery"
 

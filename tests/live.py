@@ -4,7 +4,7 @@ import socket
 import pytest
 
 from notifier.localiot.server import LocalIoT
-from notifier.publishers import _load, local_credentials
+from notifier.push.publisher import _load, local_credentials
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def emulator():
 
 def point_settings_at(settings, iot, *, http_port=None):
     """Point Herald at this emulator and use the production publisher (a fresh client for it)."""
-    settings.NOTIFIER_PUBLISHER = "notifier.publishers.IotDataPublisher"
+    settings.NOTIFIER_PUBLISHER = "notifier.push.publisher.IotDataPublisher"
     settings.LOCALIOT_HOST = "127.0.0.1"
     settings.LOCALIOT_MQTT_PORT = iot.mqtt_port
     settings.LOCALIOT_WS_PORT = iot.ws_port

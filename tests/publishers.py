@@ -2,11 +2,11 @@
 import json
 import threading
 
-from notifier.publishers import Publisher, PublishError
+from notifier.push.publisher import Publisher, PublishError
 
 
 class MemoryPublisher(Publisher):
-    """Thread-safe: batches publish from several threads (notifier.publishing)."""
+    """Thread-safe: batches publish from several threads (notifier.push.batch)."""
 
     def __init__(self):
         self._lock = threading.Lock()

@@ -13,7 +13,7 @@ from feed import services
 from feed.models import Comment, Follow, Like, Post, User
 from notifier import admin as notifier_admin
 from notifier.models import Notification, NotificationState, PendingPush
-from notifier.publishers import PublishError
+from notifier.push.publisher import PublishError
 from notifier.topics import user_topic
 
 from .helpers import assert_count_exact, push_of, state_of

@@ -15,10 +15,11 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from feed import services
-from notifier import aws
-from notifier.credentials import role_session_name
-from notifier.iot_policies import session_policy
-from notifier.publishers import _load, get_publisher
+from notifier.aws import clients as aws
+from notifier.aws.presign import presign_wss_url
+from notifier.aws.issuer import role_session_name
+from notifier.aws.policies import session_policy
+from notifier.push.publisher import _load, get_publisher
 
 pytestmark = pytest.mark.django_db
 
@@ -102,7 +103,7 @@ def test_endpoint_is_discovered_once_per_process(api, alice, aws_mode):
     second = api.post("/api/notifications/credentials/").json()["aws"]["endpoint"]
     assert first == second
     assert len(discovered) == 1  # moto answers a new random host on each call: one call was made
-    aws_mode.NOTIFIER_PUBLISHER = "notifier.publishers.IotDataPublisher"
+    aws_mode.NOTIFIER_PUBLISHER = "notifier.push.publisher.IotDataPublisher"
     assert get_publisher().client.meta.endpoint_url == f"https://{first}"
     assert len(discovered) == 1
 
@@ -118,7 +119,7 @@ def test_configured_endpoint_skips_discovery(api, alice, aws_mode):
 def test_publishes_reach_aws_iot_with_topic_and_envelope(alice, bob, aws_mode, on_commit):
     from moto.iotdata.models import iotdata_backends
 
-    aws_mode.NOTIFIER_PUBLISHER = "notifier.publishers.IotDataPublisher"
+    aws_mode.NOTIFIER_PUBLISHER = "notifier.push.publisher.IotDataPublisher"
     aws_mode.IOT_DATA_ENDPOINT = f"data-ats.iot.{REGION}.amazonaws.com"  # the host moto serves
     aws_mode.IOT_TOPIC_PREFIX = "herald/prod"
     post = services.create_post(alice, "hello")
@@ -144,7 +145,7 @@ def test_presigned_url_matches_awscrt_signature():
     moment = datetime(2026, 11, 25, 12, 30, 45, tzinfo=timezone.utc)
     endpoint = "a1b2c3-ats.iot.eu-west-1.amazonaws.com"
     key_id, secret, token = "ASIAEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "FwoG/token+with=chars"
-    ours = aws.presign_wss_url(endpoint=endpoint, region=REGION, access_key_id=key_id, secret_access_key=secret,
+    ours = presign_wss_url(endpoint=endpoint, region=REGION, access_key_id=key_id, secret_access_key=secret,
                                session_token=token, now=moment, expires=900)
 
     request = HttpRequest("GET", "/mqtt", HttpHeaders([("host", endpoint)]))
@@ -162,18 +163,18 @@ def test_presigned_url_matches_awscrt_signature():
         assert mine[name] == theirs[name], name
     assert mine["X-Amz-Security-Token"] == token
     # And the signature really depends on the secret.
-    other = aws.presign_wss_url(endpoint=endpoint, region=REGION, access_key_id=key_id, secret_access_key="x",
+    other = presign_wss_url(endpoint=endpoint, region=REGION, access_key_id=key_id, secret_access_key="x",
                                 session_token=token, now=moment, expires=900)
     assert dict(parse_qsl(urlsplit(other).query))["X-Amz-Signature"] != theirs["X-Amz-Signature"]
 
 
 def assert_503_with_one_log_line(api, user, caplog, expected_in_log):
     caplog.clear()
-    with caplog.at_level(logging.ERROR, logger="notifier.credentials"):
+    with caplog.at_level(logging.ERROR, logger="notifier.aws.issuer"):
         r = api.as_(user).post("/api/notifications/credentials/")
     assert r.status_code == 503
     assert r.json() == {"detail": "Live notifications are unavailable right now; the page still works and will catch up."}
-    records = [rec for rec in caplog.records if rec.name == "notifier.credentials"]
+    records = [rec for rec in caplog.records if rec.name == "notifier.aws.issuer"]
     assert len(records) == 1 and records[0].exc_info is None
     assert expected_in_log in records[0].getMessage()
 

@@ -12,7 +12,7 @@ from playwright.sync_api import expect, sync_playwright
 from feed import services
 from feed.models import Comment
 from notifier import services as notifier_services
-from notifier.publishers import get_publisher
+from notifier.push.publisher import get_publisher
 from notifier.topics import post_comments_topic
 
 from .browser import launch, logged_in_page, make_users, wait_live

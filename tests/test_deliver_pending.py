@@ -8,7 +8,7 @@ from django.utils import timezone
 from feed import services
 from notifier import delivery
 from notifier.models import Notification, PendingPush
-from notifier.publishers import PublishError
+from notifier.push.publisher import PublishError
 
 from .helpers import make_due, push_of
 

@@ -5,7 +5,7 @@ from django.db import transaction
 from feed import services
 from notifier import delivery
 from notifier.models import Notification
-from notifier.publishers import PublishError
+from notifier.push.publisher import PublishError
 
 from .helpers import push_of
 

@@ -27,7 +27,7 @@ from feed import fanout, services
 from feed.models import Follow, User
 from notifier import taskqueue
 from notifier.models import Notification, NotificationState
-from notifier.publishers import Publisher, PublishError
+from notifier.push.publisher import Publisher, PublishError
 
 from .conftest import DATABASE_TASKS
 from .helpers import assert_count_exact

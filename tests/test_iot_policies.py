@@ -1,4 +1,4 @@
-"""The IAM documents that bound what a browser may do on AWS IoT (notifier.iot_policies).
+"""The IAM documents that bound what a browser may do on AWS IoT (notifier.aws.policies).
 
 These tests read the documents the way IAM does, statement by statement and ARN by ARN, because a
 policy that "looks right" as text can still be wider than intended: one '*' too many, a resource of
@@ -12,8 +12,8 @@ import secrets
 import pytest
 from botocore.loaders import create_loader
 
-from notifier import iot_policies
-from notifier.iot_policies import (
+from notifier.aws import policies as iot_policies
+from notifier.aws.policies import (
     MAX_TOPIC_PREFIX_CHARS,
     MAX_TOPIC_PREFIX_SLASHES,
     MAX_USER_ID,

@@ -17,8 +17,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from moto import mock_aws
 
-from notifier import iot_setup
-from notifier.iot_policies import role_policy, trust_policy
+from notifier.aws import iot_setup
+from notifier.aws.policies import role_policy, trust_policy
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account

@@ -1,4 +1,4 @@
-"""`python manage.py listen` / notifier.listener: awsiotsdk subscriber against the real local emulator."""
+"""`python manage.py listen` / notifier.cli.listener: awsiotsdk subscriber against the real local emulator."""
 import io
 import json
 import socket
@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from feed import services
-from notifier import listener as listener_module
-from notifier.listener import (
+from notifier.cli import listener as listener_module
+from notifier.cli.listener import (
     HttpSource,
     IssuerSource,
     Listener,
@@ -256,7 +256,7 @@ class Relay:
 @E2E
 def test_after_a_drop_it_reconnects_with_fresh_credentials_and_catches_up(api, alice, bob, settings, live_push):
     from notifier.envelope import encode, notification_message
-    from notifier.publishers import get_publisher
+    from notifier.push.publisher import get_publisher
     from notifier.topics import user_topic
 
     relay = Relay(live_push.ws_port)
@@ -302,7 +302,7 @@ def test_refused_token_is_a_clear_error(alice, live_server, monkeypatch):
 @E2E
 def test_throttled_and_unavailable_credentials_are_retried_later(alice, live_server, monkeypatch):
     from config.throttles import CredentialsThrottle
-    from notifier import credentials
+    from notifier.aws import issuer as credentials
 
     source = HttpSource(live_server.url, token_for(alice))
     monkeypatch.setattr(CredentialsThrottle, "THROTTLE_RATES", {"credentials": "1/min"})
@@ -520,7 +520,7 @@ def test_awscrt_is_not_imported_by_the_web_process():
         "import os, sys, django\n"
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
         "django.setup()\n"
-        "import config.urls, config.wsgi, notifier.listener, notifier.management.commands.listen\n"
+        "import config.urls, config.wsgi, notifier.cli.listener, notifier.management.commands.listen\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('awscrt', 'awsiot', '_awscrt')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True,

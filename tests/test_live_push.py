@@ -12,7 +12,7 @@ from feed import services
 from notifier.localiot.server import LocalIoT
 from notifier.localiot.tokens import verify_token
 from notifier.models import Notification
-from notifier.publishers import local_credentials
+from notifier.push.publisher import local_credentials
 
 from .helpers import make_due, push_of
 from .live import free_port, point_settings_at
@@ -159,7 +159,7 @@ def test_emulator_down_comment_succeeds_and_deliver_pending_delivers_later(
 
 
 def test_publisher_classifies_failures_against_the_real_emulator(settings, live_push):
-    from notifier.publishers import PublishError, get_publisher
+    from notifier.push.publisher import PublishError, get_publisher
 
     publisher = get_publisher()
     publisher.publish("herald/dev/users/1/notifications", b"{}")  # accepted
@@ -172,7 +172,7 @@ def test_publisher_classifies_failures_against_the_real_emulator(settings, live_
 
 
 def test_publisher_with_the_wrong_key_is_refused_and_retried_later(settings, live_push):
-    from notifier.publishers import PublishError, _load, get_publisher
+    from notifier.push.publisher import PublishError, _load, get_publisher
 
     settings.SECRET_KEY = "another-secret-key-so-another-derived-publisher-key"
     _load.cache_clear()
@@ -182,7 +182,7 @@ def test_publisher_with_the_wrong_key_is_refused_and_retried_later(settings, liv
 
 
 def test_one_iot_data_client_per_process(settings, live_push):
-    from notifier.publishers import get_publisher
+    from notifier.push.publisher import get_publisher
 
     assert get_publisher() is get_publisher()
     assert get_publisher().client._endpoint.host == f"http://127.0.0.1:{live_push.http_port}"

@@ -63,7 +63,7 @@ def credentials_for(user_id: int, *, client_id: str | None = None, ttl: int = 60
 
 
 def iot_data_client(endpoint_url: str, key_id: str = KEY_ID, secret: str = SECRET):
-    """boto3's iot-data client, configured like notifier.publishers.IotDataPublisher."""
+    """boto3's iot-data client, configured like notifier.push.publisher.IotDataPublisher."""
     return boto3.client(
         "iot-data",
         endpoint_url=endpoint_url,
@@ -258,7 +258,7 @@ def test_the_web_path_never_imports_amqtt():
     code = (
         "import sys, django\n"
         "django.setup()\n"
-        "import config.urls, config.wsgi, notifier.api, notifier.views, notifier.credentials, notifier.publishers\n"
+        "import config.urls, config.wsgi, notifier.api, notifier.views, notifier.aws.issuer, notifier.push.publisher\n"
         "import notifier.localiot.tokens\n"
         "assert 'amqtt' not in sys.modules, 'amqtt was imported'\n"
     )
@@ -689,7 +689,7 @@ def test_port_1883_is_refused():
 
 
 def test_runlocaliot_serves_the_settings_credentials_and_stops_on_sigterm(settings):
-    from notifier.publishers import local_credentials
+    from notifier.push.publisher import local_credentials
 
     ports = {"LOCALIOT_MQTT_PORT": _free_port(), "LOCALIOT_WS_PORT": _free_port(), "LOCALIOT_HTTP_PORT": _free_port()}
     env = os.environ | {name: str(port) for name, port in ports.items()} | {"LOCALIOT_HOST": "127.0.0.1"}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier import iot_policies
-from notifier.iot_setup import default_role_name
+from notifier.aws import policies as iot_policies
+from notifier.aws.iot_setup import default_role_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = json.loads((ROOT / "zappa_settings.json").read_text())
@@ -157,7 +157,7 @@ def test_scheduled_event_runs_deliver_pending_once(alice, bob, memory_publisher,
 
     from feed import services
     from notifier.models import Notification, PendingPush
-    from notifier.publishers import PublishError
+    from notifier.push.publisher import PublishError
     from notifier.tasks import deliver_pending_event
 
     memory_publisher.fail = PublishError("connection refused")

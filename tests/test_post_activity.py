@@ -5,7 +5,7 @@ from django.db import transaction
 
 from feed import services
 from feed.models import Post
-from notifier.publishers import PublishError
+from notifier.push.publisher import PublishError
 from notifier.topics import post_comments_topic
 
 pytestmark = pytest.mark.django_db

@@ -4,9 +4,10 @@ import time
 
 import pytest
 
-from notifier import publishing
-from notifier.publishers import Publisher, PublishError
-from notifier.publishing import Breaker, Gate, RateLimiter, publish_all
+from notifier.push import batch as batching, gate
+from notifier.push.batch import publish_all
+from notifier.push.gate import Breaker, Gate, RateLimiter
+from notifier.push.publisher import Publisher, PublishError
 
 
 class FakeClock:
@@ -101,13 +102,13 @@ def test_throttling_halves_the_rate_which_climbs_back_over_the_recovery_time():
     assert lim.rate() == 500
     lim.throttled()
     assert lim.rate() == 250
-    clock.now += publishing.RECOVERY / 2
+    clock.now += gate.RECOVERY / 2
     assert lim.rate() == pytest.approx(625)
-    clock.now += publishing.RECOVERY
+    clock.now += gate.RECOVERY
     assert lim.rate() == 1000
     for _ in range(20):
         lim.throttled()
-    assert lim.rate() == publishing.MIN_RATE  # never stops altogether
+    assert lim.rate() == gate.MIN_RATE  # never stops altogether
 
 
 def test_the_breaker_opens_for_its_time():
@@ -170,7 +171,7 @@ def test_a_publish_throttled_again_and_again_is_left_owed_not_lost():
     outcome = publish_all(pub, batch(5))
     assert outcome.retry == {2: "HTTP 429"}
     assert sorted(outcome.delivered) == [0, 1, 3, 4]
-    assert outcome.throttled == publishing.THROTTLE_RETRIES + 1
+    assert outcome.throttled == batching.THROTTLE_RETRIES + 1
 
 
 def test_an_outage_stops_the_batch_and_opens_the_breaker():
@@ -198,5 +199,5 @@ def test_the_gate_comes_from_settings(settings):
     settings.PUSH_CONCURRENCY = 3
     settings.PUSH_RATE_LIMIT = 250
     settings.PUSH_BREAKER_SECONDS = 7
-    gate = Gate.from_settings()
-    assert (gate.concurrency, gate.limiter.max_rate, gate.breaker.seconds) == (3, 250, 7)
+    configured = Gate.from_settings()
+    assert (configured.concurrency, configured.limiter.max_rate, configured.breaker.seconds) == (3, 250, 7)

@@ -7,7 +7,7 @@ from botocore.exceptions import ClientError
 
 from feed import services
 from notifier.models import Notification, PendingPush
-from notifier.publishers import PublishError, get_publisher
+from notifier.push.publisher import PublishError, get_publisher
 from notifier.topics import user_topic
 
 from .helpers import make_followers

@@ -4,12 +4,12 @@
     python manage.py iot_setup --dry-run [--account 123456789012] [--principal ARN]
 
 Safe to run again: it changes only what differs and says so. The logic, and why each piece is what
-it is, lives in notifier.iot_setup; this command only maps options and errors.
+it is, lives in notifier.aws.iot_setup; this command only maps options and errors.
 """
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from notifier import iot_setup
+from notifier.aws import iot_setup
 
 
 class Command(BaseCommand):

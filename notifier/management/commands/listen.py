@@ -1,6 +1,6 @@
 """`python manage.py listen USERNAME`: a user's notifications in the terminal, live.
 
-Two ways to get the credentials (see notifier.listener):
+Two ways to get the credentials (see notifier.cli.listener):
 
     python manage.py listen alice                      # through the issuer, like the credential view
     python manage.py listen --url http://127.0.0.1:8000 --token <DRF token> [alice]
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError
 
-from notifier.listener import HttpSource, IssuerSource, Listener, ListenError
+from notifier.cli.listener import HttpSource, IssuerSource, Listener, ListenError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

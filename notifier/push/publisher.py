@@ -8,7 +8,7 @@ A failed publish raises PublishError, which says whether trying again can help: 
 payload or an invalid topic will fail the same way forever (permanent), a refused connection or
 a throttle (HTTP 429, which slows the process's publishing down) may not.
 
-Batches of messages go through notifier.publishing (concurrency, rate limit, breaker), using the
+Batches of messages go through notifier.push.batch (concurrency, rate limit, breaker), using the
 publisher's `gate`.
 """
 import functools
@@ -19,6 +19,8 @@ import threading
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+from .gate import Gate
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,6 @@ class Publisher:
     @functools.cached_property
     def gate(self):
         """This publisher's concurrency, rate limit and breaker, shared by every batch in the process."""
-        from .publishing import Gate
-
         return Gate.from_settings()
 
 
@@ -113,7 +113,7 @@ class IotDataPublisher(Publisher):
         else:
             from botocore.exceptions import BotoCoreError, ClientError
 
-            from .aws import data_endpoint
+            from ..aws.clients import data_endpoint
 
             try:
                 kwargs["endpoint_url"] = f"https://{data_endpoint()}"

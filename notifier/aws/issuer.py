@@ -8,7 +8,7 @@ client id with an unguessable random part and rights that end at `expires_at`:
   SUBSCRIBE and delivery.
 - AwsIssuer (NOTIFIER_BACKEND=aws): temporary AWS keys from sts.assume_role with a session policy
   that allows this one client id to subscribe to and receive this user's topics only
-  (notifier.iot_policies), and a presigned wss:// URL for browsers.
+  (notifier.aws.policies), and a presigned wss:// URL for browsers.
 """
 import logging
 import re
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from django.conf import settings
 
-from .topics import post_comments_topic_filter, user_topic
+from ..topics import post_comments_topic_filter, user_topic
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _iso(moment: datetime) -> str:
 
 class LocalIssuer:
     def issue(self, user) -> dict:
-        from .localiot.tokens import issue_token, new_client_id  # light: signing only, no broker
+        from ..localiot.tokens import issue_token, new_client_id  # light: signing only, no broker
 
         client_id = new_client_id(user.pk)
         topics = topics_for(user.pk)
@@ -65,9 +65,10 @@ class AwsIssuer:
     def issue(self, user) -> dict:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from . import aws
-        from .iot_policies import dumps, session_policy
-        from .localiot.tokens import new_client_id
+        from . import clients as aws
+        from .policies import dumps, session_policy
+        from .presign import presign_wss_url
+        from ..localiot.tokens import new_client_id
 
         if not settings.IOT_ROLE_ARN:
             log.error("credentials: IOT_ROLE_ARN is not set (NOTIFIER_BACKEND=aws)")
@@ -95,7 +96,7 @@ class AwsIssuer:
         return {
             "backend": "aws",
             "client_id": client_id,
-            "url": aws.presign_wss_url(
+            "url": presign_wss_url(
                 endpoint=endpoint, region=region, access_key_id=granted["AccessKeyId"],
                 secret_access_key=granted["SecretAccessKey"], session_token=granted["SessionToken"],
                 now=datetime.now(timezone.utc), expires=settings.IOT_CREDENTIALS_TTL,

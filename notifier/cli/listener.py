@@ -34,7 +34,7 @@ from collections import deque
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
-from .envelope import ENVELOPE_VERSION, notification_message
+from ..envelope import ENVELOPE_VERSION, notification_message
 
 REFRESH_LEAD = 60.0  # reconnect this long before the credentials expire...
 MIN_REFRESH_DELAY = 2.0  # ...but never sooner than this after connecting
@@ -195,7 +195,7 @@ class CredentialSource:
 
 
 class IssuerSource(CredentialSource):
-    """Credentials straight from notifier.credentials (this process has Herald's settings and database)."""
+    """Credentials straight from notifier.aws.issuer (this process has Herald's settings and database)."""
 
     def __init__(self, user):
         self.user = user
@@ -217,7 +217,7 @@ class IssuerSource(CredentialSource):
         raise ListenError(f"Several users match {clean(username, 150)!r}; give the exact spelling.", permanent=True)
 
     def fetch(self) -> dict:
-        from .credentials import CredentialsUnavailable, get_issuer
+        from ..aws.issuer import CredentialsUnavailable, get_issuer
 
         try:
             return get_issuer().issue(self.user)
@@ -225,13 +225,13 @@ class IssuerSource(CredentialSource):
             raise ListenError(f"Credentials are unavailable: {exc}") from exc
 
     def last_seq(self) -> int:
-        from .models import NotificationState
+        from ..models import NotificationState
 
         return NotificationState.of(self.user).last_seq
 
     def missed(self, after_seq: int) -> list[dict]:
-        from .groups import attach_actors
-        from .models import Notification, NotificationState
+        from ..groups import attach_actors
+        from ..models import Notification, NotificationState
 
         state = NotificationState.of(self.user)
         rows = (Notification.objects.for_user(self.user).filter(seq__gt=after_seq)

@@ -36,7 +36,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import iot_policies
+from . import policies as iot_policies
 
 ROLE_POLICY_NAME = "herald-iot-browser"
 ROLE_NAME_PREFIX = "herald-iot-browser-"

@@ -1,0 +1,1 @@
+"""Terminal clients, kept out of the web path: ``listener`` is what ``manage.py listen`` runs."""
