@@ -11,7 +11,7 @@ emulator directly.
 Measured for each latency, in interleaved rounds (round 1 at every latency, then round 2, ...;
 the medians are reported):
 - bare boto3, sequential: one `boto3.client("iot-data")` with the emulator's key pair
-  (notifier.push.publisher.local_credentials() under the run's SECRET_KEY) publishes one message after
+  (notifier.aws.local.root_credentials() under the run's SECRET_KEY) publishes one message after
   another to distinct user topics (notifier.topics.user_topic). Only --sequential-count messages
   (default 300): it is bounded by 1 / round trip, which is what it shows. Its time per message
   also checks that the proxy adds the latency it should.
@@ -88,7 +88,7 @@ def bare_client(endpoint: str, pool: int):
     from botocore.config import Config
     from django.conf import settings
 
-    from notifier.push.publisher import local_credentials
+    from notifier.aws.local import root_credentials as local_credentials
 
     key_id, secret = local_credentials()
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5,

@@ -114,7 +114,7 @@ def take(out: Path) -> Path:
 
     from feed import services
     from notifier.localiot.server import LocalIoT
-    from notifier.push.publisher import local_credentials
+    from notifier.aws.local import root_credentials as local_credentials
 
     call_command("migrate", verbosity=0)
     key_id, secret = local_credentials()

@@ -4,7 +4,8 @@ import socket
 import pytest
 
 from notifier.localiot.server import LocalIoT
-from notifier.push.publisher import _load, local_credentials
+from notifier.aws.local import root_credentials as local_credentials
+from notifier.push.publisher import _load
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from feed import services
 from feed.models import User
 from notifier.localiot.server import LocalIoT
 from notifier.models import PendingPush
-from notifier.push.publisher import local_credentials
+from notifier.aws.local import root_credentials as local_credentials
 
 from .browser import launch, logged_in_page, make_users, wait_live
 from .conftest import PASSWORD

@@ -12,7 +12,7 @@ from feed import services
 from notifier.localiot.server import LocalIoT
 from notifier.localiot.tokens import verify_token
 from notifier.models import Notification
-from notifier.push.publisher import local_credentials
+from notifier.aws.local import root_credentials as local_credentials
 
 from .helpers import make_due, push_of
 from .live import free_port, point_settings_at

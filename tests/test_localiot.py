@@ -689,7 +689,7 @@ def test_port_1883_is_refused():
 
 
 def test_runlocaliot_serves_the_settings_credentials_and_stops_on_sigterm(settings):
-    from notifier.push.publisher import local_credentials
+    from notifier.aws.local import root_credentials as local_credentials
 
     ports = {"LOCALIOT_MQTT_PORT": _free_port(), "LOCALIOT_WS_PORT": _free_port(), "LOCALIOT_HTTP_PORT": _free_port()}
     env = os.environ | {name: str(port) for name, port in ports.items()} | {"LOCALIOT_HOST": "127.0.0.1"}

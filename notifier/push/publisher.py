@@ -12,8 +12,6 @@ Batches of messages go through notifier.push.batch (concurrency, rate limit, bre
 publisher's `gate`.
 """
 import functools
-import hashlib
-import hmac
 import logging
 import threading
 
@@ -54,12 +52,6 @@ class Publisher:
     def gate(self):
         """This publisher's concurrency, rate limit and breaker, shared by every batch in the process."""
         return Gate.from_settings()
-
-
-def local_credentials() -> tuple[str, str]:
-    """The key pair the local emulator accepts, derived from SECRET_KEY (nothing else to configure)."""
-    secret = hmac.new(settings.SECRET_KEY.encode(), b"herald-localiot-publisher", hashlib.sha256).hexdigest()
-    return "LOCALIOTPUBLISHER", secret
 
 
 class IotDataPublisher(Publisher):
@@ -104,9 +96,11 @@ class IotDataPublisher(Publisher):
                             tcp_keepalive=True, max_pool_connections=pool)
         kwargs = {"region_name": settings.AWS_REGION, "config": config}
         if settings.NOTIFIER_BACKEND == "local":
-            key_id, secret = local_credentials()
+            from ..aws import local
+
+            key_id, secret = local.root_credentials()
             kwargs.update(
-                endpoint_url=f"http://{settings.LOCALIOT_HOST}:{settings.LOCALIOT_HTTP_PORT}",
+                endpoint_url=local.endpoint_url(),
                 aws_access_key_id=key_id,
                 aws_secret_access_key=secret,
             )

@@ -1,6 +1,6 @@
 """`python manage.py runlocaliot`: the local AWS IoT emulator on the LOCALIOT_* settings.
 
-The HTTP Publish API accepts the key pair from notifier.push.publisher.local_credentials() (what the
+The HTTP Publish API accepts the key pair from notifier.aws.local.root_credentials() (what the
 local publisher signs with), MQTT clients need tokens signed with SECRET_KEY (what the credential
 view issues). amqtt is imported only when the command runs: it is a development dependency.
 """
@@ -20,7 +20,7 @@ class Command(BaseCommand):
             from notifier.localiot.server import LocalIoT
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise CommandError(f"The emulator needs the development requirements (requirements-dev.txt): {exc}")
-        from notifier.push.publisher import local_credentials
+        from notifier.aws.local import root_credentials as local_credentials
 
         self._quiet_logs(options["verbosity"])
         access_key_id, secret_access_key = local_credentials()
