@@ -18,13 +18,14 @@ def _hmac(key: bytes, message: str) -> bytes:
 
 def presign_wss_url(
     *, endpoint: str, region: str, access_key_id: str, secret_access_key: str,
-    session_token: str | None, now: datetime, expires: int,
+    session_token: str | None, now: datetime, expires: int, scheme: str = "wss",
 ) -> str:
-    """`wss://{endpoint}/mqtt?…` signed with SigV4 query parameters for AWS IoT's WebSocket gateway.
+    """`wss://{endpoint}/mqtt?…` (or `ws://` for the local emulator, `scheme="ws"`) signed with SigV4 query parameters for AWS IoT's WebSocket gateway.
 
     As AWS IoT requires (and its device SDKs do), the session token is not part of the signature:
     `X-Amz-Security-Token` is appended after signing. Only the `host` header is signed, since the
-    browser adds its own handshake headers. `now` must be UTC.
+    browser adds its own handshake headers. `now` must be UTC. `endpoint` is the host, with
+    `:port` when it is not the scheme's default (the signed Host header is what the client sends).
     """
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     scope = f"{now.strftime('%Y%m%d')}/{region}/{WSS_SERVICE}/aws4_request"
@@ -46,7 +47,7 @@ def presign_wss_url(
     for part in (now.strftime("%Y%m%d"), region, WSS_SERVICE, "aws4_request"):
         key = _hmac(key, part)
     signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-    url = f"wss://{endpoint}{WSS_PATH}?{query}&X-Amz-Signature={signature}"
+    url = f"{scheme}://{endpoint}{WSS_PATH}?{query}&X-Amz-Signature={signature}"
     if session_token:
         url += f"&X-Amz-Security-Token={_quote(session_token)}"
     return url
