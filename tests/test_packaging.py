@@ -111,6 +111,8 @@ def test_extra_permissions_are_least_privilege(name, prefix):
                         iot_policies.iot_arn(region, account, "topic", f"{prefix}/posts/*/comments")],
         "iot:DescribeEndpoint": "*",  # has no resource-level permissions
         "sts:AssumeRole": role_arn,
+        # Ends a user's live connections at log-out (only Herald's client ids, never a wildcard id).
+        "iot:DeleteConnection": iot_policies.iot_arn(region, account, "client", f"{iot_policies.CLIENT_ID_PREFIX}*"),
         "lambda:InvokeFunction": f"arn:aws:lambda:{region}:{account}:function:herald-{name}",  # background tasks
     }
 
