@@ -230,7 +230,12 @@ except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 IOT_DATA_ENDPOINT = env_str("IOT_DATA_ENDPOINT")
-IOT_ROLE_ARN = env_str("IOT_ROLE_ARN")
+# The role the credential view assumes. Locally the emulator knows the dev stage's role (the one
+# zappa_settings.json names), with the policy iot_setup would give it.
+IOT_ROLE_ARN = env_str("IOT_ROLE_ARN", "arn:aws:iam::123456789012:role/herald-iot-browser-herald-dev"
+                       if NOTIFIER_BACKEND == "local" else "")
+# Where the STS client goes (boto3 reads the same variable); locally: the emulator's HTTP API.
+AWS_ENDPOINT_URL_STS = env_str("AWS_ENDPOINT_URL_STS")
 IOT_CREDENTIALS_TTL = env_int("IOT_CREDENTIALS_TTL", 900, minimum=900, maximum=3600)
 LOCALIOT_HOST = env_str("LOCALIOT_HOST", "127.0.0.1")
 LOCALIOT_MQTT_PORT = env_int("LOCALIOT_MQTT_PORT", 8883, minimum=1, maximum=65535)

@@ -6,10 +6,12 @@ what the database can enforce (lengths, non-blank text, one like, one follow, no
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as BaseUserManager
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Length, Lower, Trim
 from django.db.models.lookups import GreaterThan, LessThanOrEqual
 from django.urls import reverse
+
+import notifier
 
 from .text import MAX_TEXT_LENGTH, USERNAME_MAX_LENGTH, USERNAME_PATTERN, validate_text
 
@@ -58,6 +60,20 @@ class User(AbstractUser):
 
     def __str__(self):
         return self.username
+
+    def save(self, *args, **kwargs):
+        """A new password ends what the old one opened: API tokens are deleted in the same
+        transaction and live connections close after it commits. Django already ends the other
+        log-in sessions (their session hash no longer matches); the page that changed the
+        password keeps its own (update_session_auth_hash)."""
+        password_changed = self._password is not None and self.pk is not None
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if password_changed:
+                from rest_framework.authtoken.models import Token
+
+                Token.objects.filter(user=self).delete()
+                notifier.end_live_access(self.pk)
 
     @property
     def name(self) -> str:

@@ -17,6 +17,7 @@ urlpatterns = [
     path("posts/<int:pk>/mute/", views.post_mute, name="post-mute"),
     path("comments/<int:pk>/delete/", views.comment_delete, name="comment-delete"),
     path("settings/profile/", views.edit_profile, name="edit-profile"),
+    path("settings/password/", views.password_change, name="password-change"),
     path("people/", views.people_search, name="people-search"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),

@@ -238,6 +238,30 @@ def edit_profile(request):
     return render(request, "feed/edit_profile.html", {"form": form})
 
 
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's own password change, on the site's pages. What the old password opened ends with it
+    (feed.models.User.save): the account's API tokens, its other log-in sessions and its live
+    connections; this page's session stays logged in. Attempts count against the write limit, so
+    the form is no way to guess the current password."""
+
+    template_name = "registration/password_change.html"
+
+    def get_success_url(self):
+        return reverse("profile", kwargs={"username": self.request.user.username})
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(
+            self.request,
+            "Password changed. You are logged out everywhere else, and API tokens made with the old password "
+            "no longer work.",
+        )
+        return response
+
+
+password_change = login_required(throttle_page(WriteThrottle)(PasswordChangeView.as_view()))
+
+
 class LoginView(auth_views.LoginView):
     """Django's log-in page with the failed log-in limits of config.login_guard (shared with
     POST /api/token/): past them, 429 with Retry-After and the form saying when to try again."""
@@ -279,6 +303,10 @@ class LogoutView(auth_views.LogoutView):
         response = super().post(request, *args, **kwargs)
         if was_logged_in:
             messages.success(request, "You have been logged out.")
+        # Nothing of the session may stay in the browser: the live credentials a page hands to the
+        # next one in sessionStorage would let whoever sits at the tab read the user's pushes.
+        # (live.js also drops them itself when the log-out form is sent.)
+        response["Clear-Site-Data"] = '"storage"'
         return response
 
 

@@ -53,10 +53,21 @@ def retract(kind, recipient, actor, group):
 
 def forget_account(user, **kwargs):
     """Before deleting an account: withdraw what is about its posts and comments and take it out
-    of every group, keeping counts exact; see services.forget_account."""
+    of every group, keeping counts exact (see services.forget_account), and close its live
+    connections once the deletion commits."""
+    from .live_clients import end_access
     from .services import forget_account as _forget_account
 
+    end_access(user.pk)
     return _forget_account(user, **kwargs)
+
+
+def end_live_access(user_id):
+    """Close every live connection of this user after the commit (log-out, a password change);
+    see live_clients.end_access."""
+    from .live_clients import end_access
+
+    return end_access(user_id)
 
 
 def broadcast_on_commit(topic, message):

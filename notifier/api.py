@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from config.pagination import IntegerCursorPagination
 from config.throttles import CredentialsThrottle, WriteThrottle
 
-from . import groups, services
+from . import groups, live_clients, services
 from .aws import issuer as credentials
 from .models import Notification, NotificationState
 from .serializers import (
@@ -133,6 +133,6 @@ class CredentialsView(APIView):
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def post(self, request):
         try:
-            return Response(credentials.get_issuer().issue(request.user))
+            return Response(live_clients.vend(request.user))
         except credentials.CredentialsUnavailable as exc:
             return Response({"detail": str(exc)}, status=503)

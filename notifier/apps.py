@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_save
 
 
@@ -18,9 +19,19 @@ def create_state(sender, instance, created, raw=False, **kwargs):
         NotificationState.objects.get_or_create(user_id=instance.pk)
 
 
+def end_live_access(sender, request=None, user=None, **kwargs):
+    """Log-out closes the user's live connections (all their tabs and devices: AWS IoT cannot tell
+    which connection belongs to which log-in session, and a shared computer is the case to fear)."""
+    if user is not None and user.pk is not None:
+        from .live_clients import end_access
+
+        end_access(user.pk)
+
+
 class NotifierConfig(AppConfig):
     name = "notifier"
     verbose_name = "Notifications"
 
     def ready(self):
         post_save.connect(create_state, sender=settings.AUTH_USER_MODEL, dispatch_uid="notifier.create_state")
+        user_logged_out.connect(end_live_access, dispatch_uid="notifier.end_live_access")

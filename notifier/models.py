@@ -29,6 +29,8 @@ column that a routine UPDATE changes (`read_at`) is indexed, so those updates st
 PostgreSQL. Delivery bookkeeping lives in its own narrow table, PendingPush, so a successful push
 deletes one small row instead of rewriting a wide one with all its index entries.
 """
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -256,3 +258,41 @@ class PendingPush(models.Model):
     @property
     def state(self) -> str:
         return "failed" if self.due_at is None else "pending"
+
+
+class LiveClient(models.Model):
+    """A client id Herald vended to a user for a live connection, kept so access can be ended.
+
+    AWS IoT keeps a connection open after its keys expire (up to 24 hours for WebSockets), so
+    ending a user's access - log-out, a password change, deleting the account - means asking IoT
+    to close each connection by client id (iot-data DeleteConnection, notifier.live_clients). The
+    ids are random, so Herald must remember them: one narrow row per credentials request, kept for
+    CONNECTION_LIFETIME and pruned as the user asks for more.
+
+    `ending_since` is the durable promise: set in the transaction that ends access, cleared only by
+    deleting the row once IoT has closed the connection (or said there is none). A request tries
+    at once after its commit; what fails or is lost with its process is found by the sweep
+    (deliver_pending). No database foreign key, so an account's rows outlive its deletion until
+    their connections are closed.
+    """
+
+    # AWS IoT Core closes a WebSocket connection after 24 hours at the latest.
+    CONNECTION_LIFETIME = timedelta(hours=24)
+
+    client_id = models.CharField(max_length=128, primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, related_name="+",
+                             db_constraint=False, db_index=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    ending_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Ending a user's connections, and pruning them: one user's ids, oldest first.
+            models.Index(fields=["user", "created_at"], name="liveclient_user_idx"),
+            # The sweep: connections still to be closed.
+            models.Index(fields=["ending_since"], condition=models.Q(ending_since__isnull=False),
+                         name="liveclient_ending_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.client_id} of user {self.user_id}"

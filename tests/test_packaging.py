@@ -170,7 +170,7 @@ def test_scheduled_event_runs_deliver_pending_once(alice, bob, memory_publisher,
 
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events",
                  "resources": ["arn:aws:events:us-east-1:123456789012:rule/herald-dev-notifier.tasks.deliver_pending_event"]}
-    quiet = "tasks queued again: 0 stale, 0 failed; re-invoked 0"
+    quiet = "tasks queued again: 0 stale, 0 failed; re-invoked 0; live connections closed: 0"
     assert deliver_pending_event(scheduled, None) == f"delivered 1, still pending 0, failed 0; {quiet}"
     assert not PendingPush.objects.filter(notification__recipient=alice).exists()
     assert len(memory_publisher.sent) == 1

@@ -22,6 +22,7 @@ so such values are refused instead of being written into a policy.
 import functools
 import json
 import re
+import secrets
 
 POLICY_VERSION = "2012-10-17"
 # STS limit for inline session policies: the documented 2,048-character plain-text limit.
@@ -104,6 +105,16 @@ def validate_client_id(client_id: str) -> str:
             f"{CLIENT_ID_PREFIX!r} (at most {MAX_CLIENT_ID_CHARS} characters), not {client_id!r}"
         )
     return client_id
+
+
+def new_client_id(user_id: int) -> str:
+    """A fresh client id for one connection: the user id for humans, a random part for safety.
+
+    The random part (128 bits) makes the id unguessable, so nobody can aim a CONNECT (or a
+    DeleteConnection) at someone else's session. Only letters, digits, '-' and '_' are used: valid
+    in MQTT client ids and literal in IAM resources (never a wildcard).
+    """
+    return f"{CLIENT_ID_PREFIX}{int(user_id)}-{secrets.token_urlsafe(16)}"
 
 
 @functools.lru_cache(maxsize=64)

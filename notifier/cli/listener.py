@@ -156,15 +156,10 @@ def check_credentials(creds) -> dict:
     missing = [k for k in ("backend", "client_id", "topics", "expires_at") if not creds.get(k)]
     if not missing and not (isinstance(creds["topics"], dict) and creds["topics"].get("notifications")):
         missing.append("topics.notifications")
-    backend = creds.get("backend")
-    if backend == "local":
-        missing += [k for k in ("url", "password") if not creds.get(k)]
-    elif backend == "aws":
-        aws = creds.get("aws") if isinstance(creds.get("aws"), dict) else {}
-        missing += [f"aws.{k}" for k in ("access_key_id", "secret_access_key", "session_token", "region", "endpoint")
-                    if not aws.get(k)]
-    elif backend:
-        raise ListenError(f"Unknown credentials backend {clean(backend, 40)!r}.", permanent=True)
+    if creds.get("backend") and creds["backend"] not in ("local", "aws"):
+        raise ListenError(f"Unknown credentials backend {clean(creds.get('backend'), 40)!r}.", permanent=True)
+    if not creds.get("url"):
+        missing.append("url")
     if missing:
         raise ListenError(f"The credentials lack {', '.join(missing)}.", permanent=True)
     _parse_expiry(creds["expires_at"])
@@ -217,10 +212,11 @@ class IssuerSource(CredentialSource):
         raise ListenError(f"Several users match {clean(username, 150)!r}; give the exact spelling.", permanent=True)
 
     def fetch(self) -> dict:
-        from ..aws.issuer import CredentialsUnavailable, get_issuer
+        from ..aws.issuer import CredentialsUnavailable
+        from ..live_clients import vend
 
         try:
-            return get_issuer().issue(self.user)
+            return vend(self.user)
         except CredentialsUnavailable as exc:
             raise ListenError(f"Credentials are unavailable: {exc}") from exc
 
@@ -361,44 +357,13 @@ class HttpSource(CredentialSource):
 # -- connections ------------------------------------------------------------------------------------
 
 def build_connection(creds: dict, **callbacks):
-    """An awscrt MQTT connection (not yet connected) for these credentials.
+    """An awscrt MQTT connection (not yet connected) over the credentials' presigned URL.
 
-    callbacks: on_connection_interrupted, on_connection_failure, ... (awscrt.mqtt.Connection's).
-    """
-    if creds["backend"] == "aws":
-        return _aws_connection(creds, **callbacks)
-    return _local_connection(creds, **callbacks)
-
-
-def _aws_connection(creds: dict, **callbacks):
-    """AWS IoT Core: MQTT over WSS to the data endpoint, the handshake SigV4-signed with the STS keys."""
-    from awscrt import auth
-    from awsiot import mqtt_connection_builder
-
-    keys = creds["aws"]
-    provider = auth.AwsCredentialsProvider.new_static(
-        keys["access_key_id"], keys["secret_access_key"], keys["session_token"]
-    )
-    return mqtt_connection_builder.websockets_with_default_aws_signing(
-        endpoint=keys["endpoint"],
-        port=443,
-        region=keys["region"],
-        credentials_provider=provider,
-        client_id=creds["client_id"],
-        clean_session=True,
-        keep_alive_secs=KEEP_ALIVE_SECS,
-        tcp_connect_timeout_ms=int(CONNECT_TIMEOUT * 1000),
-        # No SDK name/version appended to the MQTT username.
-        enable_metrics_collection=False,
-        **callbacks,
-    )
-
-
-def _local_connection(creds: dict, **callbacks):
-    """The local emulator: MQTT over ws:// (or wss://) with the signed token as password.
-
-    awsiot's builders always create a TLS context, so the connection is built directly, without
-    one for ws://. disable_metrics keeps awscrt from appending SDK metrics to the username.
+    One path for AWS IoT Core (`wss://`, TLS) and the local emulator (`ws://`): the URL already
+    carries the SigV4 signature and the session token, so the WebSocket handshake only has to ask
+    for that path and query, exactly as a browser does. (awsiot's builders sign a handshake
+    themselves and always make a TLS context, so the connection is built directly.)
+    disable_metrics keeps awscrt from appending SDK metrics to the MQTT username.
     """
     from awscrt import io, mqtt
 
@@ -426,8 +391,6 @@ def _local_connection(creds: dict, **callbacks):
         client_id=creds["client_id"],
         clean_session=True,
         keep_alive_secs=KEEP_ALIVE_SECS,
-        username=creds.get("username") or None,
-        password=creds["password"],
         socket_options=socket_options,
         use_websockets=True,
         websocket_handshake_transform=handshake,
@@ -445,8 +408,6 @@ def _describe(exc: BaseException) -> str:
 
 
 def _where(creds: dict) -> str:
-    if creds["backend"] == "aws":
-        return f"wss://{creds['aws']['endpoint']}/mqtt"
     parts = urllib.parse.urlsplit(creds["url"])
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 

@@ -83,8 +83,10 @@ class IotDataPublisher(Publisher):
         return self._client(False)
 
     def _make_client(self, urgent: bool):
-        import boto3
         from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from ..aws.clients import make_client
 
         pool = settings.PUSH_CONCURRENCY + 8
         if urgent:
@@ -94,26 +96,10 @@ class IotDataPublisher(Publisher):
         else:
             config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5,
                             tcp_keepalive=True, max_pool_connections=pool)
-        kwargs = {"region_name": settings.AWS_REGION, "config": config}
-        if settings.NOTIFIER_BACKEND == "local":
-            from ..aws import local
-
-            key_id, secret = local.root_credentials()
-            kwargs.update(
-                endpoint_url=local.endpoint_url(),
-                aws_access_key_id=key_id,
-                aws_secret_access_key=secret,
-            )
-        else:
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            from ..aws.clients import data_endpoint
-
-            try:
-                kwargs["endpoint_url"] = f"https://{data_endpoint()}"
-            except (BotoCoreError, ClientError) as exc:
-                raise PublishError(f"IoT data endpoint unknown: {exc}") from exc
-        return boto3.client("iot-data", **kwargs)
+        try:
+            return make_client("iot-data", settings.AWS_REGION, config=config)
+        except (BotoCoreError, ClientError) as exc:  # the data endpoint could not be discovered
+            raise PublishError(f"IoT data endpoint unknown: {exc}") from exc
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, urgent: bool = False) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -1,5 +1,7 @@
-"""Retry pushes that did not go out (broker down, throttled), with exponential backoff, and sweep
-the task queue (notifier.taskqueue.sweep: tasks whose worker died, failed tasks worth another try).
+"""Retry pushes that did not go out (broker down, throttled), with exponential backoff, sweep
+the task queue (notifier.taskqueue.sweep: tasks whose worker died, failed tasks worth another try),
+and close live connections whose user's access ended but whose closing failed or was lost
+(notifier.live_clients.sweep).
 
 Runs once by default (the Zappa scheduled event calls it every minute); `--loop N` keeps running
 and retries every N seconds, for a long-lived local process.
@@ -8,7 +10,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from notifier import delivery, taskqueue
+from notifier import delivery, live_clients, taskqueue
 
 
 class Command(BaseCommand):
@@ -23,11 +25,12 @@ class Command(BaseCommand):
         while True:
             totals = self.run_once(batch)
             swept = taskqueue.sweep()
-            if options["verbosity"] > 0 and (not loop or any(totals.values()) or any(swept.values())):
+            closed = live_clients.sweep()
+            if options["verbosity"] > 0 and (not loop or any(totals.values()) or any(swept.values()) or closed):
                 self.stdout.write(
                     f"delivered {totals['delivered']}, still pending {totals['pending']}, failed {totals['failed']}; "
                     f"tasks queued again: {swept['stale']} stale, {swept['retried']} failed; "
-                    f"re-invoked {swept['invoked']}"
+                    f"re-invoked {swept['invoked']}; live connections closed: {closed}"
                 )
             if not loop:
                 return

@@ -48,7 +48,7 @@
   var MAX_TOASTS_NARROW = 1;
   var NEWER_URL = "/feed/newer/?after=";
   var STATE_LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline",
-    off: "Offline" };
+    off: "Offline", "signed-out": "Signed out" };
 
   var lastSeq = parseInt(body.dataset.lastSeq || "0", 10) || 0;
   // Everything up to this seq was on the server when the page was rendered: an item we have not
@@ -794,8 +794,24 @@
     return null;
   }
 
+  // Logging out leaves nothing behind: the hand-over is dropped (the server also answers the
+  // log-out with Clear-Site-Data) and this page's connection closes before the next page loads.
+  var loggingOut = false;
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form || !/\/accounts\/logout\/$/.test(form.getAttribute("action") || "")) return;
+    loggingOut = true;
+    held = null;
+    try { window.sessionStorage.removeItem(HANDOVER_KEY); } catch (e) { /* nothing stored */ }
+    if (client) {
+      var leaving = client;
+      client = null;
+      leaving.end(true);
+    }
+  }, true);
+
   window.addEventListener("pagehide", function (event) {
-    if (!held || !client || event.persisted) return; // a page kept in the back/forward cache keeps them
+    if (loggingOut || !held || !client || event.persisted) return; // a page kept in the back/forward cache keeps them
     try {
       window.sessionStorage.setItem(HANDOVER_KEY, JSON.stringify(Object.assign({ user: body.dataset.user }, held)));
     } catch (e) { return; /* the next page asks the server */ }
@@ -812,12 +828,22 @@
       credentials: "same-origin",
       headers: { "X-CSRFToken": cookie("csrftoken"), Accept: "application/json" },
     }).then(function (response) {
+      if (response.status === 401 || response.status === 403) {
+        signedOut = true; // logged out elsewhere (or the password changed): no point retrying
+        throw new Error("signed out");
+      }
       if (!response.ok) throw new Error("credentials refused: " + response.status);
       return response.json();
     });
   }
 
+  var signedOut = false;
+
   function scheduleReconnect() {
+    if (signedOut || loggingOut) {
+      setState(signedOut ? "signed-out" : "off");
+      return;
+    }
     if (retryTimer) return;
     setState("reconnecting");
     var delay = Math.min(MAX_BACKOFF_MS, 1000 * Math.pow(2, attempt));
