@@ -29,8 +29,7 @@ REGION = "eu-west-1"
 
 
 def clear_caches():
-    aws.client.cache_clear()
-    aws._discover_endpoint.cache_clear()
+    aws.cache_clear()
     _load.cache_clear()
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import unicodedata
 from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
@@ -99,7 +100,6 @@ def token_for(user):
 def local_creds(**overrides):
     expires = (datetime.now(timezone.utc) + timedelta(seconds=900)).isoformat().replace("+00:00", "Z")
     creds = {"backend": "local", "client_id": "herald-u1-abc", "url": "ws://127.0.0.1:8083/mqtt",
-             "username": "1", "password": "signed-token",
              "topics": {"notifications": "herald/dev/users/1/notifications",
                         "post_comments": "herald/dev/posts/+/comments"},
              "expires_at": expires}
@@ -449,54 +449,55 @@ def test_refresh_delay():
 
 AWS_CREDS = local_creds(
     backend="aws", client_id="herald-u1-xyz",
-    url="wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256",
+    url="wss://abc-ats.iot.eu-west-1.amazonaws.com/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab"
+        "&X-Amz-Security-Token=tok%2Fen",
     aws={"access_key_id": "ASIAEXAMPLE", "secret_access_key": "secret", "session_token": "session",
          "region": "eu-west-1", "endpoint": "abc-ats.iot.eu-west-1.amazonaws.com"},
 )
-del AWS_CREDS["username"], AWS_CREDS["password"]
 
 
-def test_aws_backend_uses_sigv4_websockets_with_the_vended_keys(monkeypatch):
-    from awscrt.auth import AwsCredentialsProvider
-    from awsiot import mqtt_connection_builder
+class Handshake:
+    """What awscrt hands a WebSocket handshake transform: the request to change, and set_done()."""
 
-    calls = []
-    monkeypatch.setattr(mqtt_connection_builder, "websockets_with_default_aws_signing",
-                        lambda **kwargs: calls.append(kwargs) or "connection")
-    def on_drop(**kwargs):
-        pass
+    def __init__(self):
+        self.http_request = types.SimpleNamespace(path="/")
+        self.done = False
 
-    creds = listener_module.check_credentials(dict(AWS_CREDS))
-    assert build_connection(creds, on_connection_interrupted=on_drop) == "connection"
-    [kwargs] = calls
-    provider = kwargs.pop("credentials_provider")
-    assert isinstance(provider, AwsCredentialsProvider)
-    assert kwargs == {
-        "endpoint": "abc-ats.iot.eu-west-1.amazonaws.com", "port": 443, "region": "eu-west-1",
-        "client_id": "herald-u1-xyz", "clean_session": True, "keep_alive_secs": 30,
-        "tcp_connect_timeout_ms": 10000, "enable_metrics_collection": False, "on_connection_interrupted": on_drop,
-    }
-    creds = provider.get_credentials().result(timeout=5)
-    assert (creds.access_key_id, creds.secret_access_key, creds.session_token) == ("ASIAEXAMPLE", "secret", "session")
+    def set_done(self, error=None):
+        self.done = error is None
 
 
-def test_connections_are_built_without_sdk_metrics():
+def handshake_path(connection) -> str:
+    args = Handshake()
+    connection._ws_handshake_transform_cb(transform_args=args)
+    assert args.done
+    return args.http_request.path
+
+
+def test_one_presigned_path_for_aws_and_the_emulator():
+    """Both connect over the vended URL as it is (signature and session token in the query), as a
+    browser does: TLS for wss://, none for the emulator's ws://; no username, password or metrics."""
     aws = build_connection(dict(AWS_CREDS))  # the real builder; nothing connects
     assert (aws.host_name, aws.port, aws.client_id, aws.clean_session) == (
         "abc-ats.iot.eu-west-1.amazonaws.com", 443, "herald-u1-xyz", True)
     assert aws._use_websockets and aws.client.tls_ctx is not None and aws._metrics is None
+    assert (aws.username, aws.password) == (None, None)
+    assert handshake_path(aws) == "/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab&X-Amz-Security-Token=tok%2Fen"
 
-    local = build_connection(local_creds(url="ws://127.0.0.1:8083/mqtt"))
+    local = build_connection(local_creds(url="ws://127.0.0.1:8083/mqtt?X-Amz-Signature=cd"))
     assert (local.host_name, local.port, local.client_id) == ("127.0.0.1", 8083, "herald-u1-abc")
-    assert (local.username, local.password) == ("1", "signed-token")  # nothing appended to the username
+    assert (local.username, local.password) == (None, None)
     assert local._use_websockets and local.client.tls_ctx is None and local._metrics is None
+    assert handshake_path(local) == "/mqtt?X-Amz-Signature=cd"
 
 
 def test_bad_credentials_are_refused_before_connecting():
-    with pytest.raises(ListenError, match="lack password"):
-        listener_module.check_credentials({k: v for k, v in local_creds().items() if k != "password"})
+    with pytest.raises(ListenError, match="lack url"):
+        listener_module.check_credentials({k: v for k, v in local_creds().items() if k != "url"})
     with pytest.raises(ListenError, match="Unknown credentials backend"):
         listener_module.check_credentials(local_creds(backend="mqtt"))
+    with pytest.raises(ListenError, match="Unsupported credentials url"):
+        build_connection(local_creds(url="https://127.0.0.1/mqtt"))
 
 
 # -- the command's arguments ------------------------------------------------------------------------------

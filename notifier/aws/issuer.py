@@ -43,6 +43,7 @@ class StsIssuer:
 
     def issue(self, user) -> dict:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         from . import clients
         from .policies import dumps, new_client_id, session_policy
@@ -66,8 +67,9 @@ class StsIssuer:
                 Policy=dumps(policy),
             )["Credentials"]
             endpoint = clients.data_endpoint()
-        except (ClientError, BotoCoreError, ValueError) as exc:
-            # One line, no traceback: the cause (AccessDenied, throttling, bad region...) is in it.
+        except (ClientError, BotoCoreError, ResponseParserError, ValueError) as exc:
+            # One line, no traceback: the cause (AccessDenied, throttling, bad region, a proxy's
+            # HTML page instead of STS's XML...) is in it.
             log.error("credentials for user %s unavailable: %s: %s", user.pk, type(exc).__name__, exc)
             raise CredentialsUnavailable(self.UNAVAILABLE) from exc
         return {
