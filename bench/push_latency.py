@@ -6,11 +6,14 @@ the post author's browser (MQTT over WebSocket with credentials from the API). C
 at a steady rate; each latency is measured from just before the POST is written to the moment
 the notification arrives on the subscriber.
 
+It also measures the credentials request (`POST /api/notifications/credentials/`: STS AssumeRole
+against the emulator's local STS, plus presigning the URL), over HTTP like a browser's.
+
 In the same run it measures the poll-based alternative: the cost of one unread-count poll, the
 latency a 15 s poll interval implies (half the interval plus the poll), and requests per
 delivered notification for both designs.
 
-    python bench/push_latency.py [--count 1000] [--rate 20]
+    python bench/push_latency.py [--count 1000] [--rate 20] [--credentials 300]
 
 Writes bench/results/push_latency.json and prints a summary.
 """
@@ -38,7 +41,7 @@ POLL_INTERVAL_S = 15.0
 WARMUP = 20
 
 
-def run(count: int, rate: float, polls: int) -> dict:
+def run(count: int, rate: float, polls: int, credentials: int) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="herald-bench-"))
     ports = {"http": free_port(), "mqtt": free_port(), "ws": free_port(), "pub": free_port()}
     env = {
@@ -51,6 +54,7 @@ def run(count: int, rate: float, polls: int) -> dict:
         "THROTTLE_WRITE": "1000000/min",
         "THROTTLE_SIGNUP": "1000/min",
         "THROTTLE_LOGIN": "1000/min",
+        "THROTTLE_CREDENTIALS": "1000000/min",
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
@@ -85,8 +89,10 @@ def run(count: int, rate: float, polls: int) -> dict:
         subscribed = threading.Event()
         url = urlparse(creds["url"])
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=creds["client_id"], transport="websockets")
-        client.ws_set_options(path=url.path)
-        client.username_pw_set(creds["username"], creds["password"])
+        # The presigned URL as it is: path and query (signature, session token).
+        client.ws_set_options(path=f"{url.path}?{url.query}" if url.query else url.path)
+        if creds.get("password"):  # the signed-token credentials of releases before the STS path
+            client.username_pw_set(creds.get("username"), creds["password"])
 
         def on_connect(c, userdata, flags, reason, properties):
             c.subscribe(creds["topics"]["notifications"], qos=1)
@@ -108,6 +114,15 @@ def run(count: int, rate: float, polls: int) -> dict:
         client.loop_start()
         if not subscribed.wait(10):
             raise RuntimeError("subscriber did not connect")
+
+        # Credentials, one after another (what each page load or reconnect costs).
+        credential_times = []
+        for i in range(WARMUP + credentials):
+            t0 = time.perf_counter()
+            status, body = author.call("POST", "/api/notifications/credentials/")
+            if i >= WARMUP:
+                credential_times.append(time.perf_counter() - t0)
+            assert status == 200, body
 
         # Warm-up: the first requests of each gunicorn worker pay for imports and connections.
         for i in range(WARMUP):
@@ -154,6 +169,8 @@ def run(count: int, rate: float, polls: int) -> dict:
                 "mean": ms(statistics.fmean(latencies)),
             },
             "comment_post_ms": {"p50": ms(percentile(post_times, 50)), "p99": ms(percentile(post_times, 99))},
+            "credentials_ms": {"count": credentials, "p50": ms(percentile(credential_times, 50)),
+                               "p99": ms(percentile(credential_times, 99)), "backend": creds["backend"]},
             "poll": {
                 "interval_s": POLL_INTERVAL_S,
                 "requests_measured": polls,
@@ -178,14 +195,18 @@ def main():
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="comments per second")
     parser.add_argument("--polls", type=int, default=300)
+    parser.add_argument("--credentials", type=int, default=300, help="credentials requests to time")
+    parser.add_argument("--out", default="push_latency.json", help="file name under bench/results/")
     args = parser.parse_args()
-    result = run(args.count, args.rate, args.polls)
+    result = run(args.count, args.rate, args.polls, args.credentials)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "push_latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / args.out).write_text(json.dumps(result, indent=2) + "\n")
     push, poll = result["push_ms"], result["poll"]
     print(f"push ({result['received']}/{result['count']} received at {result['rate_per_s']}/s): "
           f"p50 {push['p50']} ms, p95 {push['p95']} ms, p99 {push['p99']} ms, max {push['max']} ms")
+    cred = result["credentials_ms"]
+    print(f"credentials ({cred['backend']}, {cred['count']} requests): p50 {cred['p50']} ms, p99 {cred['p99']} ms")
     print(f"poll every {poll['interval_s']:.0f} s: one poll p50 {poll['one_poll_ms']['p50']} ms; "
           f"expected latency {poll['expected_latency_ms']} ms, worst {poll['worst_latency_ms']} ms")
     rpn = result["requests_per_notification"]

@@ -1,8 +1,9 @@
 """The web process imports only what it serves with: no development package on the request path.
 
 A fresh interpreter imports the WSGI app and serves a page, an API call, a credentials request
-(local backend) and a comment POST with a DRF token, whose push goes through the real boto3
-publisher to a stand-in iot-data endpoint. The development-only packages are made unimportable in
+(the STS issuer, local endpoints), a comment POST with a DRF token, whose push goes through the
+real boto3 publisher, and a password change, which closes the user's live connection with
+DeleteConnection, all against a stand-in for the emulator's HTTP API (STS and iot-data). The development-only packages are made unimportable in
 that process, as they are on Lambda where they are not installed: every request must still
 succeed, none of them may end up in sys.modules, and the only code allowed even to try importing
 one is botocore's optional probe for awscrt (it falls back when it is missing).
@@ -36,16 +37,34 @@ CHILD = textwrap.dedent(r"""
 
     sys.meta_path.insert(0, DevOnlyIsNotInstalled())
 
-    published = []
+    published, deleted = [], []
+    ASSUMED = (
+        '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials>'
+        '<AccessKeyId>ASIAEXAMPLEEXAMPLE12</AccessKeyId><SecretAccessKey>secret</SecretAccessKey>'
+        '<SessionToken>token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>'
+        '<AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn>'
+        '</AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>'
+        '</AssumeRoleResponse>'
+    ).encode()
 
     class IotData(http.server.BaseHTTPRequestHandler):
-        # Stands in for the emulator's iot-data Publish API: POST /topics/{topic} -> 200.
+        # Stands in for the emulator's HTTP API: STS AssumeRole (POST /), iot-data Publish
+        # (POST /topics/{topic}) and DeleteConnection (DELETE /connections/{clientId}).
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            published.append(self.path.split("?")[0])
-            body = b"{}"
+            if self.path == "/":
+                self.answer(ASSUMED, "text/xml")
+            else:
+                published.append(self.path.split("?")[0])
+                self.answer(b"{}")
+
+        def do_DELETE(self):
+            deleted.append(self.path.split("?")[0])
+            self.answer(b"{}")
+
+        def answer(self, body, content_type="application/json"):
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -99,6 +118,12 @@ CHILD = textwrap.dedent(r"""
     results["comment"], _ = request("POST", f"/api/posts/{post['id']}/comments/", {"text": "Nice one"}, token="bob")
     results["alice_topic"] = f"/topics/herald%2Fdev%2Fusers%2F{User.objects.get(username='alice').pk}%2Fnotifications"
     results["published"] = published
+    bob = User.objects.get(username="bob")
+    bob.set_password("a-new-password-for-bob")
+    bob.save()  # what the password change page does; closes bob's live connection
+    results["deleted"] = deleted
+    results["client_id"] = (credentials or {}).get("client_id")
+    results["loaded_emulator"] = sorted(n for n in sys.modules if n.startswith("notifier.localiot"))
     results["loaded_dev_only"] = sorted(n for n in sys.modules if n.split(".")[0] in DEV_ONLY)
     results["attempts"] = attempts
     print("WEBPATH " + json.dumps(results))
@@ -135,5 +160,7 @@ def test_web_path_serves_pages_api_credentials_and_comments_without_dev_packages
     assert (result["credentials"], result["credentials_backend"]) == (200, "local")
     assert (result["post"], result["comment"]) == (201, 201)
     assert result["alice_topic"] in result["published"], result["published"]  # pushed with boto3
+    assert result["deleted"] == [f"/connections/{result['client_id']}"]
     assert result["loaded_dev_only"] == []
+    assert result["loaded_emulator"] == []  # the web path never imports the emulator's package
     assert {caller for _, caller in result["attempts"]} <= {"botocore.compat"}, result["attempts"]
