@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "notifier",
     "feed",
+    "limits",
 ]
 
 MIDDLEWARE = [
@@ -102,6 +103,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+
+# --- Cache and limit counters. CACHE_URL=redis://HOST:PORT/DB (or rediss://): Django's Redis
+# cache, shared by every process. Unset: per-process memory (LocMemCache), fine for caching but no
+# place for a limit, since every gunicorn worker and warm Lambda container would count alone.
+# LIMIT_COUNTERS is where the limits (failed log-ins, API throttles) count, atomically and shared
+# by every process (limits/counters.py): Redis when there is one, else the database above.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL:
+    if CACHE_URL.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, not {CACHE_URL!r}")
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+LIMIT_COUNTERS = "cache" if CACHE_URL else "database"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "feed.User"

@@ -1,8 +1,37 @@
-"""Rate limits for endpoints that write or hand out credentials (rates: settings.REST_FRAMEWORK)."""
+"""Rate limits for endpoints that write or hand out credentials (rates: settings.REST_FRAMEWORK).
+
+They count in limits.counters, shared by every process and atomic, not in DRF's per-process
+cache history: with four workers (or many Lambda containers) a rate of 30/min is 30 a minute, not
+30 per process, and parallel requests cannot all read "29" and pass. Windows are fixed: one
+starts at a key's first request and lasts the rate's period (a minute for "30/min"); a refused
+request answers 429 with Retry-After, the seconds until its window ends.
+"""
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
+from limits import counters
 
-class WriteThrottle(UserRateThrottle):
+
+class SharedCounting:
+    """Counting for DRF's SimpleRateThrottle family (same scopes, rates and cache keys): one
+    atomic hit of a shared counter per request instead of a cached list of timestamps."""
+
+    hit = None
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.hit = counters.hit(self.key, self.duration, now=self.timer())
+        return self.hit.count <= self.num_requests
+
+    def wait(self):
+        """Seconds until the window ends (DRF sends it as Retry-After); None if nothing counted."""
+        return None if self.hit is None else self.hit.wait(self.timer())
+
+
+class WriteThrottle(SharedCounting, UserRateThrottle):
     """Per-user limit on writes; reads are not counted."""
 
     scope = "write"
@@ -13,15 +42,15 @@ class WriteThrottle(UserRateThrottle):
         return super().allow_request(request, view)
 
 
-class SignupThrottle(AnonRateThrottle):
+class SignupThrottle(SharedCounting, AnonRateThrottle):
     scope = "signup"
 
 
-class LoginThrottle(AnonRateThrottle):
+class LoginThrottle(SharedCounting, AnonRateThrottle):
     scope = "login"
 
 
-class CredentialsThrottle(UserRateThrottle):
+class CredentialsThrottle(SharedCounting, UserRateThrottle):
     scope = "credentials"
 
 

@@ -26,7 +26,7 @@ class TokenView(ObtainAuthToken):
     def post(self, request, *args, **kwargs):
         # Failed log-ins are limited per username and per address, as on the log-in page.
         username = str(request.data.get("username", "")) if hasattr(request.data, "get") else ""
-        wait = login_guard.wait_seconds(request, username)
+        wait = login_guard.begin(request, username)
         if wait:
             raise Throttled(wait, detail=login_guard.MESSAGE.format(wait=wait))
         response = super().post(request, *args, **kwargs)

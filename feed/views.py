@@ -270,7 +270,7 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         username = request.POST.get("username", "")
-        wait = login_guard.wait_seconds(request, username)
+        wait = login_guard.begin(request, username)
         if wait:
             form = self.get_form()
             form.errors.clear()

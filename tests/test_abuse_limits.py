@@ -1,5 +1,6 @@
 """Limits on guessing and flooding: failed log-ins (page and API alike), and page forms that share
-the API's throttles. Counters live in Django's cache (cleared around every test by conftest)."""
+the API's throttles. Counters live in limits.counters' database store here (rows rolled back with
+each test); tests/test_limits_processes.py runs the same limits across four worker processes."""
 import pytest
 from django.test import Client
 
@@ -98,3 +99,45 @@ def test_page_posts_and_comments_share_the_api_write_limit(client, api, alice, m
     assert r.status_code == 429 and int(r["Retry-After"]) > 0
     assert Post.objects.count() == 2
     assert client.get("/").status_code == 200  # reading is never throttled
+
+
+def test_a_refused_attempt_does_not_use_up_a_slot(client, alice, limits):
+    for _ in range(5):
+        page_login(client, "alice", "wrong")
+    for _ in range(3):
+        assert api_login(client, "alice", "wrong").status_code == 429
+    # The address took 5 slots (the refusals gave theirs back): 3 more failures fit in its 8.
+    for name in ("x1", "x2", "x3"):
+        assert api_login(client, name, "wrong").status_code == 400
+    assert api_login(client, "x4", "wrong").status_code == 429
+
+
+def test_retry_after_counts_down_the_fixed_window(client, alice, limits, monkeypatch):
+    import time
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    for _ in range(5):
+        page_login(client, "alice", "wrong")
+    clock[0] += 100
+    r = api_login(client, "alice", PASSWORD)
+    assert r.status_code == 429 and int(r["Retry-After"]) == 501  # 600 s from the first failure
+    clock[0] += 500
+    assert api_login(client, "alice", PASSWORD).status_code == 200  # the window is over
+
+
+def test_failed_admin_log_ins_count_too(client, alice, limits):
+    for _ in range(5):
+        client.post("/admin/login/", {"username": "alice", "password": "wrong"})
+    assert api_login(client, "alice", PASSWORD).status_code == 429
+
+
+def test_throttle_retry_after_is_the_rest_of_the_window(api, alice, monkeypatch):
+    from config.throttles import WriteThrottle
+
+    monkeypatch.setattr(WriteThrottle, "THROTTLE_RATES", {"write": "2/hour"})
+    api.as_(alice)
+    codes = [api.post("/api/posts/", {"text": f"p{i}"}, format="json").status_code for i in range(3)]
+    assert codes == [201, 201, 429]
+    r = api.post("/api/posts/", {"text": "again"}, format="json")
+    assert r.status_code == 429 and 3590 <= int(r["Retry-After"]) <= 3600
