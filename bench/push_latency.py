@@ -6,7 +6,11 @@ the post author's browser (MQTT over WebSocket with credentials from the API). C
 at a steady rate; each latency is measured from just before the POST is written to the moment
 the notification arrives on the subscriber.
 
-It also measures the credentials request (`POST /api/notifications/credentials/`: STS AssumeRole
+It also measures how fast access ends: a browser-like session logs in, opens a live connection with
+its credentials and logs out; the time from the log-out POST to the connection being closed by
+the emulator (DeleteConnection) is recorded, over --logouts rounds.
+
+And it measures the credentials request (`POST /api/notifications/credentials/`: STS AssumeRole
 against the emulator's local STS, plus presigning the URL), over HTTP like a browser's.
 
 In the same run it measures the poll-based alternative: the cost of one unread-count poll, the
@@ -18,6 +22,7 @@ delivered notification for both designs.
 Writes bench/results/push_latency.json and prints a summary.
 """
 import argparse
+import http.cookiejar
 import json
 import os
 import secrets
@@ -28,6 +33,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+import urllib.parse
+import urllib.request
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -41,7 +48,68 @@ POLL_INTERVAL_S = 15.0
 WARMUP = 20
 
 
-def run(count: int, rate: float, polls: int, credentials: int) -> dict:
+class Browser:
+    """A cookie-keeping HTTP client that logs in and out through the pages, as a person does."""
+
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}"
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def csrf(self) -> str:
+        return next(c.value for c in self.jar if c.name == "csrftoken")
+
+    def post(self, path: str, form: dict | None = None, accept: str = "text/html"):
+        data = urllib.parse.urlencode({"csrfmiddlewaretoken": self.csrf(), **(form or {})}).encode()
+        request = urllib.request.Request(self.base + path, data=data, method="POST",
+                                         headers={"X-CSRFToken": self.csrf(), "Accept": accept})
+        with self.opener.open(request, timeout=30) as response:
+            return response.status, response.read()
+
+    def log_in(self, username: str, password: str) -> None:
+        self.opener.open(self.base + "/accounts/login/", timeout=30).read()
+        self.post("/accounts/login/", {"username": username, "password": password})
+
+
+def subscribe(creds: dict, on_message=None) -> tuple[mqtt.Client, threading.Event, threading.Event]:
+    """A paho client connected to the presigned URL and subscribed; (client, subscribed, closed)."""
+    url = urlparse(creds["url"])
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=creds["client_id"], transport="websockets")
+    client.ws_set_options(path=f"{url.path}?{url.query}" if url.query else url.path)
+    if creds.get("password"):  # the signed-token credentials of releases before the STS path
+        client.username_pw_set(creds.get("username"), creds["password"])
+    subscribed, closed = threading.Event(), threading.Event()
+    client.on_connect = lambda c, u, flags, reason, props: c.subscribe(creds["topics"]["notifications"], qos=1)
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_disconnect = lambda *args: closed.set()
+    if on_message:
+        client.on_message = on_message
+    client.connect(url.hostname, url.port)
+    client.loop_start()
+    if not subscribed.wait(10):
+        raise RuntimeError("subscriber did not connect")
+    return client, subscribed, closed
+
+
+def access_end(port: int, username: str, password: str, rounds: int) -> list[float]:
+    """Seconds from sending the log-out to the user's live connection being closed, per round."""
+    took = []
+    for _ in range(rounds):
+        browser = Browser(port)
+        browser.log_in(username, password)
+        status, body = browser.post("/api/notifications/credentials/", accept="application/json")
+        assert status == 200, body
+        client, _, closed = subscribe(json.loads(body))
+        t0 = time.perf_counter()
+        browser.post("/accounts/logout/")
+        if not closed.wait(30):
+            raise RuntimeError("the live connection outlived the log-out")
+        took.append(time.perf_counter() - t0)
+        client.loop_stop()
+    return took
+
+
+def run(count: int, rate: float, polls: int, credentials: int, logouts: int) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="herald-bench-"))
     ports = {"http": free_port(), "mqtt": free_port(), "ws": free_port(), "pub": free_port()}
     env = {
@@ -86,19 +154,6 @@ def run(count: int, rate: float, polls: int, credentials: int) -> dict:
 
         received: dict[int, float] = {}
         done = threading.Event()
-        subscribed = threading.Event()
-        url = urlparse(creds["url"])
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=creds["client_id"], transport="websockets")
-        # The presigned URL as it is: path and query (signature, session token).
-        client.ws_set_options(path=f"{url.path}?{url.query}" if url.query else url.path)
-        if creds.get("password"):  # the signed-token credentials of releases before the STS path
-            client.username_pw_set(creds.get("username"), creds["password"])
-
-        def on_connect(c, userdata, flags, reason, properties):
-            c.subscribe(creds["topics"]["notifications"], qos=1)
-
-        def on_subscribe(c, userdata, mid, reasons, properties):
-            subscribed.set()
 
         def on_message(c, userdata, message):
             now = time.perf_counter()
@@ -109,11 +164,7 @@ def run(count: int, rate: float, polls: int, credentials: int) -> dict:
                 if len(received) >= count:
                     done.set()
 
-        client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
-        client.connect(url.hostname, url.port)
-        client.loop_start()
-        if not subscribed.wait(10):
-            raise RuntimeError("subscriber did not connect")
+        client, _, _ = subscribe(creds, on_message)
 
         # Credentials, one after another (what each page load or reconnect costs).
         credential_times = []
@@ -143,6 +194,7 @@ def run(count: int, rate: float, polls: int, credentials: int) -> dict:
         client.disconnect()
 
         latencies = [received[i] - sent[i] for i in sent if i in received]
+        ended = access_end(ports["http"], "commenter", "bench-password-42", logouts) if logouts else []
         lost = count - len(latencies)
 
         # The poll-based alternative: GET unread-count, as a client polling every 15 s would.
@@ -169,6 +221,8 @@ def run(count: int, rate: float, polls: int, credentials: int) -> dict:
                 "mean": ms(statistics.fmean(latencies)),
             },
             "comment_post_ms": {"p50": ms(percentile(post_times, 50)), "p99": ms(percentile(post_times, 99))},
+            "logout_to_closed_ms": {"rounds": logouts, "p50": ms(percentile(ended, 50)) if ended else None,
+                                    "max": ms(max(ended)) if ended else None},
             "credentials_ms": {"count": credentials, "p50": ms(percentile(credential_times, 50)),
                                "p99": ms(percentile(credential_times, 99)), "backend": creds["backend"]},
             "poll": {
@@ -196,9 +250,10 @@ def main():
     parser.add_argument("--rate", type=float, default=20.0, help="comments per second")
     parser.add_argument("--polls", type=int, default=300)
     parser.add_argument("--credentials", type=int, default=300, help="credentials requests to time")
+    parser.add_argument("--logouts", type=int, default=20, help="log-in, connect, log-out rounds to time")
     parser.add_argument("--out", default="push_latency.json", help="file name under bench/results/")
     args = parser.parse_args()
-    result = run(args.count, args.rate, args.polls, args.credentials)
+    result = run(args.count, args.rate, args.polls, args.credentials, args.logouts)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -207,6 +262,9 @@ def main():
           f"p50 {push['p50']} ms, p95 {push['p95']} ms, p99 {push['p99']} ms, max {push['max']} ms")
     cred = result["credentials_ms"]
     print(f"credentials ({cred['backend']}, {cred['count']} requests): p50 {cred['p50']} ms, p99 {cred['p99']} ms")
+    ended = result["logout_to_closed_ms"]
+    if ended["rounds"]:
+        print(f"log-out to live connection closed ({ended['rounds']} rounds): p50 {ended['p50']} ms, max {ended['max']} ms")
     print(f"poll every {poll['interval_s']:.0f} s: one poll p50 {poll['one_poll_ms']['p50']} ms; "
           f"expected latency {poll['expected_latency_ms']} ms, worst {poll['worst_latency_ms']} ms")
     rpn = result["requests_per_notification"]

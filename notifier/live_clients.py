@@ -61,7 +61,9 @@ def end_access(user_id: int) -> None:
 
 
 def _close_for_user(user_id: int) -> None:
-    ids = list(LiveClient.objects.filter(user_id=user_id, ending_since__isnull=False).values_list("client_id", flat=True))
+    # Newest first: the connections most likely still open are the ones vended last.
+    ids = list(LiveClient.objects.filter(user_id=user_id, ending_since__isnull=False)
+               .order_by("-created_at").values_list("client_id", flat=True))
     close(ids, urgent=True)
 
 
