@@ -1,21 +1,33 @@
-"""Verify AWS Signature Version 4 on incoming HTTP requests, with botocore's own signer.
+"""Verify AWS Signature Version 4, in an Authorization header or in a presigned URL, with botocore.
 
-The emulator must accept exactly what boto3 sends to AWS IoT and nothing unsigned, so the check
-recomputes the signature the way the client computed it: an AWSRequest is rebuilt from the
-incoming method, URL (the raw request target, percent-encoding untouched), the headers the client
-listed in SignedHeaders, the body and the client's own X-Amz-Date, and botocore's SigV4Auth derives
-the canonical request, string to sign and signature from it. Reusing botocore rather than a second
-implementation means the two sides cannot disagree about canonicalisation (double-encoded paths,
-query sorting, header trimming). The result is compared in constant time.
+The emulator must accept exactly what boto3 and Herald's presigned URLs send to AWS and nothing
+unsigned, so the check recomputes the signature the way the client computed it: an AWSRequest is
+rebuilt from the received method, path, query, the headers the client listed in SignedHeaders, the
+body and the client's own X-Amz-Date, and botocore's SigV4Auth derives the canonical request,
+string to sign and signature from it. Reusing botocore rather than a second implementation means
+the two sides cannot disagree about canonicalisation (double-encoded paths, query sorting, header
+trimming). The result is compared in constant time.
 
-Like AWS, a request is refused when the key id is unknown, the scope is not for this service, the
-date is more than five minutes away from the server's clock, or the signature does not match.
+Who signed is not known in advance: `resolve(access_key_id, session_token)` returns the caller's
+identity and its secret key (the account's root pair, or temporary keys from the local STS), or
+raises SignatureError itself (unknown key: InvalidClientTokenId, expired session: ExpiredToken).
+
+Like AWS, a request is refused when the key id is unknown, the scope is not for this service and
+region, the date is too far from the server's clock (`max_skew`: 5 minutes for IoT, 15 for STS),
+or the signature does not match. SignatureError carries the code AWS's query APIs use (STS answers
+with it; the iot-data API answers ForbiddenException whatever the code).
+
+Presigned URLs are checked as AWS IoT Core checks its MQTT-over-WebSocket URLs: the session token
+(`X-Amz-Security-Token`) is appended after signing, so it is not part of the canonical query, and
+the URL is valid from X-Amz-Date (give or take `max_skew`) until X-Amz-Expires seconds later.
 """
 import calendar
 import hashlib
 import hmac
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+from urllib.parse import parse_qsl, quote
 
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -25,17 +37,35 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 # The signing name of the iot-data service in botocore's service model.
 SERVICE = "iotdata"
 MAX_SKEW_SECONDS = 300
+# SigV4's own upper bound for a presigned URL's lifetime (seven days).
+MAX_EXPIRES_SECONDS = 7 * 24 * 3600
+SIGNATURE_PARAM = "X-Amz-Signature"
+TOKEN_PARAM = "X-Amz-Security-Token"
+_PRESIGN_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders")
+
+Identity = TypeVar("Identity")
+Resolve = Callable[[str, str | None], tuple[Identity, str]]
 
 
 class SignatureError(Exception):
-    """The request is not signed by the configured key pair; the message is safe to return."""
+    """The request is not validly signed; the message is safe to return, `code` is AWS's."""
+
+    def __init__(self, message: str, code: str = "SignatureDoesNotMatch", status: int = 403):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+def _incomplete(message: str) -> SignatureError:
+    return SignatureError(message, "IncompleteSignature", 400)
 
 
 def _parse_authorization(value: str) -> tuple[list[str], list[str], str]:
     """(credential scope parts, signed header names, signature) from an Authorization header."""
     algorithm, _, rest = value.strip().partition(" ")
     if algorithm != ALGORITHM:
-        raise SignatureError(f"Authorization header requires the {ALGORITHM} algorithm.")
+        raise _incomplete(f"Authorization header requires the {ALGORITHM} algorithm.")
     fields = {}
     for part in rest.split(","):
         name, sep, field_value = part.strip().partition("=")
@@ -44,23 +74,61 @@ def _parse_authorization(value: str) -> tuple[list[str], list[str], str]:
     try:
         credential, signed_headers, signature = fields["Credential"], fields["SignedHeaders"], fields["Signature"]
     except KeyError:
-        raise SignatureError(
+        raise _incomplete(
             "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters."
         ) from None
+    return _parse_scope(credential), _parse_signed_headers(signed_headers), signature
+
+
+def _parse_scope(credential: str) -> list[str]:
     scope = credential.split("/")
-    if len(scope) != 5 or scope[4] != "aws4_request":
-        raise SignatureError("Credential should be scoped to a valid region, service and aws4_request.")
-    names = signed_headers.split(";")
+    if len(scope) != 5 or scope[4] != "aws4_request" or not scope[0]:
+        raise _incomplete("Credential should be scoped to a valid region, service and aws4_request.")
+    return scope
+
+
+def _parse_signed_headers(value: str) -> list[str]:
+    names = value.split(";")
     if not all(names) or names != sorted(set(names)) or any(n != n.lower() for n in names):
-        raise SignatureError("SignedHeaders must be a sorted list of lower-case header names.")
-    return scope, names, signature
+        raise _incomplete("SignedHeaders must be a sorted list of lower-case header names.")
+    return names
 
 
 def _parse_amz_date(value: str) -> float:
     try:
         return float(calendar.timegm(time.strptime(value, SIGV4_TIMESTAMP)))
     except (TypeError, ValueError):
-        raise SignatureError("X-Amz-Date must be in the format YYYYMMDD'T'HHMMSS'Z'.") from None
+        raise _incomplete("X-Amz-Date must be in the format YYYYMMDD'T'HHMMSS'Z'.") from None
+
+
+def _check_scope(scope: list[str], amz_date: str, *, service: str, region: str) -> None:
+    _, scope_date, scope_region, scope_service, _ = scope
+    if scope_service != service:
+        raise SignatureError(f"Credential should be scoped to correct service: '{service}'.")
+    if scope_region != region:
+        raise SignatureError(f"Credential should be scoped to a valid region, not '{scope_region[:64]}'.")
+    if scope_date != amz_date[:8]:
+        raise SignatureError("Credential scope date does not match X-Amz-Date.")
+
+
+def _expected_signature(
+    request: AWSRequest, *, amz_date: str, signed_names: list[str], access_key_id: str, secret: str,
+    service: str, region: str,
+) -> str:
+    request.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(access_key_id, secret), service, region)
+    if signer.signed_headers(signer.headers_to_sign(request)) != ";".join(signed_names):
+        raise SignatureError("SignedHeaders lists headers that cannot be signed.")
+    canonical_request = signer.canonical_request(request)
+    return signer.signature(signer.string_to_sign(request, canonical_request), request)
+
+
+def _compare(expected: str, signature: str) -> None:
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+        raise SignatureError(
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method."
+        )
 
 
 def verify_request(
@@ -69,12 +137,13 @@ def verify_request(
     target: str,
     headers: Iterable[tuple[str, str]],
     body: bytes,
-    access_key_id: str,
-    secret_access_key: str,
+    resolve: Resolve,
+    region: str,
     service: str = SERVICE,
     now: float | None = None,
-) -> None:
-    """Raise SignatureError unless the request is SigV4-signed with this key pair.
+    max_skew: int = MAX_SKEW_SECONDS,
+) -> Identity:
+    """The identity that SigV4-signed this request (Authorization header); SignatureError otherwise.
 
     `target` is the request target exactly as received (path and query, still percent-encoded);
     `headers` are the received (name, value) pairs, repeated names allowed.
@@ -84,29 +153,26 @@ def verify_request(
         header_values.setdefault(name.lower(), []).append(value)
 
     authorization = header_values.get("authorization", [])
+    if not authorization:
+        raise SignatureError("Missing Authentication Token", "MissingAuthenticationToken", 403)
     if len(authorization) != 1:
-        raise SignatureError("Missing Authentication Token")
+        raise _incomplete("Only one Authorization header is allowed.")
     scope, signed_names, signature = _parse_authorization(authorization[0])
-    key_id, scope_date, region, scope_service, _ = scope
-
-    if not hmac.compare_digest(key_id.encode(), access_key_id.encode()):
-        raise SignatureError("The security token included in the request is invalid.")
-    if scope_service != service:
-        raise SignatureError(f"Credential should be scoped to correct service: '{service}'.")
 
     amz_date = header_values.get("x-amz-date", [])
     if len(amz_date) != 1 or "x-amz-date" not in signed_names:
-        raise SignatureError("The request must carry one signed X-Amz-Date header.")
+        raise _incomplete("Authorization header requires existence of one signed 'X-Amz-Date' header.")
+    if "host" not in signed_names:
+        raise _incomplete("The Host header must be signed.")
+    tokens = header_values.get("x-amz-security-token", [])
+    if len(tokens) > 1:
+        raise _incomplete("Only one X-Amz-Security-Token header is allowed.")
+    identity, secret = resolve(scope[0], tokens[0] if tokens else None)
+
+    _check_scope(scope, amz_date[0], service=service, region=region)
     signed_at = _parse_amz_date(amz_date[0])
     current = time.time() if now is None else now
-    if abs(current - signed_at) > MAX_SKEW_SECONDS:
-        raise SignatureError(
-            f"Signature expired: {amz_date[0]} is more than {MAX_SKEW_SECONDS // 60} minutes from the server's time."
-        )
-    if scope_date != amz_date[0][:8]:
-        raise SignatureError("Credential scope date does not match X-Amz-Date.")
-    if "host" not in signed_names:
-        raise SignatureError("The Host header must be signed.")
+    _check_skew(amz_date[0], signed_at, current, max_skew)
     missing = [name for name in signed_names if name not in header_values]
     if missing:
         raise SignatureError(f"Signed header(s) missing from the request: {', '.join(missing)}.")
@@ -124,14 +190,110 @@ def verify_request(
         headers={name: ",".join(header_values[name]) for name in signed_names},
         data=body,
     )
-    request.context["timestamp"] = amz_date[0]
-    signer = SigV4Auth(Credentials(access_key_id, secret_access_key), service, region)
-    if signer.signed_headers(signer.headers_to_sign(request)) != ";".join(signed_names):
-        raise SignatureError("SignedHeaders lists headers that cannot be signed.")
-    canonical_request = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical_request), request)
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    expected = _expected_signature(
+        request, amz_date=amz_date[0], signed_names=signed_names, access_key_id=scope[0], secret=secret,
+        service=service, region=region,
+    )
+    _compare(expected, signature)
+    return identity
+
+
+def _check_skew(amz_date: str, signed_at: float, current: float, max_skew: int) -> None:
+    if current - signed_at > max_skew:
         raise SignatureError(
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your AWS Secret Access Key and signing method."
+            f"Signature expired: {amz_date} is now earlier than "
+            f"{time.strftime(SIGV4_TIMESTAMP, time.gmtime(current - max_skew))} "
+            f"({time.strftime(SIGV4_TIMESTAMP, time.gmtime(current))} - {max_skew // 60} min.)"
         )
+    if signed_at - current > max_skew:
+        raise SignatureError(
+            f"Signature not yet current: {amz_date} is still later than "
+            f"{time.strftime(SIGV4_TIMESTAMP, time.gmtime(current + max_skew))} "
+            f"({time.strftime(SIGV4_TIMESTAMP, time.gmtime(current))} + {max_skew // 60} min.)"
+        )
+
+
+def _quote(value: str) -> str:
+    return quote(value, safe="-_.~")
+
+
+def verify_presigned(
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: Iterable[tuple[str, str]],
+    resolve: Resolve,
+    region: str,
+    service: str,
+    now: float | None = None,
+    max_skew: int = MAX_SKEW_SECONDS,
+) -> Identity:
+    """The identity that presigned this URL (SigV4 query parameters); SignatureError otherwise.
+
+    `path` and `query` are as received (the query still percent-encoded); `headers` must include
+    every header the URL's X-Amz-SignedHeaders names (Host, from the request or from the URL).
+    The canonical query is built from the decoded parameters, re-encoded as SigV4 prescribes, less
+    X-Amz-Signature and X-Amz-Security-Token (AWS IoT leaves the token out of the signature).
+    """
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query), errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        raise _incomplete("The query string is malformed.") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params and name.startswith("X-Amz-"):
+            raise _incomplete(f"Only one {name} parameter is allowed.")
+        params[name] = value
+    if not any(name in params for name in _PRESIGN_PARAMS + (SIGNATURE_PARAM,)):
+        raise SignatureError("Missing Authentication Token", "MissingAuthenticationToken", 403)
+    missing = [name for name in _PRESIGN_PARAMS + (SIGNATURE_PARAM,) if name not in params]
+    if missing:
+        raise _incomplete(f"The presigned URL lacks {', '.join(missing)}.")
+    if params["X-Amz-Algorithm"] != ALGORITHM:
+        raise _incomplete(f"X-Amz-Algorithm must be {ALGORITHM}.")
+    scope = _parse_scope(params["X-Amz-Credential"])
+    signed_names = _parse_signed_headers(params["X-Amz-SignedHeaders"])
+    if "host" not in signed_names:
+        raise _incomplete("The Host header must be signed.")
+    amz_date = params["X-Amz-Date"]
+    signed_at = _parse_amz_date(amz_date)
+    expires = params["X-Amz-Expires"]
+    if not expires.isascii() or not expires.isdigit() or not 0 < int(expires) <= MAX_EXPIRES_SECONDS:
+        raise _incomplete(f"X-Amz-Expires must be a number of seconds from 1 to {MAX_EXPIRES_SECONDS}.")
+
+    identity, secret = resolve(scope[0], params.get(TOKEN_PARAM))
+
+    _check_scope(scope, amz_date, service=service, region=region)
+    current = time.time() if now is None else now
+    if signed_at - current > max_skew:
+        _check_skew(amz_date, signed_at, current, max_skew)
+    if current > signed_at + int(expires):
+        raise SignatureError(
+            f"Request has expired: signed at {amz_date}, valid for {int(expires)} s.", "AccessDenied", 403
+        )
+
+    header_values: dict[str, list[str]] = {}
+    for name, value in headers:
+        header_values.setdefault(name.lower(), []).append(value)
+    absent = [name for name in signed_names if name not in header_values]
+    if absent:
+        raise SignatureError(f"Signed header(s) missing from the request: {', '.join(absent)}.")
+
+    canonical_query = "&".join(
+        f"{_quote(name)}={_quote(value)}"
+        for name, value in pairs
+        if name not in (SIGNATURE_PARAM, TOKEN_PARAM)
+    )
+    request = AWSRequest(
+        method=method,
+        url=f"http://{header_values['host'][0]}{path}" + (f"?{canonical_query}" if canonical_query else ""),
+        headers={name: ",".join(header_values[name]) for name in signed_names},
+        data=b"",
+    )
+    expected = _expected_signature(
+        request, amz_date=amz_date, signed_names=signed_names, access_key_id=scope[0], secret=secret,
+        service=service, region=region,
+    )
+    _compare(expected, params[SIGNATURE_PARAM])
+    return identity
