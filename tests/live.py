@@ -3,18 +3,18 @@ import socket
 
 import pytest
 
+from notifier.localiot.config import options_from_settings
 from notifier.localiot.server import LocalIoT
-from notifier.aws.local import root_credentials as local_credentials
 from notifier.push.publisher import _load
 
 
 @pytest.fixture(scope="session")
 def emulator():
-    """One emulator for the session, keyed like `runlocaliot` keys it (from SECRET_KEY)."""
-    from django.conf import settings
-
-    key_id, secret = local_credentials()
-    running = LocalIoT(access_key_id=key_id, secret_access_key=secret, token_key=settings.SECRET_KEY).start_in_thread()
+    """One emulator for the session, configured like `runlocaliot` (root keys from SECRET_KEY,
+    the dev stage's Lambda policy, the browser role), on free ports."""
+    running = LocalIoT(
+        **options_from_settings(host="127.0.0.1", mqtt_port=0, ws_port=0, http_port=0)
+    ).start_in_thread()
     yield running.iot
     running.stop()
 

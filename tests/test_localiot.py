@@ -1,11 +1,12 @@
-"""The local IoT emulator (notifier/localiot): tokens, topic rules, SigV4, MQTT auth and delivery.
+"""The local IoT emulator (notifier/localiot): SigV4, MQTT auth and policies, Publish, DeleteConnection.
 
-One emulator runs on free ports for the whole module. MQTT clients are paho (TCP and WebSocket);
-a few checks speak raw MQTT or HTTP where the exact bytes on the wire are the point (CONNACK 0x05,
-an unsigned or tampered request). The HTTP side is always driven by boto3's iot-data client
-configured exactly like the production publisher.
+One emulator runs on free ports for the whole module, configured like production's account: the
+root keys carry the dev stage's Lambda policy (zappa_settings.json), STS hands out sessions of the
+browser role (policies.role_policy) with Herald's session policy. Every MQTT client gets its keys
+the way a browser does (tests/iot_keys.py: boto3 STS AssumeRole, then a presigned ws:// URL).
+Clients are paho (TCP and WebSocket); a few checks speak raw MQTT or HTTP where the exact bytes on
+the wire are the point (CONNACK 0x05, HTTP 403 at the upgrade, an unsigned or tampered request).
 """
-import asyncio
 import datetime
 import hashlib
 import http.client
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import boto3
 import botocore.auth
@@ -27,23 +29,20 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from notifier.aws.local import ACCOUNT, ROLE_ARN
+from notifier.aws.policies import new_client_id
+from notifier.aws.presign import presign_wss_url
 from notifier.localiot import sigv4, topics
+from notifier.localiot.config import stage_policy
 from notifier.localiot.server import LocalIoT
-from notifier.localiot.tokens import (
-    InvalidToken,
-    issue_token,
-    new_client_id,
-    verify_token,
-)
 
+from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, iot_data_client, vend
+from .live import free_port
 from .mqtt_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY_ID = "AKIDLOCALIOTTEST"
-SECRET = "local-iot-test-secret"
-TOKEN_KEY = "local-iot-test-token-key"
+KEY_ID, SECRET = ROOT_KEYS
 REGION = "us-east-1"
-PREFIX = "herald/dev"
 POSTS_FILTER = f"{PREFIX}/posts/+/comments"
 NOT_AUTHORIZED = 5  # CONNACK return code
 SUBACK_FAILURE = 0x80
@@ -53,29 +52,9 @@ def user_topic(user_id: int) -> str:
     return f"{PREFIX}/users/{user_id}/notifications"
 
 
-def credentials_for(user_id: int, *, client_id: str | None = None, ttl: int = 60, key: str = TOKEN_KEY, now=None):
-    """(client_id, token) as the credential view would issue them for this user."""
-    client_id = client_id or new_client_id(user_id)
-    token, _ = issue_token(
-        key=key, client_id=client_id, user_id=user_id, topic_filters=[user_topic(user_id), POSTS_FILTER], ttl=ttl, now=now
-    )
-    return client_id, token
-
-
-def iot_data_client(endpoint_url: str, key_id: str = KEY_ID, secret: str = SECRET):
-    """boto3's iot-data client, configured like notifier.push.publisher.IotDataPublisher."""
-    return boto3.client(
-        "iot-data",
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-    )
-
-
 @pytest.fixture(scope="module")
 def iot():
-    running = LocalIoT(access_key_id=KEY_ID, secret_access_key=SECRET, token_key=TOKEN_KEY).start_in_thread()
+    running = LocalIoT(**emulator_options()).start_in_thread()
     try:
         yield running.iot
     finally:
@@ -84,20 +63,23 @@ def iot():
 
 @pytest.fixture(scope="module")
 def iot_data(iot):
-    return iot_data_client(iot.http_url)
+    return iot_data_client(iot, ROOT_KEYS)
 
 
 @pytest.fixture
 def connect(iot):
-    """connect(user_id, transport=...) -> a connected, authenticated Client; closed after the test."""
+    """connect(user_id, transport=...) -> a connected Client with freshly vended keys; closed after the test."""
     made = []
 
-    def make(user_id: int = 42, *, transport="tcp", client_id=None, clean=True):
-        client_id, token = credentials_for(user_id, client_id=client_id)
-        port = iot.ws_port if transport == "websockets" else iot.mqtt_port
-        client = Client(port, client_id, token, transport=transport, username=str(user_id), clean=clean)
+    def make(user_id: int = 42, *, transport="tcp", client_id=None, clean=True, keys=None):
+        keys = keys or vend(iot, root=ROOT_KEYS, user_id=user_id, client_id=client_id)
+        if transport == "websockets":
+            client = Client.over_websocket(keys.url, keys.client_id, clean=clean)
+        else:
+            client = Client.over_tcp(iot.mqtt_port, keys.url, keys.client_id, clean=clean)
         made.append(client)
         assert client.connect() == "Success"
+        client.keys = keys
         return client
 
     yield make
@@ -142,10 +124,35 @@ def raw_connect(port: int, client_id: str, *, username=None, password=None, clea
     return connack[3]
 
 
-def signed_headers(url: str, body: bytes, *, method="POST", key_id=KEY_ID, secret=SECRET) -> dict:
+def upgrade_status(iot, url: str) -> int:
+    """The HTTP status of a WebSocket upgrade to this URL's path and query (101 = upgraded)."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection("127.0.0.1", iot.ws_port, timeout=5)
+    try:
+        connection.request("GET", f"{parts.path}?{parts.query}" if parts.query else parts.path, headers={
+            "Host": parts.netloc or f"127.0.0.1:{iot.ws_port}",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Protocol": "mqtt",
+        })
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def with_param(url: str, name: str, value: str) -> str:
+    """The URL with one query parameter replaced (the signature is not recomputed)."""
+    base, query = url.split("?", 1)
+    pairs = [pair.split("=", 1) for pair in query.split("&")]
+    return base + "?" + "&".join(f"{k}={quote(value, safe='-_.~') if k == name else v}" for k, v in pairs)
+
+
+def signed_headers(url: str, body: bytes, *, method="POST", key_id=KEY_ID, secret=SECRET, token=None) -> dict:
     """Headers of a request signed the way botocore signs iot-data calls."""
     request = AWSRequest(method=method, url=url, data=body)
-    SigV4Auth(Credentials(key_id, secret), "iotdata", REGION).add_auth(request)
+    SigV4Auth(Credentials(key_id, secret, token), "iotdata", REGION).add_auth(request)
     return dict(request.headers.items())
 
 
@@ -165,106 +172,20 @@ def error_of(exc_info) -> tuple[int, str]:
     return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]
 
 
-# --- tokens ---------------------------------------------------------------------------------------
-
-
-def test_token_round_trip_carries_the_claims():
-    client_id = new_client_id(42)
-    token, expires_at = issue_token(
-        key="k", client_id=client_id, user_id=42, topic_filters=[user_topic(42), POSTS_FILTER], ttl=900, now=1000.0
+def session_keys_client(iot, keys, service="iot-data"):
+    return boto3.client(
+        service, endpoint_url=iot.http_url, region_name=REGION, aws_access_key_id=keys.access_key_id,
+        aws_secret_access_key=keys.secret_access_key, aws_session_token=keys.session_token,
     )
-    assert expires_at == 1900.0
-    claims = verify_token(key="k", token=token, client_id=client_id, now=1899.0)
-    assert claims == {"cid": client_id, "sub": 42, "filters": [user_topic(42), POSTS_FILTER], "exp": 1900.0}
 
 
-@pytest.mark.parametrize(
-    "change, reason",
-    [
-        ({"now": 1900.0}, "expired"),
-        ({"key": "other-key"}, "bad signature"),
-        ({"client_id": "herald-u42-someone-else"}, "token belongs to another client id"),
-        ({"token": "not-a-token"}, "bad signature"),
-        ({"token": ""}, "no token"),
-    ],
-)
-def test_token_is_refused_when(change, reason):
-    client_id = "herald-u42-abc"
-    token, _ = issue_token(key="k", client_id=client_id, user_id=42, topic_filters=[user_topic(42)], ttl=900, now=1000.0)
-    args = {"key": "k", "token": token, "client_id": client_id, "now": 1000.0} | change
-    with pytest.raises(InvalidToken) as exc_info:
-        verify_token(**args)
-    assert exc_info.value.reason == reason
-
-
-def test_tampered_token_is_refused():
-    client_id = "herald-u42-abc"
-    token, _ = issue_token(key="k", client_id=client_id, user_id=42, topic_filters=[user_topic(42)], ttl=900)
-    value, timestamp, signature = token.rsplit(":", 2)
-    forged_claims = value.replace(value[5], "A" if value[5] != "A" else "B", 1)
-    for forged in (f"{forged_claims}:{timestamp}:{signature}", f"{value}:{timestamp}:{signature[:-2]}xx"):
-        with pytest.raises(InvalidToken):
-            verify_token(key="k", token=forged, client_id=client_id)
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"client_id": "herald/u42"},
-        {"client_id": "herald-u42-+"},
-        {"client_id": ""},
-        {"topic_filters": []},
-        {"topic_filters": ["herald/#/x"]},
-        {"topic_filters": ["herald/a+"]},
-        {"ttl": 0},
-        {"key": ""},
-    ],
-)
-def test_issue_token_refuses_bad_input(bad):
-    args = {"key": "k", "client_id": "herald-u42-abc", "user_id": 42, "topic_filters": [user_topic(42)], "ttl": 60}
-    with pytest.raises(ValueError):
-        issue_token(**(args | bad))
-
-
-def test_client_ids_are_unguessable_and_safe():
-    ids = {new_client_id(42) for _ in range(50)}
-    assert len(ids) == 50
-    for client_id in ids:
-        assert client_id.startswith("herald-u42-")
-        random_part = client_id.removeprefix("herald-u42-")
-        assert len(random_part) >= 20
-        assert all(c.isascii() and (c.isalnum() or c in "-_") for c in client_id)
-
-
-def test_tokens_need_neither_django_settings_nor_amqtt():
-    # The credential view imports tokens in the web process, where amqtt must never be loaded, and
-    # the emulator may run where settings are not configured.
-    code = (
-        "import sys\n"
-        "from notifier.localiot.tokens import issue_token, verify_token, new_client_id\n"
-        "cid = new_client_id(7)\n"
-        "token, _ = issue_token(key='k', client_id=cid, user_id=7, topic_filters=['a/b'], ttl=60)\n"
-        "assert verify_token(key='k', token=token, client_id=cid)['sub'] == 7\n"
-        "assert 'amqtt' not in sys.modules, 'amqtt was imported'\n"
-        "from django.conf import settings\n"
-        "assert not settings.configured\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-
-
-def test_the_web_path_never_imports_amqtt():
-    code = (
-        "import sys, django\n"
-        "django.setup()\n"
-        "import config.urls, config.wsgi, notifier.api, notifier.views, notifier.aws.issuer, notifier.push.publisher\n"
-        "import notifier.localiot.tokens\n"
-        "assert 'amqtt' not in sys.modules, 'amqtt was imported'\n"
-    )
-    env = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 # --- topic rules ----------------------------------------------------------------------------------
@@ -289,73 +210,18 @@ def test_topic_matching(topic, topic_filter, expected):
     assert topics.topic_matches(topic, topic_filter) is expected
 
 
-@pytest.mark.parametrize(
-    "requested, expected",
-    [
-        (user_topic(42), True),
-        (f"{PREFIX}/posts/17/comments", True),
-        (POSTS_FILTER, True),
-        (user_topic(43), False),
-        ("#", False),
-        (f"{PREFIX}/users/+/notifications", False),
-        (f"{PREFIX}/users/42/#", False),
-        (f"{PREFIX}/posts/17/#", False),
-        ("+/dev/users/42/notifications", False),
-        (f"{PREFIX}/posts/+/+", False),
-        (f"{PREFIX}/posts/17/comments/x", False),
-    ],
-)
-def test_subscription_must_stay_inside_the_token_filters(requested, expected):
-    assert topics.filter_is_covered(requested, [user_topic(42), POSTS_FILTER]) is expected
-
-
-@pytest.mark.parametrize(
-    "topic, ok",
-    [
-        (user_topic(42), True),
-        ("a/b/c/d/e/f/g/h", True),  # 7 slashes
-        ("a/b/c/d/e/f/g/h/i", False),  # 8 slashes
-        ("", False),
-        ("a/#", False),
-        ("a/+/b", False),
-        ("$aws/things/x/shadow/update", False),
-        ("x" * 257, False),
-    ],
-)
-def test_publish_topic_rules(topic, ok):
-    assert (topics.publish_topic_error(topic) is None) is ok
-
-
-def test_topic_plugin_checks_subscribe_and_receive_and_refuses_publish():
-    from amqtt.contexts import Action, BaseContext
-    from amqtt.session import Session
-
-    from notifier.localiot.plugins import CLAIMS, TokenTopicPlugin
-
-    context = BaseContext()
-    context.config = TokenTopicPlugin.Config()
-    plugin = TokenTopicPlugin(context)
-    session = Session()
-    session.client_id = "herald-u42-abc"
-    claims = {"cid": "herald-u42-abc", "sub": 42, "filters": [user_topic(42), POSTS_FILTER], "exp": time.time() + 60}
-    session.attributes[CLAIMS] = claims
-
-    def allowed(topic, action, on=session):
-        return asyncio.run(plugin.topic_filtering(session=on, topic=topic, action=action))
-
-    assert allowed(user_topic(42), Action.SUBSCRIBE)
-    assert not allowed(user_topic(43), Action.SUBSCRIBE)
-    assert allowed(user_topic(42), Action.RECEIVE)
-    assert allowed(f"{PREFIX}/posts/9/comments", Action.RECEIVE)
-    assert not allowed(user_topic(43), Action.RECEIVE)
-    assert not allowed(user_topic(42), Action.PUBLISH)
-    assert not allowed(user_topic(42), Action.RECEIVE, on=Session())  # no verified token
-    claims["exp"] = time.time() - 1  # the token expired while connected
-    assert not allowed(user_topic(42), Action.SUBSCRIBE)
-    assert allowed(user_topic(42), Action.RECEIVE)
+@pytest.mark.parametrize("topic", ["", "a/+", "a/#", "$aws/x", "a/b/c/d/e/f/g/h/i", "x" * 257, "a\x00b"])
+def test_publish_topic_errors(topic):
+    assert topics.publish_topic_error(topic)
 
 
 # --- SigV4 ----------------------------------------------------------------------------------------
+
+
+def _resolve(key_id, token):
+    if key_id != KEY_ID or token:
+        raise sigv4.SignatureError("unknown key", "InvalidClientTokenId")
+    return "root", SECRET
 
 
 def _signed(target="/topics/a%2Fb?qos=1", body=b"hi", **kwargs):
@@ -363,37 +229,99 @@ def _signed(target="/topics/a%2Fb?qos=1", body=b"hi", **kwargs):
     return {"method": "POST", "target": target, "headers": list(headers.items()) + [("Host", "127.0.0.1:9")], "body": body}
 
 
+def _verify(request, **overrides):
+    return sigv4.verify_request(**({"resolve": _resolve, "region": REGION} | request | overrides))
+
+
 def test_sigv4_accepts_what_botocore_signs():
-    request = _signed()
-    sigv4.verify_request(**request, access_key_id=KEY_ID, secret_access_key=SECRET)
-    sigv4.verify_request(**request, access_key_id=KEY_ID, secret_access_key=SECRET, now=time.time() + 290)
+    assert _verify(_signed()) == "root"
+    assert _verify(_signed(), now=time.time() + 290) == "root"
 
 
 @pytest.mark.parametrize(
-    "change",
+    "change, code",
     [
-        {"body": b"changed"},
-        {"target": "/topics/a%2Fc?qos=1"},
-        {"target": "/topics/a%2Fb?qos=0"},
-        {"secret_access_key": "wrong"},
-        {"access_key_id": "AKIDOTHER"},
-        {"now": 301},  # seconds after signing
-        {"now": -301},
+        ({"body": b"changed"}, "SignatureDoesNotMatch"),
+        ({"target": "/topics/a%2Fc?qos=1"}, "SignatureDoesNotMatch"),
+        ({"target": "/topics/a%2Fb?qos=0"}, "SignatureDoesNotMatch"),
+        ({"secret": "wrong"}, "SignatureDoesNotMatch"),
+        ({"key_id": "AKIDOTHER"}, "InvalidClientTokenId"),
+        ({"region": "eu-west-1"}, "SignatureDoesNotMatch"),
+        ({"service": "sts"}, "SignatureDoesNotMatch"),
+        ({"now": 301}, "SignatureDoesNotMatch"),  # seconds after signing
+        ({"now": -301}, "SignatureDoesNotMatch"),
     ],
 )
-def test_sigv4_refuses(change):
-    request = _signed() | {"access_key_id": KEY_ID, "secret_access_key": SECRET}
+def test_sigv4_refuses(change, code):
+    signing = {k: change[k] for k in ("secret", "key_id") if k in change}
+    request = _signed(**signing)
+    for name in ("body", "target"):
+        if name in change:
+            request[name] = change[name]
+    overrides = {k: change[k] for k in ("region", "service") if k in change}
     if "now" in change:
-        change = {"now": time.time() + change["now"]}
-    with pytest.raises(sigv4.SignatureError):
-        sigv4.verify_request(**(request | change))
+        overrides["now"] = time.time() + change["now"]
+    with pytest.raises(sigv4.SignatureError) as exc_info:
+        _verify(request, **overrides)
+    assert exc_info.value.code == code
 
 
 def test_sigv4_refuses_a_content_hash_that_is_not_the_body():
     request = _signed()
     request["headers"].append(("X-Amz-Content-SHA256", hashlib.sha256(b"other").hexdigest()))
     with pytest.raises(sigv4.SignatureError):
-        sigv4.verify_request(**request, access_key_id=KEY_ID, secret_access_key=SECRET)
+        _verify(request)
+
+
+def test_sigv4_says_what_is_missing():
+    with pytest.raises(sigv4.SignatureError) as exc_info:
+        _verify({"method": "POST", "target": "/", "headers": [("Host", "x")], "body": b""})
+    assert (exc_info.value.code, exc_info.value.status) == ("MissingAuthenticationToken", 403)
+    with pytest.raises(sigv4.SignatureError) as exc_info:
+        _verify({"method": "POST", "target": "/", "headers": [("Host", "x"), ("Authorization", "AWS4-HMAC-SHA256 x")], "body": b""})
+    assert (exc_info.value.code, exc_info.value.status) == ("IncompleteSignature", 400)
+
+
+def _presigned(now=None, expires=900, region=REGION, secret=SECRET, token=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    url = presign_wss_url(endpoint="127.0.0.1:9", region=region, access_key_id=KEY_ID, secret_access_key=secret,
+                          session_token=token, now=now, expires=expires, scheme="ws")
+    parts = urlsplit(url)
+    return {"method": "GET", "path": parts.path, "query": parts.query, "headers": [("Host", "127.0.0.1:9")]}
+
+
+def _verify_presigned(request, **overrides):
+    return sigv4.verify_presigned(**({"resolve": _resolve, "region": REGION, "service": "iotdevicegateway"} | request | overrides))
+
+
+def test_presigned_urls_are_verified_as_iot_core_does():
+    assert _verify_presigned(_presigned()) == "root"
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=600)
+    assert _verify_presigned(_presigned(now=past, expires=900)) == "root"  # still inside X-Amz-Expires
+    for request in (
+        _presigned(now=past, expires=300),  # expired
+        _presigned(now=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=6)),  # future
+        _presigned(region="eu-west-1"),
+        _presigned(secret="wrong"),
+        _presigned() | {"headers": [("Host", "127.0.0.1:10")]},  # signed for another host
+    ):
+        with pytest.raises(sigv4.SignatureError):
+            _verify_presigned(request)
+    with pytest.raises(sigv4.SignatureError):
+        _verify_presigned(_presigned(), service="iotdata")  # scoped to the gateway, checked as another service
+
+
+def test_the_session_token_is_not_part_of_the_signed_query():
+    """AWS IoT appends X-Amz-Security-Token after signing; a token inside the signature fails."""
+    seen = []
+
+    def resolve(key_id, token):
+        seen.append(token)
+        return "session", SECRET
+
+    request = _presigned(token="opaque+token/==")
+    assert _verify_presigned(request, resolve=resolve) == "session"
+    assert seen == ["opaque+token/=="]
 
 
 # --- MQTT: delivery and authorization ---------------------------------------------------------------
@@ -422,15 +350,16 @@ def test_public_post_comments_reach_subscribers_of_that_post_only(iot_data, conn
     reader.assert_nothing_arrives()
 
 
-def test_subscriptions_outside_the_token_are_refused(connect):
-    client = connect(42)
+@pytest.mark.parametrize("transport", ["tcp", "websockets"])
+def test_subscriptions_outside_the_session_policy_get_suback_0x80(connect, transport):
+    client = connect(42, transport=transport)
     codes = {
         topic_filter: client.subscribe(topic_filter, qos=1)
         for topic_filter in [
             user_topic(42),
             f"{PREFIX}/posts/17/comments",
             POSTS_FILTER,
-            user_topic(43),
+            user_topic(43),  # another user's topic: the role allows it, the session policy does not
             "#",
             f"{PREFIX}/users/+/notifications",
             "+/dev/users/42/notifications",
@@ -461,77 +390,156 @@ def test_another_users_messages_never_arrive(iot_data, connect):
     alice.assert_nothing_arrives()
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["forged", "expired", "other client id", "other key", "no password", "no credentials", "will message"],
-)
-def test_connect_is_refused_with_connack_5(iot, case):
+def test_a_session_policy_narrower_than_the_role_decides(iot, iot_data, connect):
+    """The rights are role policy AND session policy: the role allows every user's topics and the
+    posts filter; a session policy naming only this user's notifications allows only those."""
     client_id = new_client_id(42)
-    _, valid = credentials_for(42, client_id=client_id)
-    kwargs = {"username": "42", "password": valid}
-    if case == "forged":
-        kwargs["password"] = valid[:-3] + ("AAA" if not valid.endswith("AAA") else "BBB")
-    elif case == "expired":
-        kwargs["password"] = credentials_for(42, client_id=client_id, ttl=60, now=time.time() - 61)[1]
-    elif case == "other client id":
-        kwargs["password"] = credentials_for(42)[1]
-    elif case == "other key":
-        kwargs["password"] = credentials_for(42, client_id=client_id, key="not-the-emulator-key")[1]
-    elif case == "no password":
-        kwargs = {"username": "42"}
-    elif case == "no credentials":
-        kwargs = {}
-    elif case == "will message":
-        # amqtt publishes wills (retained too) without topic checks: a will must not get in.
-        kwargs["will"] = (user_topic(43), b"planted", True)
-    assert raw_connect(iot.mqtt_port, client_id, **kwargs) == NOT_AUTHORIZED
-    # The same client id with the valid token still gets in: the refusal was about the credentials.
-    assert raw_connect(iot.mqtt_port, client_id, username="42", password=valid) == 0
+    arn = f"arn:aws:iot:{REGION}:{ACCOUNT}"
+    narrow = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/{client_id}"},
+        {"Effect": "Allow", "Action": ["iot:Subscribe", "iot:Receive"],
+         "Resource": [f"{arn}:topicfilter/{user_topic(42)}", f"{arn}:topic/{user_topic(42)}"]},
+        # Wider than the role: the role still bounds it.
+        {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{arn}:topicfilter/other/#"},
+    ]}
+    client = connect(42, keys=vend(iot, root=ROOT_KEYS, user_id=42, client_id=client_id, policy=narrow))
+    assert client.subscribe(user_topic(42)) == 1
+    assert client.subscribe(POSTS_FILTER) == SUBACK_FAILURE  # the role would allow it
+    assert client.subscribe("other/#") == SUBACK_FAILURE  # the session policy allows it, the role does not
+    iot_data.publish(topic=user_topic(42), qos=1, payload=b"mine")
+    assert client.next_message().payload == b"mine"
 
 
-def test_paho_sees_not_authorized_over_websocket(iot):
-    client_id, _ = credentials_for(42)
-    client = Client(iot.ws_port, client_id, "forged-token", transport="websockets")
+def test_an_explicit_deny_in_the_session_policy_wins(iot, iot_data, connect):
+    client_id = new_client_id(42)
+    arn = f"arn:aws:iot:{REGION}:{ACCOUNT}"
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "iot:Receive", "Resource": f"{arn}:topic/{PREFIX}/posts/13/comments"},
+    ]}
+    client = connect(42, keys=vend(iot, root=ROOT_KEYS, user_id=42, client_id=client_id, policy=policy))
+    assert client.subscribe(POSTS_FILTER) == 1
+    iot_data.publish(topic=f"{PREFIX}/posts/13/comments", qos=1, payload=b"denied")
+    iot_data.publish(topic=f"{PREFIX}/posts/14/comments", qos=1, payload=b"allowed")
+    assert client.next_message().payload == b"allowed"  # RECEIVE refused: silently not delivered
+    client.assert_nothing_arrives()
+
+
+def _expired_session_url(iot) -> tuple[str, str]:
+    """(client id, URL) from keys this account issued that expired a second ago."""
+    from notifier.aws.policies import dumps, session_policy
+
+    client_id = new_client_id(42)
+    policy = dumps(session_policy(region=REGION, account=ACCOUNT, prefix=PREFIX, client_id=client_id, user_id=42))
+    issued = iot.account.sessions.issue(
+        role_arn=ROLE_ARN, session_name="herald-42", policy=policy, duration=900, now=time.time() - 901
+    )
+    url = presign_wss_url(endpoint=iot.ws_endpoint, region=REGION, access_key_id=issued.access_key_id,
+                          secret_access_key=issued.secret_access_key, session_token=issued.session_token,
+                          now=datetime.datetime.now(datetime.timezone.utc), expires=900, scheme="ws")
+    return client_id, url
+
+
+def _refused_urls(iot, keys) -> dict[str, str]:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    signature = urlsplit(keys.url).query.split("X-Amz-Signature=")[1].split("&")[0]
+    tampered = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    return {
+        "tampered signature": with_param(keys.url, "X-Amz-Signature", tampered),
+        "expired URL": keys.presign(iot, now=now - datetime.timedelta(seconds=120), expires=60),
+        "not yet valid": keys.presign(iot, now=now + datetime.timedelta(minutes=6)),
+        "tampered token": with_param(keys.url, "X-Amz-Security-Token", keys.session_token[:-8] + "AAAAAAA="),
+        "no token": keys.url.split("&X-Amz-Security-Token=")[0],
+        "unknown key": with_param(keys.url, "X-Amz-Credential",
+                                  urlsplit(keys.url).query.split("X-Amz-Credential=")[1].split("&")[0]
+                                  .replace("%2F", "/").replace(keys.access_key_id, "ASIA" + "Q" * 16)),
+        "wrong region": presign_wss_url(endpoint=iot.ws_endpoint, region="eu-west-1", access_key_id=keys.access_key_id,
+                                        secret_access_key=keys.secret_access_key, session_token=keys.session_token,
+                                        now=now, expires=900, scheme="ws"),
+        "wrong secret": presign_wss_url(endpoint=iot.ws_endpoint, region=REGION, access_key_id=keys.access_key_id,
+                                        secret_access_key="x" * 40, session_token=keys.session_token,
+                                        now=now, expires=900, scheme="ws"),
+        "expired session": _expired_session_url(iot)[1],
+        "no signature at all": f"ws://{iot.ws_endpoint}/mqtt",
+    }
+
+
+def test_the_websocket_upgrade_is_refused_with_403_before_any_mqtt(iot):
+    keys = vend(iot, root=ROOT_KEYS, user_id=42)
+    assert upgrade_status(iot, keys.url) == 101
+    statuses = {case: upgrade_status(iot, url) for case, url in _refused_urls(iot, keys).items()}
+    assert statuses == {case: 403 for case in statuses}
+
+
+def test_paho_cannot_open_a_websocket_with_a_tampered_url(iot):
+    keys = vend(iot, root=ROOT_KEYS, user_id=42)
+    client = Client.over_websocket(_refused_urls(iot, keys)["tampered signature"], keys.client_id)
     try:
-        assert client.connect() == "Not authorized"
+        with pytest.raises(Exception, match="(?i)handshake|upgrade|403"):
+            client.connect()
     finally:
         client.close()
 
 
-def test_websocket_is_served_on_mqtt_path_only(iot):
-    headers = {
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Protocol": "mqtt",
-    }
-    connection = http.client.HTTPConnection("127.0.0.1", iot.ws_port, timeout=5)
-    try:
-        connection.request("GET", "/not-mqtt", headers=headers)
-        assert connection.getresponse().status == 404
-    finally:
-        connection.close()
-    connection = http.client.HTTPConnection("127.0.0.1", iot.ws_port, timeout=5)
-    try:
-        connection.request("GET", "/mqtt", headers=headers)
-        response = connection.getresponse()
-        assert response.status == 101
-        assert response.headers["Sec-WebSocket-Protocol"] == "mqtt"
-    finally:
-        connection.close()
+def test_the_websocket_is_served_on_the_mqtt_path_only(iot):
+    keys = vend(iot, root=ROOT_KEYS, user_id=42)
+    assert upgrade_status(iot, keys.url.replace("/mqtt?", "/not-mqtt?")) == 404
 
 
-def test_client_publishes_reach_nobody_and_nothing_is_retained(iot, iot_data, connect):
+@pytest.mark.parametrize("case", [
+    "tampered signature", "expired URL", "not yet valid", "tampered token", "no token", "unknown key",
+    "wrong region", "wrong secret", "expired session", "no signature at all",
+])
+def test_a_tcp_connect_with_a_bad_presigned_url_gets_connack_5(iot, case):
+    keys = vend(iot, root=ROOT_KEYS, user_id=42)
+    url = _refused_urls(iot, keys)[case]
+    assert raw_connect(iot.mqtt_port, keys.client_id, username="42", password=url) == NOT_AUTHORIZED
+    # The same client id with the valid URL still gets in: the refusal was about the credentials.
+    assert raw_connect(iot.mqtt_port, keys.client_id, username="42", password=keys.url) == 0
+
+
+@pytest.mark.parametrize("case", ["other client id", "no password", "no credentials", "not a URL", "will message"])
+def test_connect_is_refused_with_connack_5(iot, case):
+    keys = vend(iot, root=ROOT_KEYS, user_id=42)
+    client_id, kwargs = keys.client_id, {"username": "42", "password": keys.url}
+    if case == "other client id":
+        client_id = new_client_id(42)  # the session policy allows iot:Connect as the vended id only
+    elif case == "no password":
+        kwargs = {"username": "42"}
+    elif case == "no credentials":
+        kwargs = {}
+    elif case == "not a URL":
+        kwargs["password"] = "hunter2"
+    elif case == "will message":
+        # amqtt publishes wills (retained too) without topic checks: a will must not get in.
+        kwargs["will"] = (user_topic(43), b"planted", True)
+    assert raw_connect(iot.mqtt_port, client_id, **kwargs) == NOT_AUTHORIZED
+    assert raw_connect(iot.mqtt_port, keys.client_id, username="42", password=keys.url) == 0
+
+
+def test_a_websocket_client_with_another_client_id_is_closed(iot):
+    """The URL is valid, but iot:Connect allows only the vended client id: CONNACK 0x05, closed."""
+    keys = vend(iot, root=ROOT_KEYS, user_id=42)
+    client = Client.over_websocket(keys.url, new_client_id(42))
+    try:
+        assert client.connect() == "Not authorized"
+        assert client.disconnected.wait(5)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "websockets"])
+def test_a_client_publish_disconnects_the_client_and_reaches_nobody(iot, iot_data, connect, transport):
     receiver = connect(42)
     assert receiver.subscribe(user_topic(42)) == 1
-    # A second connection of the same user: its token covers the topic, so only the no-publish
-    # rule stands between it and the receiver.
-    publisher = connect(42)
-    for qos, retain in [(0, False), (1, False), (1, True), (0, True)]:
-        info = publisher.paho.publish(user_topic(42), f"planted qos={qos} retain={retain}".encode(), qos=qos, retain=retain)
-        info.wait_for_publish(timeout=5)
+    for qos, retain in [(0, False), (1, True)]:
+        # A second connection of the same user: its policy covers the topic for receiving, so only
+        # the missing iot:Publish stands between it and the receiver.
+        publisher = connect(42, transport=transport)
+        publisher.paho.publish(user_topic(42), f"planted qos={qos} retain={retain}".encode(), qos=qos, retain=retain)
+        assert publisher.disconnected.wait(5), "AWS IoT disconnects a client on an unauthorized publish"
     receiver.assert_nothing_arrives()
+    assert receiver.paho.is_connected()
 
     later = connect(42)
     assert later.subscribe(user_topic(42)) == 1
@@ -545,13 +553,17 @@ def test_client_publishes_reach_nobody_and_nothing_is_retained(iot, iot_data, co
 
 
 @pytest.mark.parametrize("attacker_clean_session", [True, False])
-@pytest.mark.parametrize("attacker_password", ["forged", "own valid token", None])
+@pytest.mark.parametrize("attacker_password", ["forged", "own valid keys", None])
 def test_session_takeover_with_bad_credentials_fails(iot, iot_data, connect, attacker_clean_session, attacker_password):
     victim = connect(42, clean=attacker_clean_session)
     victim_id = victim.client_id
     assert victim.subscribe(user_topic(42)) == 1
 
-    password = credentials_for(43)[1] if attacker_password == "own valid token" else attacker_password
+    password = attacker_password
+    if attacker_password == "own valid keys":
+        password = vend(iot, root=ROOT_KEYS, user_id=43).url  # valid, but for another client id
+    elif attacker_password == "forged":
+        password = with_param(victim.keys.url, "X-Amz-Signature", "0" * 64)
     for _ in range(2):
         code = raw_connect(iot.mqtt_port, victim_id, username="43", password=password, clean=attacker_clean_session)
         assert code == NOT_AUTHORIZED
@@ -561,6 +573,36 @@ def test_session_takeover_with_bad_credentials_fails(iot, iot_data, connect, att
     iot_data.publish(topic=user_topic(42), qos=1, payload=b"still yours")
     message = victim.next_message()
     assert (message.topic, message.payload) == (user_topic(42), b"still yours")
+
+
+def test_vended_keys_outlive_an_emulator_restart_with_the_same_root_keys():
+    """AWS never forgets the keys it issued: nor does the emulator (the session token carries them)."""
+    ports = {"mqtt_port": free_port(), "ws_port": free_port(), "http_port": free_port()}
+    first = LocalIoT(**emulator_options(**ports)).start_in_thread()
+    try:
+        keys = vend(first.iot, root=ROOT_KEYS, user_id=42)
+    finally:
+        first.stop()
+    second = LocalIoT(**emulator_options(**ports)).start_in_thread()
+    try:
+        for client in (Client.over_websocket(keys.url, keys.client_id),
+                       Client.over_tcp(second.iot.mqtt_port, keys.url, keys.client_id)):
+            try:
+                assert client.connect() == "Success"
+                assert client.subscribe(user_topic(42)) == 1
+                iot_data_client(second.iot, ROOT_KEYS).publish(topic=user_topic(42), qos=1, payload=b"after restart")
+                assert client.next_message().payload == b"after restart"
+            finally:
+                client.close()
+    finally:
+        second.stop()
+    # Another account (other root keys) does not know them.
+    third = LocalIoT(**emulator_options(root_secret_access_key="another-root-secret-000000000000000000", **ports))
+    running = third.start_in_thread()
+    try:
+        assert upgrade_status(running.iot, keys.url) == 403
+    finally:
+        running.stop()
 
 
 # --- HTTP Publish API -----------------------------------------------------------------------------
@@ -578,7 +620,29 @@ def test_publish_with_wrong_credentials_is_forbidden(iot, connect, key_id, secre
     client = connect(42)
     assert client.subscribe(user_topic(42)) == 1
     with pytest.raises(ClientError) as exc_info:
-        iot_data_client(iot.http_url, key_id=key_id, secret=secret).publish(topic=user_topic(42), qos=1, payload=b"x")
+        iot_data_client(iot, (key_id, secret)).publish(topic=user_topic(42), qos=1, payload=b"x")
+    assert error_of(exc_info) == (403, "ForbiddenException")
+    client.assert_nothing_arrives()
+
+
+@pytest.mark.parametrize("topic", [
+    "herald/prod/users/42/notifications",  # another stage's topics
+    "herald/dev/users/42/other",
+    "elsewhere",
+])
+def test_an_http_publish_outside_the_functions_policy_is_forbidden(iot, connect, topic):
+    """The root keys carry the dev stage's Lambda policy: iot:Publish on its two topic patterns only."""
+    with pytest.raises(ClientError) as exc_info:
+        iot_data_client(iot, ROOT_KEYS).publish(topic=topic, qos=1, payload=b"x")
+    assert error_of(exc_info) == (403, "ForbiddenException")
+    assert "iot:Publish" in exc_info.value.response["Error"]["Message"]
+
+
+def test_browser_keys_cannot_publish_over_http(iot, connect):
+    client = connect(42)
+    assert client.subscribe(user_topic(42)) == 1
+    with pytest.raises(ClientError) as exc_info:
+        session_keys_client(iot, client.keys).publish(topic=user_topic(42), qos=1, payload=b"x")
     assert error_of(exc_info) == (403, "ForbiddenException")
     client.assert_nothing_arrives()
 
@@ -598,7 +662,7 @@ def test_publish_signed_too_long_ago_is_forbidden(iot, monkeypatch):
     if crt_auth is not None:
         monkeypatch.setattr(crt_auth, "get_current_datetime", stale_clock)
     with pytest.raises(ClientError) as exc_info:
-        iot_data_client(iot.http_url).publish(topic=user_topic(42), qos=1, payload=b"x")
+        iot_data_client(iot, ROOT_KEYS).publish(topic=user_topic(42), qos=1, payload=b"x")
     assert error_of(exc_info) == (403, "ForbiddenException")
 
 
@@ -639,6 +703,8 @@ def test_other_paths_are_404_and_other_methods_405(iot, iot_data):
     assert error_of(exc_info) == (404, "ResourceNotFoundException")
     status, headers, _ = raw_http(iot, "GET", "/topics/a%2Fb")
     assert (status, headers["x-amzn-ErrorType"]) == (405, "MethodNotAllowedException")
+    status, headers, _ = raw_http(iot, "POST", "/connections/herald-u1-x")
+    assert (status, headers["x-amzn-ErrorType"]) == (405, "MethodNotAllowedException")
 
 
 def test_huge_body_is_refused_unread(iot):
@@ -660,20 +726,96 @@ def test_valid_publish_is_200_and_keeps_the_connection(iot_data, connect):
         assert client.next_message().payload == f"n={n}".encode()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# --- DeleteConnection -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["tcp", "websockets"])
+def test_delete_connection_closes_a_live_socket_at_once(iot, iot_data, connect, transport):
+    client = connect(42, transport=transport)
+    bystander = connect(42)
+    assert client.subscribe(user_topic(42)) == 1
+    assert bystander.subscribe(user_topic(42)) == 1
+    response = iot_data.delete_connection(clientId=client.client_id)
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert client.disconnected.wait(5)
+    iot_data.publish(topic=user_topic(42), qos=1, payload=b"after")
+    assert bystander.next_message().payload == b"after"
+    client.assert_nothing_arrives()
+    # Gone now: AWS answers 404 for a client that is not connected.
+    with pytest.raises(ClientError) as exc_info:
+        iot_data.delete_connection(clientId=client.client_id)
+    assert error_of(exc_info) == (404, "ResourceNotFoundException")
+
+
+def test_delete_connection_of_an_unknown_client_is_404(iot_data):
+    with pytest.raises(ClientError) as exc_info:
+        iot_data.delete_connection(clientId=new_client_id(42))
+    assert error_of(exc_info) == (404, "ResourceNotFoundException")
+
+
+def test_delete_connection_needs_iot_delete_connection(iot, connect):
+    victim = connect(42)
+    # Browser keys (role and session policy have no iot:DeleteConnection).
+    with pytest.raises(ClientError) as exc_info:
+        session_keys_client(iot, connect(43).keys).delete_connection(clientId=victim.client_id)
+    assert error_of(exc_info) == (403, "ForbiddenException")
+    # Root keys, but a client id outside the Lambda policy's client/herald-u* (checked before existence).
+    with pytest.raises(ClientError) as exc_info:
+        iot_data_client(iot, ROOT_KEYS).delete_connection(clientId="someone-else")
+    assert error_of(exc_info) == (403, "ForbiddenException")
+    assert not victim.disconnected.wait(0.3)
+    assert victim.paho.is_connected()
+
+
+def test_delete_connection_is_refused_to_a_function_without_the_permission():
+    policy = stage_policy("dev")
+    policy["Statement"] = [s for s in policy["Statement"] if s["Action"] != "iot:DeleteConnection"]
+    running = LocalIoT(**emulator_options(root_policy=policy)).start_in_thread()
+    try:
+        keys = vend(running.iot, root=ROOT_KEYS, user_id=42)
+        client = Client.over_tcp(running.iot.mqtt_port, keys.url, keys.client_id)
+        try:
+            assert client.connect() == "Success"
+            with pytest.raises(ClientError) as exc_info:
+                iot_data_client(running.iot, ROOT_KEYS).delete_connection(clientId=keys.client_id)
+            assert error_of(exc_info) == (403, "ForbiddenException")
+            assert not client.disconnected.wait(0.3)
+        finally:
+            client.close()
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("clean_session", [False, True])
+def test_delete_connection_clean_session_decides_whether_a_persistent_session_survives(
+    iot, iot_data, connect, clean_session
+):
+    keys = vend(iot, root=ROOT_KEYS, user_id=42)
+    client = connect(42, keys=keys, clean=False)
+    assert client.subscribe(user_topic(42)) == 1
+    iot_data.delete_connection(clientId=keys.client_id, cleanSession=clean_session)
+    assert client.disconnected.wait(5)
+    session = iot.broker.sessions.get(keys.client_id)
+    assert wait_for(lambda: (iot.broker.sessions.get(keys.client_id) is None) == clean_session or (
+        session is not None and session[0].transitions.state != "connected" and not clean_session
+    ))
+    iot_data.publish(topic=user_topic(42), qos=1, payload=b"while away")
+    again = connect(42, keys=keys, clean=False)
+    if clean_session:
+        again.assert_nothing_arrives()  # subscriptions and queue went with the session
+    else:
+        assert again.next_message(timeout=2).payload == b"while away"
+
+
+# --- construction ---------------------------------------------------------------------------------
 
 
 def test_a_failed_start_leaves_nothing_bound():
-    mqtt_port = _free_port()
+    mqtt_port = free_port()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        iot = LocalIoT(
-            mqtt_port=mqtt_port, ws_port=taken.getsockname()[1], access_key_id=KEY_ID, secret_access_key=SECRET, token_key=TOKEN_KEY
-        )
+        iot = LocalIoT(**emulator_options(mqtt_port=mqtt_port, ws_port=taken.getsockname()[1]))
         with pytest.raises(Exception, match="address already in use"):
             iot.start_in_thread()
     with socket.socket() as probe:
@@ -682,16 +824,27 @@ def test_a_failed_start_leaves_nothing_bound():
 
 def test_port_1883_is_refused():
     with pytest.raises(ValueError):
-        LocalIoT(mqtt_port=1883, access_key_id=KEY_ID, secret_access_key=SECRET, token_key=TOKEN_KEY)
+        LocalIoT(**emulator_options(mqtt_port=1883))
+
+
+@pytest.mark.parametrize("bad", [
+    {"root_policy": {"Statement": []}},
+    {"roles": {ROLE_ARN: {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*"}]}}},
+    {"account": "12345"},
+    {"root_secret_access_key": ""},
+])
+def test_bad_construction_arguments_are_refused(bad):
+    with pytest.raises(ValueError):
+        LocalIoT(**emulator_options(**bad))
 
 
 # --- the management command -------------------------------------------------------------------------
 
 
-def test_runlocaliot_serves_the_settings_credentials_and_stops_on_sigterm(settings):
-    from notifier.aws.local import root_credentials as local_credentials
+def test_runlocaliot_serves_the_settings_account_and_stops_on_sigterm():
+    from notifier.aws.local import root_credentials
 
-    ports = {"LOCALIOT_MQTT_PORT": _free_port(), "LOCALIOT_WS_PORT": _free_port(), "LOCALIOT_HTTP_PORT": _free_port()}
+    ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
     env = os.environ | {name: str(port) for name, port in ports.items()} | {"LOCALIOT_HOST": "127.0.0.1"}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runlocaliot"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -701,17 +854,18 @@ def test_runlocaliot_serves_the_settings_credentials_and_stops_on_sigterm(settin
         for port in ports.values():
             assert f":{port}" in line, line + process.stderr.read() if process.poll() is not None else line
 
-        client_id = new_client_id(42)
-        token, _ = issue_token(
-            key=settings.SECRET_KEY, client_id=client_id, user_id=42, topic_filters=[user_topic(42)], ttl=60
-        )
-        client = Client(ports["LOCALIOT_MQTT_PORT"], client_id, token)
+        class Running:  # what tests/iot_keys.py needs to know about an emulator
+            http_url = f"http://127.0.0.1:{ports['LOCALIOT_HTTP_PORT']}"
+            ws_endpoint = f"127.0.0.1:{ports['LOCALIOT_WS_PORT']}"
+            region = REGION
+
+        root = root_credentials()  # the settings' keys: SECRET_KEY is shared through the environment
+        keys = vend(Running, root=root, user_id=42)
+        client = Client.over_websocket(keys.url, keys.client_id)
         try:
             assert client.connect() == "Success"
             assert client.subscribe(user_topic(42)) == 1
-            key_id, secret = local_credentials()
-            endpoint = f"http://127.0.0.1:{ports['LOCALIOT_HTTP_PORT']}"
-            iot_data_client(endpoint, key_id=key_id, secret=secret).publish(topic=user_topic(42), qos=1, payload=b"hi")
+            iot_data_client(Running, root).publish(topic=user_topic(42), qos=1, payload=b"hi")
             assert client.next_message().payload == b"hi"
         finally:
             client.close()
@@ -724,3 +878,33 @@ def test_runlocaliot_serves_the_settings_credentials_and_stops_on_sigterm(settin
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+# --- what the web process may import ---------------------------------------------------------------
+
+
+def test_config_sts_and_policy_need_no_amqtt():
+    code = (
+        "import sys\n"
+        "import notifier.localiot.config, notifier.localiot.sts, notifier.localiot.policy\n"
+        "import notifier.localiot.accounts, notifier.localiot.sessions, notifier.localiot.sigv4\n"
+        "assert 'amqtt' not in sys.modules, 'amqtt was imported'\n"
+        "from django.conf import settings\n"
+        "assert not settings.configured\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_web_path_never_imports_the_emulator():
+    code = (
+        "import sys, django\n"
+        "django.setup()\n"
+        "import config.urls, config.wsgi, notifier.api, notifier.views, notifier.aws.issuer, notifier.push.publisher\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('notifier.localiot') or m.startswith('amqtt'))\n"
+        "assert not loaded, loaded\n"
+    )
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from django.test import override_settings
+
+from notifier.aws.policies import new_client_id
 from notifier.localiot import gate
 from notifier.localiot.server import LocalIoT
-from notifier.localiot.tokens import issue_token, new_client_id
 
+from .iot_keys import ROOT_KEYS, Keys, emulator_options, vend
 from .live import free_port
 from .mqtt_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY_ID = "AKIDLOCALIOTTEST"
-SECRET = "local-iot-test-secret"
-TOKEN_KEY = "local-iot-test-token-key"
 TOPIC = "herald/dev/users/42/notifications"
 CONNECT_TIMEOUT = 0.5
 CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
@@ -35,7 +35,7 @@ PINGREQ, PINGRESP = b"\xc0\x00", b"\xd0\x00"
 
 
 def _start(**limits):
-    return LocalIoT(access_key_id=KEY_ID, secret_access_key=SECRET, token_key=TOKEN_KEY, **limits).start_in_thread()
+    return LocalIoT(**emulator_options(**limits)).start_in_thread()
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +67,13 @@ def _packet(first_byte: int, body: bytes) -> bytes:
     return bytes([first_byte]) + _remaining_length(len(body)) + body
 
 
-def connect_packet(user_id: int = 42, *, level: int = 4, keepalive: int = 30, key: str = TOKEN_KEY) -> bytes:
-    client_id = new_client_id(user_id)
-    token, _ = issue_token(key=key, client_id=client_id, user_id=user_id, topic_filters=[TOPIC], ttl=60)
+def connect_packet(keys: Keys | None = None, *, level: int = 4, keepalive: int = 30) -> bytes:
+    """A CONNECT with these vended keys' client id and presigned URL as password (or made-up ones)."""
+    client_id = keys.client_id if keys else new_client_id(42)
+    password = keys.url if keys else "ws://127.0.0.1:1/mqtt?no-credentials"
     properties = b"\x00" if level == 5 else b""  # MQTT 5 adds an (empty) property list
     body = _string(b"MQTT") + bytes([level, 0x80 | 0x40 | 0x02]) + struct.pack("!H", keepalive) + properties
-    body += _string(client_id.encode()) + _string(str(user_id).encode()) + _string(token.encode())
+    body += _string(client_id.encode()) + _string(b"42") + _string(password.encode())
     return _packet(0x10, body)
 
 
@@ -116,10 +117,10 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def connected_socket(port: int, *, keepalive: int = 30) -> socket.socket:
-    """A raw socket with an accepted MQTT 3.1.1 session."""
-    sock = open_socket(port)
-    sock.sendall(connect_packet(keepalive=keepalive))
+def connected_socket(iot, *, keepalive: int = 30, keys: Keys | None = None) -> socket.socket:
+    """A raw TCP socket with an accepted MQTT 3.1.1 session (keys vended by this emulator's STS)."""
+    sock = open_socket(iot.mqtt_port)
+    sock.sendall(connect_packet(keys or vend(iot, root=ROOT_KEYS), keepalive=keepalive))
     assert recv_exactly(sock, 4) == CONNACK_ACCEPTED
     return sock
 
@@ -129,8 +130,8 @@ def assert_alive(sock: socket.socket) -> None:
     assert recv_exactly(sock, 2) == PINGRESP
 
 
-def assert_serving(iot) -> None:
-    with connected_socket(iot.mqtt_port) as sock:
+def assert_serving(iot, keys: Keys | None = None) -> None:
+    with connected_socket(iot, keys=keys) as sock:
         assert_alive(sock)
 
 
@@ -170,7 +171,7 @@ def test_the_connect_timeout_also_applies_to_websocket_clients(iot):
         assert read_until_closed(sock, within=CONNECT_TIMEOUT + 2) == b""
     import websockets.sync.client
 
-    with websockets.sync.client.connect(f"{iot.ws_url}", subprotocols=["mqtt"], open_timeout=5) as ws:
+    with websockets.sync.client.connect(vend(iot, root=ROOT_KEYS).url, subprotocols=["mqtt"], open_timeout=5) as ws:
         started = time.monotonic()  # handshake done, no CONNECT sent
         with pytest.raises(websockets.ConnectionClosed):
             ws.recv(timeout=CONNECT_TIMEOUT + 2)
@@ -178,7 +179,7 @@ def test_the_connect_timeout_also_applies_to_websocket_clients(iot):
 
 
 def test_a_connected_client_is_not_subject_to_the_connect_timeout(iot):
-    with connected_socket(iot.mqtt_port) as sock:
+    with connected_socket(iot) as sock:
         time.sleep(CONNECT_TIMEOUT * 2)
         assert_alive(sock)
 
@@ -195,29 +196,39 @@ def test_a_connect_announcing_256_mb_is_refused_without_waiting(iot):
 
 
 def test_a_publish_over_128_kb_closes_the_connection_before_its_body_is_read(iot):
-    with connected_socket(iot.mqtt_port) as sock:
+    with connected_socket(iot) as sock:
         # 200 MB announced, 64 KB of it sent: the fixed header alone must get the connection closed.
         sock.sendall(b"\x30" + _remaining_length(200 * 1024 * 1024) + b"\x00\x05hello" + b"x" * 65536)
         assert read_until_closed(sock, within=2) == b""
     assert_serving(iot)
 
 
+def subscribe_packet(remaining_length: int) -> bytes:
+    """A SUBSCRIBE (packet id 1) of two long filters whose remaining length is exactly `remaining_length`."""
+    first = 65535  # the longest MQTT string
+    second = remaining_length - 2 - (2 + first + 1) - (2 + 1)
+    body = b"\x00\x01" + _string(b"x" * first) + b"\x01" + _string(b"y" * second) + b"\x01"
+    return _packet(0x82, body)
+
+
 def test_packets_up_to_128_kb_are_accepted_one_byte_more_is_not(iot):
     limit = gate.MAX_PACKET_BYTES
     assert limit == 128 * 1024
-    with connected_socket(iot.mqtt_port) as sock:
-        sock.sendall(publish_packet(limit))  # refused as a client PUBLISH, but read and dropped
+    with connected_socket(iot) as sock:
+        sock.sendall(subscribe_packet(limit))  # read whole, then judged: both filters refused
+        assert recv_exactly(sock, 6) == b"\x90\x04\x00\x01\x80\x80"
         assert_alive(sock)
-    with connected_socket(iot.mqtt_port) as sock:
-        sock.sendall(publish_packet(limit + 1))
+    with connected_socket(iot) as sock:
+        sock.sendall(subscribe_packet(limit + 1))
         assert read_until_closed(sock, within=2) == b""
 
 
 def test_a_websocket_message_over_128_kb_closes_the_connection(iot):
     import websockets.sync.client
 
-    with websockets.sync.client.connect(iot.ws_url, subprotocols=["mqtt"], open_timeout=5) as ws:
-        ws.send(connect_packet())
+    keys = vend(iot, root=ROOT_KEYS)
+    with websockets.sync.client.connect(keys.url, subprotocols=["mqtt"], open_timeout=5) as ws:
+        ws.send(connect_packet(keys))
         assert ws.recv(timeout=5) == CONNACK_ACCEPTED
         ws.send(publish_packet(gate.MAX_PACKET_BYTES + 1024))
         with pytest.raises(websockets.ConnectionClosed):
@@ -226,14 +237,15 @@ def test_a_websocket_message_over_128_kb_closes_the_connection(iot):
 
 def test_a_packet_split_across_the_keepalive_read_timeout_is_not_lost(iot):
     """amqtt reads each packet under a keep-alive timeout that cancels the read: nothing may be lost."""
-    with connected_socket(iot.mqtt_port, keepalive=1) as sock:
-        packet = publish_packet(1000)
+    with connected_socket(iot, keepalive=1) as sock:
+        packet = _packet(0x82, b"\x00\x01" + _string(b"x" * 995) + b"\x01")  # a SUBSCRIBE of 1,000 bytes
         sock.sendall(packet[:500])
         time.sleep(1.3)
         sock.sendall(packet[500:])
         sock.sendall(PINGREQ[:1])
         time.sleep(1.3)
         sock.sendall(PINGREQ[1:])
+        assert recv_exactly(sock, 5) == b"\x90\x03\x00\x01\x80"  # its SUBACK (the filter is refused)
         assert recv_exactly(sock, 2) == PINGRESP
 
 
@@ -241,7 +253,7 @@ def test_a_packet_split_across_the_keepalive_read_timeout_is_not_lost(iot):
 
 
 def test_a_malformed_remaining_length_closes_the_connection(iot):
-    with connected_socket(iot.mqtt_port) as sock:
+    with connected_socket(iot) as sock:
         sock.sendall(b"\x30\xff\xff\xff\xff\x01")  # continuation bit on the 4th length byte
         assert read_until_closed(sock, within=2) == b""
     with open_socket(iot.mqtt_port) as sock:  # the same as the very first packet
@@ -280,7 +292,7 @@ def test_an_mqtt5_connect_gets_connack_0x01_and_one_clear_log_line(iot, caplog):
 def test_an_mqtt5_connect_over_websocket_gets_connack_0x01_too(iot):
     import websockets.sync.client
 
-    with websockets.sync.client.connect(iot.ws_url, subprotocols=["mqtt"], open_timeout=5) as ws:
+    with websockets.sync.client.connect(vend(iot, root=ROOT_KEYS).url, subprotocols=["mqtt"], open_timeout=5) as ws:
         ws.send(connect_packet(level=5))
         assert ws.recv(timeout=5) == CONNACK_BAD_PROTOCOL
         with pytest.raises(websockets.ConnectionClosed):
@@ -314,7 +326,7 @@ def test_connections_over_the_cap_are_closed_at_once_and_logged_sparingly(caplog
     held = []
     try:
         held = [open_socket(iot.mqtt_port) for _ in range(3)]
-        held += [connected_socket(iot.mqtt_port) for _ in range(2)]  # idle or not, all count
+        held += [connected_socket(iot) for _ in range(2)]  # idle or not, all count
         time.sleep(0.2)
         assert iot.broker.limiter.open == 5
 
@@ -339,9 +351,10 @@ def test_connections_over_the_cap_are_closed_at_once_and_logged_sparingly(caplog
             time.sleep(0.05)
         assert iot.broker.limiter.open == 0
         assert_serving(iot)  # recovered: room for new clients again
-        client = Client(iot.ws_port, new_client_id(42), None, transport="websockets")
+        keys = vend(iot, root=ROOT_KEYS)
+        client = Client.over_websocket(keys.url, new_client_id(42))
         try:
-            assert client.connect() != "Success"  # no token: refused by auth, so it was admitted
+            assert client.connect() != "Success"  # another client id: refused by iot:Connect, so it was admitted
         finally:
             client.close()
     finally:
@@ -355,11 +368,12 @@ def test_the_http_publish_api_has_its_own_connection_cap(caplog):
     running = _start(max_http_connections=3)
     iot = running.iot
     try:
+        keys = vend(iot, root=ROOT_KEYS)  # from STS, on the HTTP port, before it is full
         held = [open_socket(iot.http_port) for _ in range(3)]
         try:
             with open_socket(iot.http_port) as sock:
                 assert read_until_closed(sock, within=1) == b""
-            assert_serving(iot)  # MQTT has its own, separate cap
+            assert_serving(iot, keys)  # MQTT has its own, separate cap
         finally:
             for sock in held:
                 sock.close()
@@ -445,6 +459,20 @@ def _runlocaliot(ports: dict, *, open_files: int | None = None, **settings_env: 
     return process
 
 
+def command_keys(ports: dict) -> Keys:
+    """Keys vended by the command's own STS, signed with the root keys its SECRET_KEY gives."""
+    from notifier.aws.local import root_credentials
+
+    class Running:  # what tests/iot_keys.py needs to know about an emulator
+        http_url = f"http://127.0.0.1:{ports['LOCALIOT_HTTP_PORT']}"
+        ws_endpoint = f"127.0.0.1:{ports['LOCALIOT_WS_PORT']}"
+        region = "us-east-1"
+
+    with override_settings(SECRET_KEY=COMMAND_SECRET_KEY):
+        root = root_credentials()
+    return vend(Running, root=root)
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
@@ -478,9 +506,8 @@ def test_runlocaliot_with_few_file_descriptors_caps_connections_instead_of_faili
         sockets = []
         time.sleep(0.3)
 
-        client_id = new_client_id(42)
-        token, _ = issue_token(key=COMMAND_SECRET_KEY, client_id=client_id, user_id=42, topic_filters=[TOPIC], ttl=60)
-        client = Client(port, client_id, token)
+        keys = command_keys(ports)
+        client = Client.over_tcp(port, keys.url, keys.client_id)
         try:
             assert client.connect() == "Success"  # still serving
         finally:
@@ -515,10 +542,15 @@ def test_runlocaliot_recovers_from_running_out_of_file_descriptors_with_one_log_
         # still queued (closed by now, but with a cap of 1 they crowd out a new one for a moment).
         deadline = time.monotonic() + 5
         connack = b""
+        keys = None
         while connack != CONNACK_ACCEPTED and time.monotonic() < deadline:
             time.sleep(0.2)
+            try:
+                keys = keys or command_keys(ports)  # STS shares the command's process and its descriptors
+            except Exception:
+                continue
             with open_socket(port) as sock:
-                sock.sendall(connect_packet(key=COMMAND_SECRET_KEY))
+                sock.sendall(connect_packet(keys))
                 try:
                     connack = recv_exactly(sock, 4)
                 except ConnectionResetError:

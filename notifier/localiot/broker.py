@@ -2,6 +2,21 @@
 
 Every MQTT connection, TCP or WebSocket, also goes through notifier.localiot.gate first: a cap on
 concurrent connections, a deadline for the CONNECT, MQTT 3.1.1 only, and no packet over 128 KB.
+
+Authentication is IoT Core's SigV4, with one credential for every kind of client:
+
+* WebSocket: the upgrade request's URL is a SigV4-presigned `/mqtt?X-Amz-…` URL for service
+  `iotdevicegateway` (notifier.aws.presign, what browsers get). It is verified before the
+  upgrade; an unknown key, expired session, wrong scope, expired URL or bad signature gets HTTP
+  403 and no MQTT at all. The CONNECT's username and password are ignored, as on AWS.
+* TCP (where AWS would use X.509 client certificates): the CONNECT's password is such a presigned
+  `ws://host:port/mqtt?X-Amz-…` URL, verified exactly as the WebSocket one with the Host taken
+  from the URL; the username is ignored. A refusal gets CONNACK 0x05.
+
+Then `iot:Connect` on `client/{client id}` is judged against the caller's policies, before any
+session is touched; SUBSCRIBE, RECEIVE and PUBLISH are judged by notifier.localiot.plugins.
+A CONNECT with a will message is refused: amqtt publishes wills without any topic check, and
+Herald's clients have no use for one. Nothing is ever retained (see HeraldBroker.retain_message).
 """
 import asyncio
 import logging
@@ -26,10 +41,17 @@ from amqtt.utils import format_client_message, gen_client_id
 from websockets.asyncio.server import ServerConnection
 
 from . import gate
+from .accounts import Account, Identity
+from .plugins import GRANT, Grant
+from .sigv4 import SignatureError, verify_presigned
 
 log = logging.getLogger(__name__)
 
 WS_PATH = "/mqtt"
+# The signing name of AWS IoT's MQTT-over-WebSocket gateway.
+WS_SERVICE = "iotdevicegateway"
+# How long DeleteConnection waits for amqtt to register a dropped client before cleaning its session.
+DISCONNECT_WAIT = 2.0
 # AWS IoT Core supports QoS 0 and 1 only.
 MAX_QOS = 1
 # How long shutdown waits for amqtt to say goodbye to its clients before dropping the connections:
@@ -44,21 +66,21 @@ class NotAuthorized(AMQTTError):
 
 
 class HeraldBroker(Broker):
-    """amqtt's Broker with authentication moved ahead of session takeover.
+    """amqtt's Broker with authentication and iot:Connect moved ahead of session takeover.
 
     In amqtt 0.12.1, `_initialize_client_session` deletes the existing session of the CONNECT's
     client id (clean session) or adopts it and overwrites its credentials (persistent session),
     and `_handle_client_session` then stops the connected client using that id, all before the
     auth plugins' verdict is acted on. A CONNECT that fails authentication still empties a
-    victim's subscriptions or kicks the victim off. Here the CONNECT is authenticated first, on
-    the freshly parsed session, and a refused client gets CONNACK 0x05 and is closed without
-    looking at the broker's sessions at all. Only then does amqtt's own bookkeeping run (the
-    remainder of `_initialize_client_session` is amqtt's code, unchanged). amqtt authenticates
-    again in `_handle_client_session`, on the session it ends up using; that second check is
-    redundant but harmless, and it puts the token claims on that session.
+    victim's subscriptions or kicks the victim off. Here the CONNECT is authenticated and its
+    `iot:Connect` on `client/{client id}` judged first, on the freshly parsed session, and a
+    refused client gets CONNACK 0x05 and is closed without looking at the broker's sessions at
+    all. Only then does amqtt's own bookkeeping run (the remainder of `_initialize_client_session`
+    is amqtt's code, except that an adopted persistent session takes the new connection's Grant).
+    amqtt authenticates again in `_handle_client_session`; GrantAuthPlugin just confirms it.
 
-    Client ids are also unguessable (tokens.new_client_id) and bound to the token, so even a
-    client with a valid token of its own cannot aim at someone else's session.
+    Herald's session policies allow iot:Connect as one literal client id with a random part, so
+    even a client with valid keys of its own cannot aim at someone else's session.
 
     Connections are admitted by notifier.localiot.gate before amqtt sees them (see that module):
     `limiter` caps concurrent connections over both listeners, `connect_timeout` bounds the wait
@@ -69,11 +91,13 @@ class HeraldBroker(Broker):
         self,
         config,
         *,
+        account: Account,
         limiter: gate.ConnectionLimiter | None = None,
         connect_timeout: float = gate.CONNECT_TIMEOUT,
         max_packet_bytes: int = gate.MAX_PACKET_BYTES,
     ):
         super().__init__(config)
+        self.account = account
         self.limiter = limiter or gate.ConnectionLimiter()
         self.connect_timeout = connect_timeout
         self.max_packet_bytes = max_packet_bytes
@@ -131,6 +155,7 @@ class HeraldBroker(Broker):
             abort=websocket.transport.abort,
             max_packet_bytes=self.max_packet_bytes,
         )
+        framed.identity = getattr(websocket, "herald_identity", None)  # verified at the upgrade
         admitted = await gate.admit_first_packet(framed, write=websocket.send, connect_timeout=self.connect_timeout)
         self._unadmitted.discard(websocket.transport)
         if admitted:
@@ -172,13 +197,15 @@ class HeraldBroker(Broker):
             raise AMQTTError(exc) from exc
 
         # The fix: refuse before anything below can touch another client's session.
-        if not await self._authenticate(client_session, None):
+        grant = self._admit(client_session, reader)
+        if grant is None:
             handler.attach(client_session, reader, writer)
             await handler.mqtt_connack_authorize(False)
             await writer.close()
             raise NotAuthorized(
                 f"{format_client_message(address=remote_address, port=remote_port)} refused: not authorized"
             )
+        client_session.attributes[GRANT] = grant
 
         # From here on: amqtt 0.12.1's Broker._initialize_client_session, unchanged.
         if client_session.clean_session:
@@ -198,6 +225,7 @@ class HeraldBroker(Broker):
             existing_client_session.keep_alive = client_session.keep_alive
             existing_client_session.username = client_session.username
             existing_client_session.password = client_session.password
+            existing_client_session.attributes[GRANT] = grant  # this connection's rights, not the last one's
             client_session = existing_client_session
             client_session.parent = 1
         else:
@@ -207,6 +235,91 @@ class HeraldBroker(Broker):
         if client_session.keep_alive > 0 and isinstance(timeout_disconnect_delay, int):
             client_session.keep_alive += timeout_disconnect_delay
         return handler, client_session
+
+    def _admit(self, session: Session, reader: ReaderAdapter) -> Grant | None:
+        """The Grant of an authenticated CONNECT allowed iot:Connect as its client id, else None (logged)."""
+        peer = getattr(reader, "peer", "?")
+        client_id = session.client_id or ""
+        if session.will_flag:
+            log.info("Refused %s from %s: will messages are not allowed.", client_id, peer)
+            return None
+        identity = getattr(reader, "identity", None)
+        if identity is None:  # TCP: the password is a presigned URL
+            try:
+                identity = self.verify_url(session.password)
+            except SignatureError as exc:
+                log.info("Refused %s from %s: %s (%s).", client_id, peer, exc.code, exc.message)
+                return None
+        if identity.expired():
+            log.info("Refused %s from %s: its credentials have expired.", client_id, peer)
+            return None
+        grant = Grant(
+            account=self.account,
+            identity=identity,
+            client_id=client_id,
+            disconnect=getattr(reader, "refuse", lambda reason: None),
+        )
+        if not grant.allows("iot:Connect", "client", client_id):
+            return None
+        return grant
+
+    def verify_url(self, url, *, headers: list[tuple[str, str]] | None = None) -> Identity:
+        """The identity that presigned this `ws://host/mqtt?X-Amz-…` URL; SignatureError otherwise.
+
+        `headers` are the WebSocket upgrade's; without them (a TCP CONNECT's password) the Host is
+        the URL's own.
+        """
+        if isinstance(url, bytes):
+            url = url.decode("utf-8", "replace")
+        if not isinstance(url, str) or not url:
+            raise SignatureError("Missing Authentication Token", "MissingAuthenticationToken")
+        if headers is None:
+            scheme, sep, rest = url.partition("://")
+            if not sep or scheme not in ("ws", "wss"):
+                raise SignatureError("The password must be a presigned ws:// or wss:// URL.", "IncompleteSignature")
+            host, _, target = rest.partition("/")
+            headers = [("host", host)]
+            target = "/" + target
+        else:
+            target = url
+        path, _, query = target.partition("?")
+        if path != WS_PATH:
+            raise SignatureError(f"The presigned URL must be for {WS_PATH}.", "IncompleteSignature")
+        return verify_presigned(
+            method="GET", path=path, query=query, headers=headers, resolve=self.account.resolve,
+            region=self.account.region, service=WS_SERVICE,
+        )
+
+    async def retain_message(self, source_session, topic_name, data, qos=None) -> None:
+        """Never retain: a retained message would reach later subscribers without a RECEIVE check.
+
+        Client publishes are refused anyway and wills are not accepted; this keeps it true whatever
+        a policy allows.
+        """
+        log.info("Not retaining a message on %r: the emulator never retains.", topic_name)
+
+    async def delete_connection(self, client_id: str, clean_session: bool) -> bool:
+        """iot-data DeleteConnection: drop that client's connection now; False if it is not connected.
+
+        With `clean_session`, a persistent session's subscriptions and queued messages go too (a
+        clean session ends with its connection anyway).
+        """
+        entry = self._sessions.get(client_id)
+        if entry is None or entry[0].transitions.state != "connected":
+            return False
+        session = entry[0]
+        grant = session.attributes.get(GRANT)
+        if grant is None:
+            return False
+        grant.disconnect("closed by DeleteConnection")
+        if clean_session and not session.clean_session:
+            deadline = asyncio.get_running_loop().time() + DISCONNECT_WAIT
+            while session.transitions.state == "connected" and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            current = self._sessions.get(client_id)
+            if current is not None and current[0] is session and session.transitions.state != "connected":
+                await self._delete_session(client_id)
+        return True
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         """Grant at most QoS 1, as AWS IoT does (it has no QoS 2)."""
@@ -228,7 +341,7 @@ class HeraldBroker(Broker):
             port,
             ssl=ssl_context,
             subprotocols=[websockets.Subprotocol("mqtt")],
-            process_request=_only_mqtt_path,
+            process_request=self._check_upgrade,
             ping_interval=None,
             # A client that never answers the close frame (awscrt's) must not hold up shutdown.
             close_timeout=1,
@@ -238,6 +351,24 @@ class HeraldBroker(Broker):
             max_size=WS_MAX_MESSAGE_BYTES,
             create_connection=_capped_connection_class(self.limiter, self._transports, self._unadmitted),
         )
+
+    def _check_upgrade(self, connection: ServerConnection, request):
+        """Before the WebSocket upgrade: the path must be /mqtt and its query a valid SigV4 presign.
+
+        A refusal is plain HTTP (404 for another path, 403 for any credential problem), so a
+        client with bad credentials never gets as far as MQTT, as with IoT Core. The verified
+        identity rides on the connection to ws_connected.
+        """
+        path = request.path.split("?", 1)[0]
+        if path != WS_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"MQTT over WebSocket is served at {WS_PATH}\n")
+        try:
+            identity = self.verify_url(request.path, headers=list(request.headers.raw_items()))
+        except SignatureError as exc:
+            log.info("Refused WebSocket upgrade from %s: %s (%s).", _peer(connection.remote_address), exc.code, exc.message)
+            return connection.respond(HTTPStatus.FORBIDDEN, f"{exc.code}: {exc.message}\n")
+        connection.herald_identity = identity
+        return None
 
     async def close_listeners(self) -> None:
         """Close the listeners a failed start() left open (amqtt leaves them bound)."""
@@ -306,7 +437,3 @@ def _capped_connection_class(
     return CappedServerConnection
 
 
-def _only_mqtt_path(connection, request):
-    if request.path.split("?", 1)[0] != WS_PATH:
-        return connection.respond(HTTPStatus.NOT_FOUND, f"MQTT over WebSocket is served at {WS_PATH}\n")
-    return None

@@ -136,6 +136,8 @@ class FramedReader:
         self._buffer = bytearray()
         self._header = bytearray()
         self._closed = False
+        # Who the WebSocket upgrade authenticated (a TCP client is authenticated by its CONNECT).
+        self.identity = None
 
     async def _read_exactly(self, n: int) -> bytes:
         try:

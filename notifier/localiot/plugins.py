@@ -1,85 +1,88 @@
-"""amqtt plugins: token authentication and topic authorization for MQTT clients.
+"""amqtt plugins: IoT Core's policy checks on SUBSCRIBE, RECEIVE and PUBLISH, per connection.
+
+A connection is authenticated and its `iot:Connect` judged by HeraldBroker before amqtt touches
+any session (see notifier.localiot.broker); what that leaves on the session is a Grant: the
+caller's identity (role policy + session policy, notifier.localiot.accounts), the client id and a
+way to drop the connection. These plugins ask the Grant, where IoT Core asks its policy engine:
+
+* SUBSCRIBE: `iot:Subscribe` on `topicfilter/{filter}`, per filter; refused -> SUBACK 0x80 for
+  that filter. New subscriptions need unexpired credentials.
+* RECEIVE: `iot:Receive` on `topic/{topic}`, per delivered message; refused -> silently not
+  delivered. An open connection keeps receiving after its credentials expire, as on AWS.
+* PUBLISH: `iot:Publish` on `topic/{topic}`; refused -> the client is disconnected, as AWS IoT
+  disconnects a client on an unauthorised publish. (Herald's browser sessions never may.)
 
 They are listed by dotted path in the broker config's `plugins` dict, which replaces amqtt's
-defaults: with only these two listed, anonymous access is off. The rules mirror the session policy
-the AWS backend attaches to vended credentials:
-
-* CONNECT (iot:Connect on client/{client_id}): the password must be a token from
-  tokens.issue_token() signed with the emulator's key, unexpired, and bound to the CONNECT's client
-  id. The username is ignored (MQTT requires one whenever a password is sent, so clients send the
-  user id or anything else): the token alone says who the client is. A CONNECT with a will message
-  is refused, because amqtt publishes wills (retained ones too) without any topic check, which
-  would let a client publish by disconnecting.
-* SUBSCRIBE (iot:Subscribe on topicfilter/...): only filters inside the token's filters
-  (topics.filter_is_covered), and only until the token expires; anything else gets SUBACK 0x80.
-* RECEIVE (iot:Receive on topic/...): only topics matched by the token's filters.
-* PUBLISH: never. Only the server publishes, through the HTTP Publish API. amqtt drops a refused
-  PUBLISH (QoS 1 is still acknowledged) and, since the check runs before retaining, a refused
-  retained PUBLISH is not stored either.
+defaults: with only these two listed, anonymous access is off.
 """
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from . import topics
-from .tokens import InvalidToken, verify_token
+from .accounts import Account, Identity
 
 log = logging.getLogger(__name__)
 
-# Where the verified token claims live on an amqtt session (namespaced, as amqtt recommends).
-CLAIMS = "herald.localiot.claims"
+# Where a connection's Grant lives on an amqtt session (namespaced, as amqtt recommends).
+GRANT = "herald.localiot.grant"
 
 
-def session_claims(session: Session | None) -> dict | None:
-    return session.attributes.get(CLAIMS) if session is not None else None
+@dataclass
+class Grant:
+    """What one authenticated connection may do, judged against its identity's policies."""
+
+    account: Account
+    identity: Identity
+    client_id: str
+    disconnect: Callable[[str], None] = field(repr=False)
+
+    def allows(self, action: str, kind: str, name: str) -> bool:
+        resource = self.account.iot_arn(kind, name)
+        allowed = self.account.allowed(self.identity, action, resource, {"iot:ClientId": self.client_id})
+        if not allowed:
+            log.info("Refused %s (%s) %s on %s.", self.client_id, self.identity.arn, action, resource)
+        return allowed
 
 
-class TokenAuthPlugin(BaseAuthPlugin):
-    """Accept a CONNECT only with a valid token bound to its client id; keep the claims on the session."""
+def session_grant(session: Session | None) -> Grant | None:
+    return session.attributes.get(GRANT) if session is not None else None
 
-    @dataclass
-    class Config:
-        key: str = ""
-        """The token signing key (Django's SECRET_KEY in the management command)."""
+
+class GrantAuthPlugin(BaseAuthPlugin):
+    """Accept a session only if HeraldBroker authenticated its CONNECT and left a Grant on it.
+
+    amqtt runs auth plugins after its session bookkeeping; the real check already happened before
+    it (HeraldBroker._initialize_client_session), so this only confirms it.
+    """
 
     async def authenticate(self, *, session: Session) -> bool:
-        session.attributes.pop(CLAIMS, None)
-        if not self.config.key:
-            log.error("No token key configured: refusing every client.")
-            return False
-        if session.will_flag:
-            log.info("Refused %s: will messages are not allowed.", session.client_id)
-            return False
-        try:
-            claims = verify_token(key=self.config.key, token=session.password or "", client_id=session.client_id)
-        except InvalidToken as exc:
-            log.info("Refused %s: %s.", session.client_id, exc.reason)
-            return False
-        session.attributes[CLAIMS] = claims
-        return True
+        return session_grant(session) is not None
 
 
-class TokenTopicPlugin(BaseTopicPlugin):
-    """Confine each session to the topic filters of its token; refuse every client PUBLISH."""
+class PolicyTopicPlugin(BaseTopicPlugin):
+    """iot:Subscribe, iot:Receive and iot:Publish, judged for each filter, message and publish."""
 
     async def topic_filtering(
         self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
     ) -> bool:
-        claims = session_claims(session)
-        if claims is None or not topic:
+        grant = session_grant(session)
+        if grant is None or not topic:
             return False
         if action == Action.SUBSCRIBE:
-            # New subscriptions need an unexpired token; what was granted keeps being delivered, as
-            # an open AWS IoT connection outlives its credentials.
-            allowed = time.time() < claims["exp"] and topics.filter_is_covered(topic, claims["filters"])
-        elif action == Action.RECEIVE:
-            allowed = any(topics.topic_matches(topic, f) for f in claims["filters"])
-        else:  # Action.PUBLISH, or anything amqtt adds later
-            allowed = False
-        if not allowed:
-            log.info("Refused %s %s on %r.", session.client_id, action, topic)
-        return allowed
+            if grant.identity.expired(time.time()):
+                log.info("Refused SUBSCRIBE of %s: its credentials have expired.", grant.client_id)
+                return False
+            return grant.allows("iot:Subscribe", "topicfilter", topic)
+        if action == Action.RECEIVE:
+            return grant.allows("iot:Receive", "topic", topic)
+        if action == Action.PUBLISH:
+            if grant.allows("iot:Publish", "topic", topic) and not grant.identity.expired(time.time()):
+                return True
+            grant.disconnect(f"not authorized to publish to {topic[:200]!r}")
+            return False
+        return False  # anything amqtt adds later

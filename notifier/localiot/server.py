@@ -1,13 +1,17 @@
-"""LocalIoT: the emulator's three listeners (MQTT/TCP, MQTT/WebSocket, HTTP Publish) as one service.
+"""LocalIoT: the emulator's three listeners (MQTT/TCP, MQTT/WebSocket, HTTP API) as one service.
 
 Everything is passed in as plain arguments (no Django settings here), so tests can start one on
-free ports with their own keys; `python manage.py runlocaliot` passes the project's settings.
+free ports with their own keys; `python manage.py runlocaliot` passes the project's settings
+through notifier.localiot.config.options_from_settings().
 """
 import asyncio
 import logging
 import threading
 
+from collections.abc import Mapping
+
 from . import gate
+from .accounts import Account
 from .broker import WS_PATH, HeraldBroker
 from .publish_api import PublishServer
 
@@ -27,7 +31,14 @@ def _bind(host: str, port: int) -> str:
 
 
 class LocalIoT:
-    """The local AWS IoT emulator.
+    """The local AWS IoT emulator: one AWS account's IoT Core and STS.
+
+    The account (notifier.localiot.accounts) is `account` in `region`, reached with the root key
+    pair `root_access_key_id` / `root_secret_access_key`, whose IAM policy is `root_policy` (an
+    IAM policy document; Herald passes the stage's Lambda permissions). `roles` maps each role
+    ARN that STS may hand out sessions for to that role's policy document. Every MQTT client and
+    HTTP call is authenticated with SigV4 against these keys and the sessions STS issued, and
+    judged against the caller's policies, as IoT Core and STS would.
 
     Port 0 picks a free port; the bound ports are reported by the properties once started. Use a
     literal address for `host` with port 0 ("localhost" may bind IPv4 and IPv6 on different ports).
@@ -48,9 +59,12 @@ class LocalIoT:
         mqtt_port: int = 0,
         ws_port: int = 0,
         http_port: int = 0,
-        access_key_id: str,
-        secret_access_key: str,
-        token_key: str,
+        root_access_key_id: str,
+        root_secret_access_key: str,
+        region: str = "us-east-1",
+        account: str,
+        root_policy: Mapping,
+        roles: Mapping[str, Mapping],
         connect_timeout: float = gate.CONNECT_TIMEOUT,
         max_connections: int = gate.MAX_CONNECTIONS,
         max_packet_bytes: int = gate.MAX_PACKET_BYTES,
@@ -60,8 +74,14 @@ class LocalIoT:
         for name, port in (("mqtt_port", mqtt_port), ("ws_port", ws_port), ("http_port", http_port)):
             if port == FORBIDDEN_PORT:
                 raise ValueError(f"{name} must not be {FORBIDDEN_PORT}: a system MQTT broker may own that port.")
-        if not (access_key_id and secret_access_key and token_key):
-            raise ValueError("access_key_id, secret_access_key and token_key are all required.")
+        self.account = Account(
+            root_access_key_id=root_access_key_id,
+            root_secret_access_key=root_secret_access_key,
+            region=region,
+            account=account,
+            root_policy=root_policy,
+            roles=roles,
+        )
         if not connect_timeout > 0:
             raise ValueError("connect_timeout must be positive.")
         if min(max_connections, max_packet_bytes, max_http_connections) < 1:
@@ -73,9 +93,6 @@ class LocalIoT:
         self._max_publish_rate = max_publish_rate
         self.host = host
         self._requested = {"mqtt": mqtt_port, "ws": ws_port, "http": http_port}
-        self._access_key_id = access_key_id
-        self._secret_access_key = secret_access_key
-        self._token_key = token_key
         self._broker: HeraldBroker | None = None
         self._http: PublishServer | None = None
         self._ports: dict[str, int] = {}
@@ -91,6 +108,7 @@ class LocalIoT:
         limiter = gate.ConnectionLimiter(gate.ensure_descriptor_headroom(self.max_connections, reserve))
         broker = HeraldBroker(  # must be created inside the running loop
             self._broker_config(),
+            account=self.account,
             limiter=limiter,
             connect_timeout=self.connect_timeout,
             max_packet_bytes=self.max_packet_bytes,
@@ -101,9 +119,9 @@ class LocalIoT:
             await broker.close_listeners()
             raise
         http = PublishServer(
-            access_key_id=self._access_key_id,
-            secret_access_key=self._secret_access_key,
+            account=self.account,
             deliver=self.publish,
+            disconnect=self.delete_connection,
             max_connections=self.max_http_connections,
             max_publish_rate=self._max_publish_rate,
         )
@@ -143,6 +161,12 @@ class LocalIoT:
             raise RuntimeError("LocalIoT is not running.")
         await self._broker.internal_message_broadcast(topic, payload, 0 if qos == 0 else None)
 
+    async def delete_connection(self, client_id: str, clean_session: bool = False) -> bool:
+        """Drop a connected client at once (iot-data DeleteConnection); False if it is not connected."""
+        if self._broker is None:
+            raise RuntimeError("LocalIoT is not running.")
+        return await self._broker.delete_connection(client_id, clean_session)
+
     def start_in_thread(self, *, timeout: float = 10.0) -> "LocalIoTThread":
         """Run the emulator on its own event loop in a daemon thread (for tests and scripts)."""
         return LocalIoTThread(self, timeout=timeout)
@@ -166,6 +190,10 @@ class LocalIoT:
     def http_port(self) -> int:
         return self._port("http")
 
+    @property
+    def region(self) -> str:
+        return self.account.region
+
     def _url_host(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
 
@@ -178,13 +206,18 @@ class LocalIoT:
         return f"ws://{self._url_host()}:{self.ws_port}{WS_PATH}"
 
     @property
+    def ws_endpoint(self) -> str:
+        """host:port of the WebSocket listener: what a presigned ws:// URL names (presign_wss_url's endpoint)."""
+        return f"{self._url_host()}:{self.ws_port}"
+
+    @property
     def http_url(self) -> str:
-        """The boto3 `endpoint_url` for the iot-data client."""
+        """The boto3 `endpoint_url` for the iot-data and sts clients."""
         return f"http://{self._url_host()}:{self.http_port}"
 
     @property
     def publish_api(self) -> PublishServer:
-        """The HTTP Publish API (its `max_publish_rate` can be changed while it runs)."""
+        """The HTTP API (its `max_publish_rate` can be changed while it runs)."""
         if self._http is None:
             raise RuntimeError("LocalIoT is not running.")
         return self._http
@@ -205,8 +238,8 @@ class LocalIoT:
             "session_expiry_interval": SESSION_EXPIRY_SECONDS,
             # Replaces amqtt's default plugins, so anonymous access and $SYS topics are off.
             "plugins": {
-                "notifier.localiot.plugins.TokenAuthPlugin": {"key": self._token_key},
-                "notifier.localiot.plugins.TokenTopicPlugin": {},
+                "notifier.localiot.plugins.GrantAuthPlugin": {},
+                "notifier.localiot.plugins.PolicyTopicPlugin": {},
             },
         }
 

@@ -1,41 +1,43 @@
-"""`python manage.py runlocaliot`: the local AWS IoT emulator on the LOCALIOT_* settings.
+"""`python manage.py runlocaliot`: the local AWS IoT emulator (IoT Core + STS) on the LOCALIOT_* settings.
 
-The HTTP Publish API accepts the key pair from notifier.aws.local.root_credentials() (what the
-local publisher signs with), MQTT clients need tokens signed with SECRET_KEY (what the credential
-view issues). amqtt is imported only when the command runs: it is a development dependency.
+The emulator plays one AWS account (notifier.localiot.config.options_from_settings): the root key
+pair from notifier.aws.local.root_credentials() (what the local publisher and credential issuer
+sign with) carries the stage's Lambda permissions from zappa_settings.json (`--stage`, default
+dev), and STS hands out sessions of the browser role with policies.role_policy(). Browsers and
+the `listen` command connect with presigned URLs made from those sessions, exactly as on AWS.
+amqtt is imported only when the command runs: it is a development dependency.
 """
 import asyncio
 import logging
 import signal
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Runs the local AWS IoT emulator: MQTT over TCP and WebSocket, and the iot-data Publish HTTP API."
+    help = (
+        "Runs the local AWS IoT emulator: MQTT over TCP and WebSocket (SigV4-presigned URLs), the iot-data "
+        "Publish and DeleteConnection HTTP API, and STS AssumeRole."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--stage", default=None,
+            help="zappa_settings.json stage whose extra_permissions are the server's IAM policy (default: dev).",
+        )
 
     def handle(self, *args, **options):
         try:
             from notifier.localiot.server import LocalIoT
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise CommandError(f"The emulator needs the development requirements (requirements-dev.txt): {exc}")
-        from notifier.aws.local import root_credentials as local_credentials
+        from notifier.localiot.config import options_from_settings
 
         self._quiet_logs(options["verbosity"])
-        access_key_id, secret_access_key = local_credentials()
-        iot = LocalIoT(
-            host=settings.LOCALIOT_HOST,
-            mqtt_port=settings.LOCALIOT_MQTT_PORT,
-            ws_port=settings.LOCALIOT_WS_PORT,
-            http_port=settings.LOCALIOT_HTTP_PORT,
-            access_key_id=access_key_id,
-            secret_access_key=secret_access_key,
-            token_key=settings.SECRET_KEY,
-            connect_timeout=settings.LOCALIOT_CONNECT_TIMEOUT,
-            max_connections=settings.LOCALIOT_MAX_CONNECTIONS,
-            max_publish_rate=settings.LOCALIOT_PUBLISH_RATE or None,
-        )
+        try:
+            iot = LocalIoT(**options_from_settings(options["stage"]))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         asyncio.run(self._serve(iot))
 
     @staticmethod
