@@ -147,26 +147,43 @@ def bare_round(endpoint: str, topics: list[str], threads: int) -> dict:
 # --- MQTT subscribers (this process) ------------------------------------------------------------
 
 class Subscribers:
-    """Real MQTT clients of sampled followers: each connects to the emulator's MQTT port with a
-    token for its own topic (as POST /api/notifications/credentials/ issues one) and subscribes."""
+    """Real MQTT clients of sampled followers: each gets keys as a browser does (STS AssumeRole on
+    the emulator with Herald's session policy, then a presigned URL), connects to the emulator's
+    MQTT port with that URL as its password, and subscribes to its own topic."""
 
-    def __init__(self, port: int, user_ids: list[int], key: str):
+    def __init__(self, port: int, user_ids: list[int]):
+        from datetime import datetime, timezone
+
+        import boto3
         import paho.mqtt.client as mqtt
+        from django.conf import settings
 
-        from notifier.localiot.tokens import issue_token, new_client_id
+        from notifier.aws import local
+        from notifier.aws.policies import dumps, new_client_id, session_policy
+        from notifier.aws.presign import presign_wss_url
         from notifier.topics import user_topic
 
         self.messages: dict[int, list[dict]] = {uid: [] for uid in user_ids}
         self.subscribed = {uid: threading.Event() for uid in user_ids}
         self.refused: list[int] = []
         self.clients = []
+        key_id, secret = local.root_credentials()
+        sts = boto3.client("sts", endpoint_url=local.endpoint_url(), region_name=settings.AWS_REGION,
+                           aws_access_key_id=key_id, aws_secret_access_key=secret)
         for uid in user_ids:
             client_id = new_client_id(uid)
             topic = user_topic(uid)
-            token, _ = issue_token(key=key, client_id=client_id, user_id=uid, topic_filters=[topic], ttl=3600)
+            policy = session_policy(region=settings.AWS_REGION, account=local.ACCOUNT,
+                                    prefix=settings.IOT_TOPIC_PREFIX, client_id=client_id, user_id=uid)
+            keys = sts.assume_role(RoleArn=local.ROLE_ARN, RoleSessionName=f"bench-{uid}", DurationSeconds=3600,
+                                   Policy=dumps(policy))["Credentials"]
+            url = presign_wss_url(endpoint=local.data_endpoint(), region=settings.AWS_REGION,
+                                  access_key_id=keys["AccessKeyId"], secret_access_key=keys["SecretAccessKey"],
+                                  session_token=keys["SessionToken"], now=datetime.now(timezone.utc), expires=3600,
+                                  scheme="ws")
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, reconnect_on_failure=False,
                                  userdata=(uid, topic))
-            client.username_pw_set(str(uid), token)
+            client.username_pw_set(str(uid), url)
             client.on_connect = self._on_connect
             client.on_subscribe = self._on_subscribe
             client.on_message = self._on_message
@@ -315,7 +332,7 @@ def run_child(env: dict, mode: str, author: str, n: int, timeout: float) -> dict
 def herald_round(ctx: dict, env: dict, mode: str) -> dict:
     """One Herald fan-out with S fresh subscribers watching; every check's outcome is in the result."""
     sample = random.sample(ctx["followers"], ctx["sample"])
-    subscribers = Subscribers(ctx["mqtt_port"], sample, env["SECRET_KEY"])
+    subscribers = Subscribers(ctx["mqtt_port"], sample)
     try:
         env = {**env, "TASK_BACKEND": "immediate" if mode == "inline" else "database"}
         workers = [start_db_worker(env, WORKER_INTERVAL) for _ in range(WORKERS)] if mode == "workers" else []

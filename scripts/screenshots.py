@@ -113,14 +113,13 @@ def take(out: Path) -> Path:
     from playwright.sync_api import expect, sync_playwright
 
     from feed import services
+    from notifier.localiot.config import options_from_settings
     from notifier.localiot.server import LocalIoT
     from notifier.aws.local import root_credentials as local_credentials
 
     call_command("migrate", verbosity=0)
     key_id, secret = local_credentials()
-    iot = LocalIoT(access_key_id=key_id, secret_access_key=secret, token_key=settings.SECRET_KEY,
-                   mqtt_port=settings.LOCALIOT_MQTT_PORT, ws_port=settings.LOCALIOT_WS_PORT,
-                   http_port=settings.LOCALIOT_HTTP_PORT).start_in_thread()
+    iot = LocalIoT(**options_from_settings()).start_in_thread()
     server = LiveServerThread("127.0.0.1", StaticFilesHandler, port=0)
     server.daemon = True
     server.start()

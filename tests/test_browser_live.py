@@ -10,6 +10,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from feed import services
 from feed.models import User
+from notifier.localiot.config import options_from_settings
 from notifier.localiot.server import LocalIoT
 from notifier.models import PendingPush
 from notifier.aws.local import root_credentials as local_credentials
@@ -88,8 +89,7 @@ def test_after_a_drop_the_client_reconnects_and_catches_up_without_duplicates(li
     key_id, secret = local_credentials()
 
     def start():
-        return LocalIoT(access_key_id=key_id, secret_access_key=secret, token_key=settings.SECRET_KEY,
-                        **ports).start_in_thread()
+        return LocalIoT(**options_from_settings(host="127.0.0.1", **ports)).start_in_thread()
 
     running = start()
     point_settings_at(settings, running.iot)

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone as dj_timezone
 
 from feed import services
+from notifier.localiot.config import options_from_settings
 from notifier.localiot.server import LocalIoT
 from notifier.localiot.tokens import verify_token
 from notifier.models import Notification
@@ -141,8 +142,7 @@ def test_emulator_down_comment_succeeds_and_deliver_pending_delivers_later(
     assert (state, attempts) == ("pending", 1)
     assert "Could not connect" in error
 
-    running = LocalIoT(access_key_id=key_id, secret_access_key=secret, token_key=settings.SECRET_KEY,
-                       **ports).start_in_thread()
+    running = LocalIoT(**options_from_settings(host="127.0.0.1", **ports)).start_in_thread()
     try:
         client = subscriber(credentials(api, alice), ports["mqtt_port"])
         make_due(n)

@@ -365,7 +365,10 @@ class HeraldBroker(Broker):
         try:
             identity = self.verify_url(request.path, headers=list(request.headers.raw_items()))
         except SignatureError as exc:
-            log.info("Refused WebSocket upgrade from %s: %s (%s).", _peer(connection.remote_address), exc.code, exc.message)
+            log.info(
+                "Refused WebSocket upgrade from %s (Host %r): %s (%s).",
+                _peer(connection.remote_address), request.headers.get("Host"), exc.code, exc.message,
+            )
             return connection.respond(HTTPStatus.FORBIDDEN, f"{exc.code}: {exc.message}\n")
         connection.herald_identity = identity
         return None
