@@ -25,6 +25,14 @@ ClientError codes. The refusals, in the order AWS applies them:
     400 ValidationError             DurationSeconds over the role's MaxSessionDuration (1 hour)
     400 MalformedPolicyDocument     a session policy IAM would not accept (notifier.localiot.policy)
 
+Why ValidationError for a policy over 2,048 characters: the AssumeRole reference documents that
+plain-text limit as a constraint on the Policy parameter, and STS reports constraint violations as
+ValidationError with "1 validation error detected: ... failed to satisfy constraint" (as it does
+for roleSessionName over 64). PackedPolicyTooLarge is the separate limit on the packed (compressed)
+policies and tags, which a policy within 2,048 characters and no tags does not reach here. (Newer
+botocore models no longer carry the 2,048 maximum on the parameter; if AWS has moved that check to
+PackedPolicyTooLarge, only the code differs: both are 400s the issuer treats alike.)
+
 A malformed session policy is refused here, never later at CONNECT, as AWS does. PackedPolicySize
 is reported as the policy's share of the 2,048-character limit, in percent (AWS packs and
 compresses; the figure is an estimate there too).
@@ -33,6 +41,7 @@ What is not modelled: role trust policies (the caller's own policy decides, as i
 account whose role trusts it), session tags, managed session policies (PolicyArns), MFA, role
 chaining limits. Parameters for those are ignored.
 """
+import hashlib
 import math
 import re
 import time
@@ -96,14 +105,12 @@ def _iso(epoch: float) -> str:
 
 def _role_id(account: Account, role_arn: str) -> str:
     """A stable role id shaped like IAM's (AROA + 17 characters), derived from the role ARN."""
-    import hashlib
-
     digest = hashlib.sha256(f"{account.account}:{role_arn}".encode()).digest()
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
     return "AROA" + "".join(alphabet[b % 32] for b in digest[:17])
 
 
-def _params(method: str, target: str, body: bytes, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+def _params(method: str, body: bytes, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     if method != "POST":
         raise StsError(400, "InvalidAction", "STS is served here over POST with a form-encoded body only.")
     content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
@@ -168,7 +175,8 @@ def assume_role(account: Account, caller, params: dict[str, str], *, now: float)
     issued = account.sessions.issue(
         role_arn=role_arn, session_name=session_name, policy=policy_text, duration=duration, now=now
     )
-    packed = f"    <PackedPolicySize>{math.ceil(100 * len(policy_text) / SESSION_POLICY_MAX_CHARS)}</PackedPolicySize>\n" if policy_text else ""
+    packed_size = math.ceil(100 * len(policy_text) / SESSION_POLICY_MAX_CHARS) if policy_text else 0
+    packed = f"    <PackedPolicySize>{packed_size}</PackedPolicySize>\n" if policy_text else ""
     body = (
         f'<AssumeRoleResponse xmlns="{NAMESPACE}">\n'
         "  <AssumeRoleResult>\n"
@@ -206,7 +214,7 @@ def handle(
             resolve=lambda key_id, token: account.resolve(key_id, token, current),
             region=account.region, service=SERVICE, now=current, max_skew=MAX_SKEW_SECONDS,
         )
-        params = _params(method, target, body, headers)
+        params = _params(method, body, headers)
         action, version = params.get("Action"), params.get("Version")
         if action != "AssumeRole" or version != VERSION:
             raise StsError(400, "InvalidAction", f"Could not find operation {str(action)[:64]} for version {str(version)[:32]}")
