@@ -178,7 +178,7 @@ def test_control_characters_never_reach_the_terminal(api, alice, bob, live_push)
 
 @E2E
 def test_refreshes_credentials_before_they_expire_and_keeps_receiving(api, alice, bob, settings, live_push):
-    settings.IOT_CREDENTIALS_TTL = 62  # refresh 60 s before expiry: after 2 s
+    settings.IOT_CREDENTIALS_TTL = 900  # STS's minimum...
     post = services.create_post(alice, "hello")
     closed = []
 
@@ -191,6 +191,7 @@ def test_refreshes_credentials_before_they_expire_and_keeps_receiving(api, alice
     built = []
     out, err = io.StringIO(), io.StringIO()
     listener = Listener(IssuerSource(alice), out=out, err=err, count=1, verbosity=2, build=build)
+    listener.refresh_lead = 898  # ...refreshed 898 s before expiry: after 2 s
     running = start(listener)
     wait_for(lambda: listener.connections >= 2, "a refresh", timeout=6)
     wait_for(lambda: built[0] in closed, "the first connection to close")  # make before break
@@ -300,7 +301,7 @@ def test_refused_token_is_a_clear_error(alice, live_server, monkeypatch):
 
 
 @E2E
-def test_throttled_and_unavailable_credentials_are_retried_later(alice, live_server, monkeypatch):
+def test_throttled_and_unavailable_credentials_are_retried_later(alice, live_server, live_push, monkeypatch):
     from config.throttles import CredentialsThrottle
     from notifier.aws import issuer as credentials
 
@@ -456,22 +457,28 @@ AWS_CREDS = local_creds(
 )
 
 
+class Headers(dict):
+    def set(self, name, value):
+        self[name] = value
+
+
 class Handshake:
     """What awscrt hands a WebSocket handshake transform: the request to change, and set_done()."""
 
     def __init__(self):
-        self.http_request = types.SimpleNamespace(path="/")
+        self.http_request = types.SimpleNamespace(path="/", headers=Headers())
         self.done = False
 
     def set_done(self, error=None):
         self.done = error is None
 
 
-def handshake_path(connection) -> str:
+def handshake(connection) -> tuple[str, str]:
+    """(path, Host header) of the connection's WebSocket handshake."""
     args = Handshake()
     connection._ws_handshake_transform_cb(transform_args=args)
     assert args.done
-    return args.http_request.path
+    return args.http_request.path, args.http_request.headers["Host"]
 
 
 def test_one_presigned_path_for_aws_and_the_emulator():
@@ -482,13 +489,14 @@ def test_one_presigned_path_for_aws_and_the_emulator():
         "abc-ats.iot.eu-west-1.amazonaws.com", 443, "herald-u1-xyz", True)
     assert aws._use_websockets and aws.client.tls_ctx is not None and aws._metrics is None
     assert (aws.username, aws.password) == (None, None)
-    assert handshake_path(aws) == "/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab&X-Amz-Security-Token=tok%2Fen"
+    assert handshake(aws) == ("/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab&X-Amz-Security-Token=tok%2Fen",
+                              "abc-ats.iot.eu-west-1.amazonaws.com")
 
     local = build_connection(local_creds(url="ws://127.0.0.1:8083/mqtt?X-Amz-Signature=cd"))
     assert (local.host_name, local.port, local.client_id) == ("127.0.0.1", 8083, "herald-u1-abc")
     assert (local.username, local.password) == (None, None)
     assert local._use_websockets and local.client.tls_ctx is None and local._metrics is None
-    assert handshake_path(local) == "/mqtt?X-Amz-Signature=cd"
+    assert handshake(local) == ("/mqtt?X-Amz-Signature=cd", "127.0.0.1:8083")  # the signed Host, port included
 
 
 def test_bad_credentials_are_refused_before_connecting():

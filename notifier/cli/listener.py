@@ -374,9 +374,14 @@ def build_connection(creds: dict, **callbacks):
     secure = url.scheme == "wss"
     path = (url.path or "/mqtt") + (f"?{url.query}" if url.query else "")
 
+    # The signature covers the Host header as the URL names it, port included; awscrt would send
+    # the bare host name.
+    host = url.netloc.rpartition("@")[2]
+
     def handshake(transform_args, **kwargs):
         try:
             transform_args.http_request.path = path
+            transform_args.http_request.headers.set("Host", host)
         finally:
             transform_args.set_done()
 
