@@ -17,6 +17,23 @@ def memory_publisher(settings):
     return publisher
 
 
+@pytest.fixture(scope="session")
+def _closed_port():
+    """A loopback port bound by nobody listening: connecting to it is refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # held, never listen()ed, so nothing else can take it
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_emulator(settings, _closed_port):
+    """Tests reach an emulator only through the `live_push` fixture (or their own): never one a
+    developer left running on the default ports, keyed from another SECRET_KEY."""
+    settings.LOCALIOT_HTTP_PORT = settings.LOCALIOT_WS_PORT = settings.LOCALIOT_MQTT_PORT = _closed_port
+
+
 IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
 DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 

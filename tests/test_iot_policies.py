@@ -20,13 +20,13 @@ from notifier.aws.policies import (
     SESSION_POLICY_MAX_CHARS,
     PolicyTooLarge,
     dumps,
+    new_client_id,
     role_policy,
     session_policy,
     trust_policy,
     validate_topic_prefix,
 )
 from notifier.localiot import topics as localiot_topics
-from notifier.localiot.tokens import new_client_id
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

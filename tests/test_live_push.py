@@ -3,6 +3,7 @@ import json
 import queue
 import time
 from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.management import call_command
@@ -11,7 +12,6 @@ from django.utils import timezone as dj_timezone
 from feed import services
 from notifier.localiot.config import options_from_settings
 from notifier.localiot.server import LocalIoT
-from notifier.localiot.tokens import verify_token
 from notifier.models import Notification
 from notifier.aws.local import root_credentials as local_credentials
 
@@ -30,8 +30,13 @@ def credentials(api, user):
     return r.json()
 
 
-def subscriber(creds, port, transport="tcp"):
-    client = Client(port, creds["client_id"], creds["password"], transport=transport, username=creds["username"])
+def subscriber(creds, port=None, transport="websockets"):
+    """A client on the vended presigned URL: over WebSocket as a browser, or over TCP with the URL
+    as the CONNECT password."""
+    if transport == "websockets":
+        client = Client.over_websocket(creds["url"], creds["client_id"])
+    else:
+        client = Client.over_tcp(port, creds["url"], creds["client_id"])
     assert client.connect() == 0
     assert client.subscribe(creds["topics"]["notifications"]) == 1
     return client
@@ -42,10 +47,20 @@ def payload(message) -> dict:
 
 
 def test_credentials_shape(api, alice, settings, live_push):
+    """The production shape from the production issuer: STS keys and a SigV4-presigned URL."""
     creds = credentials(api, alice)
-    assert set(creds) == {"backend", "client_id", "url", "username", "password", "topics", "expires_at"}
+    assert set(creds) == {"backend", "client_id", "url", "topics", "expires_at", "aws"}
     assert creds["backend"] == "local"
-    assert creds["url"] == f"ws://127.0.0.1:{live_push.ws_port}/mqtt"
+    url = urlsplit(creds["url"])
+    assert (url.scheme, url.netloc, url.path) == ("ws", f"127.0.0.1:{live_push.ws_port}", "/mqtt")
+    query = parse_qs(url.query)
+    keys = creds["aws"]
+    assert keys["access_key_id"].startswith("ASIA") and len(keys["access_key_id"]) == 20
+    assert keys["endpoint"] == f"127.0.0.1:{live_push.ws_port}" and keys["region"] == settings.AWS_REGION
+    assert query["X-Amz-Credential"][0].startswith(f"{keys['access_key_id']}/")
+    assert query["X-Amz-Credential"][0].endswith(f"/{settings.AWS_REGION}/iotdevicegateway/aws4_request")
+    assert query["X-Amz-Security-Token"] == [keys["session_token"]]
+    assert list(parse_qs(url.query))[-1] == "X-Amz-Security-Token"  # appended after signing
     assert creds["topics"] == {
         "notifications": f"herald/dev/users/{alice.pk}/notifications",
         "post_comments": "herald/dev/posts/+/comments",
@@ -54,11 +69,9 @@ def test_credentials_shape(api, alice, settings, live_push):
     assert creds["client_id"] != credentials(api, alice)["client_id"]  # a fresh random part each time
     expires = datetime.fromisoformat(creds["expires_at"].replace("Z", "+00:00"))
     assert abs((expires - datetime.now(timezone.utc)).total_seconds() - settings.IOT_CREDENTIALS_TTL) < 5
-    claims = verify_token(key=settings.SECRET_KEY, token=creds["password"], client_id=creds["client_id"])
-    assert claims["sub"] == alice.pk and claims["filters"] == list(creds["topics"].values())
 
 
-def test_credentials_need_login_and_are_throttled(api, alice, monkeypatch):
+def test_credentials_need_login_and_are_throttled(api, alice, live_push, monkeypatch):
     from config.throttles import CredentialsThrottle
 
     assert api.post("/api/notifications/credentials/").status_code == 401
@@ -74,8 +87,7 @@ def test_comment_reaches_the_post_authors_client_within_a_second(
 ):
     post = services.create_post(alice, "hello")
     creds = credentials(api, alice)
-    port = live_push.ws_port if transport == "websockets" else live_push.mqtt_port
-    client = subscriber(creds, port, transport)
+    client = subscriber(creds, live_push.mqtt_port, transport)
     try:
         started = time.monotonic()
         with django_capture_on_commit_callbacks(execute=True):
@@ -95,7 +107,7 @@ def test_comment_reaches_the_post_authors_client_within_a_second(
 
 def test_issued_credentials_cannot_reach_other_topics(api, alice, bob, live_push):
     creds = credentials(api, alice)
-    client = Client(live_push.mqtt_port, creds["client_id"], creds["password"])
+    client = Client.over_websocket(creds["url"], creds["client_id"])
     assert client.connect() == 0
     try:
         assert client.subscribe(f"herald/dev/users/{bob.pk}/notifications") == SUBACK_FAILURE
@@ -103,9 +115,10 @@ def test_issued_credentials_cannot_reach_other_topics(api, alice, bob, live_push
         assert client.subscribe("herald/dev/users/+/notifications") == SUBACK_FAILURE
     finally:
         client.close()
-    # Another client id with alice's token: refused.
-    thief = Client(live_push.mqtt_port, creds["client_id"] + "x", creds["password"])
-    assert thief.connect() == "Not authorized"  # CONNACK 0x05
+    # Another client id with alice's keys: iot:Connect is refused, the connection closed.
+    thief = Client.over_websocket(creds["url"], creds["client_id"] + "x")
+    assert thief.connect() != 0
+    thief.close()
 
 
 def test_mark_all_read_reaches_every_open_tab(api, alice, bob, live_push, django_capture_on_commit_callbacks):

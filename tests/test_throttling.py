@@ -57,7 +57,7 @@ def test_a_fanout_that_meets_throttling_delivers_everything(api, alice, throttli
     clients = []
     for fan in sampled:
         creds = api.as_(fan).post("/api/notifications/credentials/").json()
-        client = Client(live_push.mqtt_port, creds["client_id"], creds["password"], username=creds["username"])
+        client = Client.over_websocket(creds["url"], creds["client_id"])
         assert client.connect() == 0 and client.subscribe(creds["topics"]["notifications"]) == 1
         clients.append(client)
     try:
