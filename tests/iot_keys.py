@@ -86,3 +86,19 @@ def vend(
         expiration=granted["Expiration"],
     )
     return Keys(**{**keys.__dict__, "url": keys.presign(iot)})
+
+
+def sign_as_of(monkeypatch, moment: datetime) -> None:
+    """Make boto3 sign its requests as if it were `moment` (a client with a wrong clock)."""
+    import botocore.auth
+
+    def clock(remove_tzinfo=True):
+        return moment.replace(tzinfo=None) if remove_tzinfo else moment
+
+    # botocore signs with its own Python signer, or with awscrt's when awscrt is installed.
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", clock)
+    try:
+        import botocore.crt.auth as crt_auth
+    except ImportError:
+        return
+    monkeypatch.setattr(crt_auth, "get_current_datetime", clock)

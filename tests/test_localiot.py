@@ -22,7 +22,6 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import boto3
-import botocore.auth
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -36,7 +35,7 @@ from notifier.localiot import sigv4, topics
 from notifier.localiot.config import stage_policy
 from notifier.localiot.server import LocalIoT
 
-from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, iot_data_client, vend
+from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, iot_data_client, sign_as_of, vend
 from .live import free_port
 from .mqtt_client import Client
 
@@ -648,19 +647,7 @@ def test_browser_keys_cannot_publish_over_http(iot, connect):
 
 
 def test_publish_signed_too_long_ago_is_forbidden(iot, monkeypatch):
-    stale = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=6)
-
-    def stale_clock(remove_tzinfo=True):
-        return stale.replace(tzinfo=None) if remove_tzinfo else stale
-
-    # botocore signs with its own Python signer, or with awscrt's when awscrt is installed.
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", stale_clock)
-    try:
-        import botocore.crt.auth as crt_auth
-    except ImportError:
-        crt_auth = None
-    if crt_auth is not None:
-        monkeypatch.setattr(crt_auth, "get_current_datetime", stale_clock)
+    sign_as_of(monkeypatch, datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=6))
     with pytest.raises(ClientError) as exc_info:
         iot_data_client(iot, ROOT_KEYS).publish(topic=user_topic(42), qos=1, payload=b"x")
     assert error_of(exc_info) == (403, "ForbiddenException")

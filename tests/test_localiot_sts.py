@@ -13,7 +13,6 @@ import xml.etree.ElementTree as ET
 from urllib.parse import urlencode
 
 import boto3
-import botocore.auth
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -24,7 +23,7 @@ from notifier.aws.local import ACCOUNT, ROLE_ARN
 from notifier.aws.policies import dumps, new_client_id, session_policy
 from notifier.localiot.server import LocalIoT
 
-from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, sts_client, vend
+from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, sign_as_of, sts_client, vend
 
 NS = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
 REGION = "us-east-1"
@@ -230,19 +229,7 @@ def test_expired_and_forged_session_tokens_are_refused(iot):
 
 
 def test_a_request_signed_16_minutes_ago_is_refused(iot, monkeypatch):
-    stale = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=16)
-
-    def stale_clock(remove_tzinfo=True):
-        return stale.replace(tzinfo=None) if remove_tzinfo else stale
-
-    # botocore signs with its own Python signer, or with awscrt's when awscrt is installed.
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", stale_clock)
-    try:
-        import botocore.crt.auth as crt_auth
-    except ImportError:
-        crt_auth = None
-    if crt_auth is not None:
-        monkeypatch.setattr(crt_auth, "get_current_datetime", stale_clock)
+    sign_as_of(monkeypatch, datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=16))
     with pytest.raises(ClientError) as exc_info:
         sts_client(iot, ROOT_KEYS).assume_role(RoleArn=ROLE_ARN, RoleSessionName="herald-42")
     assert error_of(exc_info) == (403, "SignatureDoesNotMatch")
