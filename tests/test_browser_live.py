@@ -15,7 +15,7 @@ from notifier.localiot.server import LocalIoT
 from notifier.models import PendingPush
 from notifier.aws.local import root_credentials as local_credentials
 
-from .browser import launch, logged_in_page, make_users, wait_live
+from .browser import launch, log_in, logged_in_page, make_users, wait_live
 from .conftest import PASSWORD
 from .live import free_port, point_settings_at
 
@@ -131,16 +131,25 @@ def test_after_a_drop_the_client_reconnects_and_catches_up_without_duplicates(li
         running.stop()
 
 
-def test_credentials_are_refreshed_before_they_expire(live_server, live_push, settings):
-    settings.IOT_CREDENTIALS_TTL = 62  # the client refreshes a minute early: after ~2 s (5 s minimum)
+def test_credentials_are_refreshed_before_they_expire(live_server, live_push):
     alice = User.objects.create_user("alice", password=PASSWORD, display_name="Alice")
     bob = User.objects.create_user("bob", password=PASSWORD, display_name="Bob")
     post = services.create_post(alice, "hello")
+
+    def expiring_soon(route):
+        # Real keys from the real issuer (STS's shortest is 900 s), said to expire in 62 s: the
+        # client refreshes a minute early, so after ~2 s (5 s at the soonest).
+        creds = route.fetch().json()
+        creds["expires_at"] = (timezone.now() + timedelta(seconds=62)).isoformat().replace("+00:00", "Z")
+        route.fulfill(json=creds)
+
     with sync_playwright() as p:
         browser = launch(p)
-        page = logged_in_page(browser, live_server.url, "alice")
+        page = browser.new_context().new_page()
         fetched = []
         page.on("request", lambda r: fetched.append(r.url) if r.url.endswith("/credentials/") else None)
+        page.route("**/api/notifications/credentials/", expiring_soon)
+        log_in(page, live_server.url, "alice")
         page.goto(f"{live_server.url}/notifications/")
         wait_live(page)
         page.wait_for_timeout(6_500)

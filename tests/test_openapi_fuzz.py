@@ -19,7 +19,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
 @pytest.mark.django_db(transaction=True)
-def test_schemathesis_finds_nothing(live_server, make_user, settings, monkeypatch, tmp_path):
+def test_schemathesis_finds_nothing(live_server, live_push, make_user, settings, monkeypatch, tmp_path):
     from config import throttles
 
     # The fuzzer sends hundreds of requests a minute: throttles would answer most of them 429.
