@@ -59,10 +59,17 @@ class Browser:
     def csrf(self) -> str:
         return next(c.value for c in self.jar if c.name == "csrftoken")
 
-    def post(self, path: str, form: dict | None = None, accept: str = "text/html"):
+    def post(self, path: str, form: dict | None = None):
+        """A form POST, as a page sends it."""
         data = urllib.parse.urlencode({"csrfmiddlewaretoken": self.csrf(), **(form or {})}).encode()
-        request = urllib.request.Request(self.base + path, data=data, method="POST",
-                                         headers={"X-CSRFToken": self.csrf(), "Accept": accept})
+        request = urllib.request.Request(self.base + path, data=data, method="POST")
+        with self.opener.open(request, timeout=30) as response:
+            return response.status, response.read()
+
+    def api_post(self, path: str):
+        """A POST to the API as the page's script makes it: session cookie, CSRF header, no body."""
+        request = urllib.request.Request(self.base + path, data=b"", method="POST", headers={
+            "X-CSRFToken": self.csrf(), "Accept": "application/json", "Content-Type": "application/json"})
         with self.opener.open(request, timeout=30) as response:
             return response.status, response.read()
 
@@ -97,7 +104,7 @@ def access_end(port: int, username: str, password: str, rounds: int) -> list[flo
     for _ in range(rounds):
         browser = Browser(port)
         browser.log_in(username, password)
-        status, body = browser.post("/api/notifications/credentials/", accept="application/json")
+        status, body = browser.api_post("/api/notifications/credentials/")
         assert status == 200, body
         client, _, closed = subscribe(json.loads(body))
         t0 = time.perf_counter()

@@ -17,6 +17,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from .models import LiveClient
@@ -45,10 +46,11 @@ def vend(user) -> dict:
 def record(user_id: int, client_id: str) -> None:
     """Remember a vended client id; forget this user's ids whose connections cannot be open any more."""
     now = timezone.now()
-    LiveClient.objects.create(client_id=client_id, user_id=user_id, created_at=now)
-    LiveClient.objects.filter(
-        user_id=user_id, created_at__lt=now - LiveClient.CONNECTION_LIFETIME, ending_since__isnull=True
-    ).delete()
+    with transaction.atomic():  # one commit for both
+        LiveClient.objects.create(client_id=client_id, user_id=user_id, created_at=now)
+        LiveClient.objects.filter(
+            user_id=user_id, created_at__lt=now - LiveClient.CONNECTION_LIFETIME, ending_since__isnull=True
+        ).delete()
 
 
 def end_access(user_id: int) -> None:
