@@ -103,30 +103,42 @@ class _Glob:
         return True
 
 
+_SPECIAL = re.compile(r"[*?]|\$\{")
+
+
 def _items(text: str, variables: bool, where: str) -> list:
-    """Split policy text into literal runs, wildcards and (with `variables`) _Variable items."""
+    """Split policy text into literal runs, wildcards and (with `variables`) _Variable items.
+
+    Jumps from one special character to the next (a policy is parsed at every AssumeRole, so this
+    is on the credentials path): most resources have one or two."""
     items, literal, i = [], [], 0
-    while i < len(text):
-        c = text[i]
-        if variables and text.startswith("${", i) and "}" in text[i:]:
-            close = text.index("}", i)
-            inner = text[i + 2:close]
+    while True:
+        found = _SPECIAL.search(text, i)
+        if found is None:
+            literal.append(text[i:])
+            break
+        start = found.start()
+        literal.append(text[i:start])
+        if found.group() == "${":
+            close = text.find("}", start)
+            if not variables or close < 0:
+                literal.append("${")
+                i = start + 2
+                continue
+            inner = text[start + 2:close]
             if inner in _ESCAPES:
                 literal.append(_ESCAPES[inner])
             else:
-                found = _VARIABLE.fullmatch(inner)
-                if not found:
+                variable = _VARIABLE.fullmatch(inner)
+                if not variable:
                     raise MalformedPolicy(f"Invalid policy variable ${{{inner}}} in {where}.")
-                items.extend(["".join(literal), _Variable(found[1].lower(), found[2])])
+                items.extend(["".join(literal), _Variable(variable[1].lower(), variable[2])])
                 literal = []
             i = close + 1
             continue
-        if c in "*?":
-            items.extend(["".join(literal), _STAR if c == "*" else _ONE])
-            literal = []
-        else:
-            literal.append(c)
-        i += 1
+        items.extend(["".join(literal), _STAR if found.group() == "*" else _ONE])
+        literal = []
+        i = start + 1
     items.append("".join(literal))
     return [item for item in items if item != ""]
 
