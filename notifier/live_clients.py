@@ -14,10 +14,10 @@ What is left: a copied key pair can open a new connection until the keys expire
 (IOT_CREDENTIALS_TTL, 15 minutes by default, STS's minimum); IoT has no way to revoke STS keys.
 """
 import logging
+import random
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from .models import LiveClient
@@ -30,6 +30,9 @@ PARALLEL = 8
 # A request's own attempt: one try, well inside a second, so log-out stays quick.
 URGENT_TIMEOUT = 1.0
 SWEEP_BATCH = 500
+# A user's ids older than a connection can live are forgotten on about one credentials request in
+# this many (log-out already passes them over; until then they only take room).
+PRUNE_ONE_IN = 20
 
 
 def vend(user) -> dict:
@@ -44,10 +47,11 @@ def vend(user) -> dict:
 
 
 def record(user_id: int, client_id: str) -> None:
-    """Remember a vended client id; forget this user's ids whose connections cannot be open any more."""
+    """Remember a vended client id; now and then forget this user's ids whose connections cannot be
+    open any more."""
     now = timezone.now()
-    with transaction.atomic():  # one commit for both
-        LiveClient.objects.create(client_id=client_id, user_id=user_id, created_at=now)
+    LiveClient.objects.create(client_id=client_id, user_id=user_id, created_at=now)
+    if random.random() < 1 / PRUNE_ONE_IN:  # one statement per request; the sweep of old ids now and then
         LiveClient.objects.filter(
             user_id=user_id, created_at__lt=now - LiveClient.CONNECTION_LIFETIME, ending_since__isnull=True
         ).delete()

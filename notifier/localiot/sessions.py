@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 VERSION = 1
 ACCESS_KEY_PREFIX = "ASIA"  # AWS's prefix for temporary keys (long-term ones start with AKIA)
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 MAX_TOKEN_CHARS = 16 * 1024
 
 
@@ -80,13 +79,13 @@ class SessionTokens:
         self, *, role_arn: str, session_name: str, policy: str | None, duration: int, now: float | None = None
     ) -> IssuedCredentials:
         issued_at = int(time.time() if now is None else now)
-        key_id = ACCESS_KEY_PREFIX + "".join(secrets.choice(_B32) for _ in range(16))
+        key_id = ACCESS_KEY_PREFIX + base64.b32encode(secrets.token_bytes(10)).decode()  # 16 characters
         session = Session(key_id, role_arn, session_name, policy, issued_at, issued_at + int(duration))
         claims = {
             "v": VERSION, "k": key_id, "a": self._root_key_id, "r": role_arn, "n": session_name,
             "p": policy, "i": session.issued_at, "x": session.expires_at,
         }
-        packed = zlib.compress(json.dumps(claims, separators=(",", ":")).encode(), 9)
+        packed = zlib.compress(json.dumps(claims, separators=(",", ":")).encode())
         mac = hmac.new(self._mac_key, packed, hashlib.sha256).digest()
         token = base64.b64encode(packed + mac).decode()
         return IssuedCredentials(key_id, self.secret_for(key_id), token, session)
