@@ -126,6 +126,8 @@ class DatabaseCounters:
 
     def __init__(self):
         self._own = threading.local()
+        self._opened = []  # every thread's own connection, so close_all() can reach them
+        self._opened_lock = threading.Lock()
 
     def hit(self, key, window, now):
         connection, alone = self._connection()
@@ -169,6 +171,8 @@ class DatabaseCounters:
         own = getattr(self._own, "connection", None)
         if own is None:
             own = self._own.connection = connections.create_connection(self.alias)
+            with self._opened_lock:
+                self._opened.append(own)
         return own, True
 
     def close(self):
@@ -177,6 +181,14 @@ class DatabaseCounters:
         if own is not None:
             own.close()
             self._own.connection = None
+
+    def close_all(self):
+        """Close every thread's own connection (before a test database is dropped, say)."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for own in opened:
+            own.close()
+        self._own = threading.local()
 
     def close_if_done(self, **kwargs):
         own = getattr(self._own, "connection", None)

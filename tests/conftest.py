@@ -17,6 +17,16 @@ def memory_publisher(settings):
     return publisher
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _limit_connections_closed(django_db_setup, django_db_blocker):
+    """The limit counters' own connections (PostgreSQL, inside transactions) are closed before the
+    test database is dropped, which PostgreSQL refuses while anyone is connected."""
+    yield
+    from limits import counters
+
+    counters._database.close_all()
+
+
 @pytest.fixture(scope="session")
 def _closed_port():
     """A loopback port bound by nobody listening: connecting to it is refused at once."""
