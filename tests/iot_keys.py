@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import boto3
+import pytest
 
 from notifier.aws.local import ACCOUNT, ROLE_ARN
 from notifier.aws.policies import dumps, new_client_id, role_policy, session_policy
@@ -102,3 +103,16 @@ def sign_as_of(monkeypatch, moment: datetime) -> None:
     except ImportError:
         return
     monkeypatch.setattr(crt_auth, "get_current_datetime", clock)
+
+
+@pytest.fixture(scope="module")
+def iot():
+    """An emulator for the test account (ROOT_KEYS, the dev stage's policies) on free ports, one a
+    module."""
+    from notifier.localiot.server import LocalIoT
+
+    running = LocalIoT(**emulator_options()).start_in_thread()
+    try:
+        yield running.iot
+    finally:
+        running.stop()

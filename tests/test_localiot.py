@@ -35,7 +35,7 @@ from notifier.localiot import sigv4, topics
 from notifier.localiot.config import stage_policy
 from notifier.localiot.server import LocalIoT
 
-from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, iot_data_client, sign_as_of, vend
+from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, iot, iot_data_client, sign_as_of, vend  # noqa: F401 (iot: fixture)
 from .live import free_port
 from .mqtt_client import Client
 
@@ -49,15 +49,6 @@ SUBACK_FAILURE = 0x80
 
 def user_topic(user_id: int) -> str:
     return f"{PREFIX}/users/{user_id}/notifications"
-
-
-@pytest.fixture(scope="module")
-def iot():
-    running = LocalIoT(**emulator_options()).start_in_thread()
-    try:
-        yield running.iot
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

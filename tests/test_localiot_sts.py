@@ -23,19 +23,10 @@ from notifier.aws.local import ACCOUNT, ROLE_ARN
 from notifier.aws.policies import dumps, new_client_id, session_policy
 from notifier.localiot.server import LocalIoT
 
-from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, sign_as_of, sts_client, vend
+from .iot_keys import PREFIX, ROOT_KEYS, emulator_options, iot, sign_as_of, sts_client, vend  # noqa: F401 (iot: fixture)
 
 NS = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def iot():
-    running = LocalIoT(**emulator_options()).start_in_thread()
-    try:
-        yield running.iot
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
