@@ -119,8 +119,9 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 def connected_socket(iot, *, keepalive: int = 30, keys: Keys | None = None) -> socket.socket:
     """A raw TCP socket with an accepted MQTT 3.1.1 session (keys vended by this emulator's STS)."""
+    packet = connect_packet(keys or vend(iot, root=ROOT_KEYS), keepalive=keepalive)  # before the CONNECT deadline starts
     sock = open_socket(iot.mqtt_port)
-    sock.sendall(connect_packet(keys or vend(iot, root=ROOT_KEYS), keepalive=keepalive))
+    sock.sendall(packet)
     assert recv_exactly(sock, 4) == CONNACK_ACCEPTED
     return sock
 
