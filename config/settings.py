@@ -253,8 +253,9 @@ AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 IOT_DATA_ENDPOINT = env_str("IOT_DATA_ENDPOINT")
 # The role the credential view assumes. Locally the emulator knows the dev stage's role (the one
 # zappa_settings.json names), with the policy iot_setup would give it.
-IOT_ROLE_ARN = env_str("IOT_ROLE_ARN", "arn:aws:iam::123456789012:role/herald-iot-browser-herald-dev"
-                       if NOTIFIER_BACKEND == "local" else "")
+from notifier.aws import local as _local_account  # noqa: E402  (constants; reads settings only when called)
+
+IOT_ROLE_ARN = env_str("IOT_ROLE_ARN", _local_account.ROLE_ARN if NOTIFIER_BACKEND == "local" else "")
 # Where the STS client goes (boto3 reads the same variable); locally: the emulator's HTTP API.
 AWS_ENDPOINT_URL_STS = env_str("AWS_ENDPOINT_URL_STS")
 IOT_CREDENTIALS_TTL = env_int("IOT_CREDENTIALS_TTL", 900, minimum=900, maximum=3600)

@@ -316,3 +316,13 @@ def test_a_source_python_cannot_compile_needs_no_bytecode(tmp_path):
     path = write_zip(tmp_path / "odd.zip", {**good_files(), "legacy/py2_only.py": "print 'hello'\n"})
     assert finish_package.finish(str(path), jobs=1)["not_compiled"] == 1
     assert check_package.inspect(str(path))[1] == []
+
+
+def test_the_local_account_is_the_dev_stage():
+    """The emulator stands in for the dev stage's account: its role and its Lambda permissions."""
+    from notifier.aws import local
+
+    dev = stage("dev")
+    assert local.ROLE_ARN == dev["environment_variables"]["IOT_ROLE_ARN"]
+    assert local.ACCOUNT == dev["environment_variables"]["IOT_ROLE_ARN"].split(":")[4]
+    assert local.STAGE == "dev"
