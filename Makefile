@@ -55,8 +55,8 @@ run: migrate
 	for _ in $$(seq 100); do (: > /dev/tcp/$${LOCALIOT_HOST:-127.0.0.1}/$${LOCALIOT_HTTP_PORT:-8084}) 2>/dev/null && break; sleep 0.1; done; \
 	DEBUG=1 $(BIN)/python manage.py seed_demo && \
 	echo "Herald at http://$(HOST):$(PORT)/  (demo logins: alice, bob, carol, dave / herald-demo-pass)" && \
-	{ DEBUG=1 $(BIN)/python manage.py db_worker --interval 0.5 & \
-	DEBUG=1 $(BIN)/python manage.py deliver_pending --loop 15 & \
+	{ DEBUG=1 $(BIN)/python manage.py db_worker --interval 0.2 & \
+	DEBUG=1 $(BIN)/python manage.py deliver_pending --loop 1 & \
 	DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT); }
 
 test: install browser

@@ -304,9 +304,10 @@ NOTIFICATION_GROUP_WINDOW = env_int("NOTIFICATION_GROUP_WINDOW", 86400, minimum=
 # times TASK_LAMBDA_PARALLEL stays well inside it. A throttled (429) publisher halves its rate.
 PUSH_CONCURRENCY = env_int("PUSH_CONCURRENCY", 8, minimum=1, maximum=256)
 PUSH_RATE_LIMIT = env_float("PUSH_RATE_LIMIT", 1000.0, minimum=1, maximum=100_000)
-# After a publish fails because the broker cannot be reached, batches in the process leave their
-# pushes to deliver_pending for this long instead of each waiting out its own timeouts.
-PUSH_BREAKER_SECONDS = env_float("PUSH_BREAKER_SECONDS", 5.0, minimum=0, maximum=600)
+# When publishes in a process fail at a rate (3 or more, and half of its outcomes, within 10 s),
+# its batches stop trying for this long and then send one probe; what they skip goes to the quick
+# retry queue instead of each batch waiting out its own timeouts (notifier/push/gate.py).
+PUSH_BREAKER_SECONDS = env_float("PUSH_BREAKER_SECONDS", 1.0, minimum=0, maximum=600)
 # Dotted path of the class that pushes messages; see notifier/push/publisher.py.
 NOTIFIER_PUBLISHER = env_str("NOTIFIER_PUBLISHER", "notifier.push.publisher.IotDataPublisher")
 

@@ -4,16 +4,20 @@ Every stored notification comes with a PendingPush row (the outbox), written in 
 transaction. The push itself runs after the commit (a rolled-back comment must not light anyone's
 bell) and outside it (a slow broker must not hold database locks):
 - succeeded: the PendingPush rows of the batch go, in one DELETE;
-- may pass (broker down, throttled, timed out): they stay, due again after a backoff, for
-  `manage.py deliver_pending` to retry;
+- may pass (broker down, throttled, timed out, skipped by the breaker): they stay, due again after
+  a backoff that starts at half a second (0.5 s, 1 s, 2 s, 4 s, … up to an hour), and are handed
+  at once to the task queue (`retry_owed`, deferred to that time: the database queue's worker,
+  or an asynchronous Lambda invocation), so a push that one slow reply or a broker hiccup kept
+  from going out is on screen about a second later. Past the first few quick attempts the
+  scheduled `manage.py deliver_pending` owns them;
 - can never succeed (payload too large, bad topic): they stay with no due time, as the record of
   the failure;
-- never attempted (the process died between commit and push): the row was written due a minute
-  ahead (IN_FLIGHT_LEASE), so deliver_pending picks it up then.
+- never attempted (the process died between commit and push): the row was written due a few
+  seconds ahead (IN_FLIGHT_LEASE), so deliver_pending picks it up then.
 
 A push made on behalf of a request is `urgent`: one attempt with a short timeout (see
-publishers), so a wedged broker costs a request at most a few hundred milliseconds; everything
-that fails is left to deliver_pending.
+publishers), so a wedged broker costs a request at most a few hundred milliseconds, and nothing
+while the breaker is open; everything that fails goes to the retry queue.
 """
 import logging
 from dataclasses import dataclass
@@ -29,21 +33,26 @@ from .oncommit import after_commit
 from .push.publisher import PublishError, get_publisher
 from .push.batch import publish_all
 from .sql import among, table
-from .taskqueue import in_task
+from .taskqueue import background, in_task
 from .topics import user_topic
 
 log = logging.getLogger(__name__)
 
-# deliver_pending gives up (marks failed) after this many attempts; the wait between attempts
-# doubles from BASE_DELAY up to MAX_DELAY, so the last retries happen hours after the event.
-MAX_ATTEMPTS = 12
-BASE_DELAY = timedelta(seconds=30)
+# Retries give up (mark failed) after this many attempts. The wait between attempts doubles
+# from FIRST_RETRY up to MAX_DELAY: 0.5 s, 1 s, 2 s, … so a hiccup costs about a second, and the
+# last attempts come hours after the event.
+MAX_ATTEMPTS = 18
+FIRST_RETRY = timedelta(seconds=0.5)
 MAX_DELAY = timedelta(hours=1)
+# Attempts due within this long of the previous one go through the task queue (retry_owed) at
+# their due time; later ones are left to deliver_pending's schedule (every minute on Lambda).
+QUICK_RETRY_WITHIN = timedelta(seconds=30)
 # A new row is due this long after its commit: the in-process push goes first, and one lost with
 # its process (killed between commit and push) is retried by deliver_pending after that.
-IN_FLIGHT_LEASE = timedelta(minutes=1)
-# How long a claimed batch belongs to the deliver_pending run that claimed it.
-CLAIM_LEASE = timedelta(minutes=5)
+IN_FLIGHT_LEASE = timedelta(seconds=10)
+# How long a claimed batch belongs to the run that claimed it (a run killed midway gives its rows
+# back after this; one that overruns it at worst pushes a message twice, which tabs ignore by seq).
+CLAIM_LEASE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class Outgoing:
 
 def backoff(attempts: int) -> timedelta:
     """Wait before attempt number attempts+1."""
-    return min(MAX_DELAY, BASE_DELAY * (2 ** max(attempts - 1, 0)))
+    return min(MAX_DELAY, FIRST_RETRY * (2 ** min(max(attempts - 1, 0), 32)))
 
 
 def deliver_on_commit(items: list[Outgoing], *, urgent: bool = True) -> None:
@@ -155,13 +164,42 @@ def _record(delivered: list[int], retry: dict[int, str], failed: dict[int, str])
     by_attempts: dict[tuple[int, str], list[int]] = {}
     for pk, attempts in PendingPush.objects.filter(pk__in=list(retry)).values_list("pk", "attempts"):
         by_attempts.setdefault((attempts + 1, retry[pk]), []).append(pk)
+    quick, first_due = [], None
     for (attempts, error), pks in by_attempts.items():
         gave_up = attempts >= MAX_ATTEMPTS
+        due = None if gave_up else now + backoff(attempts)
         PendingPush.objects.filter(pk__in=pks).update(
             last_error=(f"gave up after {attempts} attempts: " if gave_up else "") + error,
-            due_at=None if gave_up else now + backoff(attempts),
+            due_at=due,
             **attempted,
         )
+        if due is not None and backoff(attempts) <= QUICK_RETRY_WITHIN:
+            quick += pks
+            first_due = due if first_due is None else min(first_due, due)
+    if quick:
+        _retry_soon(sorted(quick), first_due)
+
+
+def _retry_soon(ids: list[int], due) -> None:
+    """Hand owed pushes to the task queue, to run when they are due. The rows are the durable
+    record (deliver_pending finds them whatever happens here), so a queue that cannot take the
+    task only costs time; a backend that cannot defer (the immediate one, in tests) leaves them to
+    deliver_pending too."""
+    if not retry_owed.get_backend().supports_defer:
+        return
+    try:
+        retry_owed.using(run_after=due).enqueue(ids)
+    except Exception:  # noqa: BLE001 - never turn a push failure into a request failure
+        log.exception("could not queue the retry of %d owed push(es); deliver_pending will", len(ids))
+
+
+@background
+def retry_owed(ids: list[int]) -> dict[str, int]:
+    """The task queue's quick retry of owed pushes: those of `ids` still owed and due now (a
+    deliver_pending run may have taken some) are pushed again; what still fails is scheduled
+    again by push()."""
+    claimed = claim_due(len(ids), among=ids)
+    return deliver(claimed) if claimed else {"delivered": 0, "pending": 0, "failed": 0}
 
 
 def due_for_retry(now=None):
@@ -170,12 +208,14 @@ def due_for_retry(now=None):
     return PendingPush.objects.filter(due_at__lte=now).order_by("due_at")
 
 
-def claim_due(limit: int) -> list[int]:
-    """Take up to `limit` due rows and push their next attempt out by a lease, so that two
-    deliver_pending runs that overlap (a slow run and the next scheduled one) do not push the same
-    rows twice. On PostgreSQL rows locked by the other run are skipped."""
+def claim_due(limit: int, among: list[int] | None = None) -> list[int]:
+    """Take up to `limit` due rows (of `among`, if given) and push their next attempt out by a
+    lease, so that two runs that overlap (deliver_pending and a quick retry task, or a slow run
+    and the next scheduled one) do not push the same rows twice. On PostgreSQL rows locked by the
+    other run are skipped."""
+    due = due_for_retry() if among is None else due_for_retry().filter(pk__in=among)
     with transaction.atomic():
-        ids = list(due_for_retry().select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+        ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
         PendingPush.objects.filter(pk__in=ids).update(due_at=timezone.now() + CLAIM_LEASE)
     return ids
 

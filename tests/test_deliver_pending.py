@@ -28,14 +28,17 @@ def run():
     call_command("deliver_pending", verbosity=0)
 
 
-def test_backoff_doubles_up_to_an_hour():
-    assert [delivery.backoff(a).total_seconds() for a in (1, 2, 3, 4)] == [30, 60, 120, 240]
+def test_backoff_starts_at_half_a_second_and_doubles_up_to_an_hour():
+    assert [delivery.backoff(a).total_seconds() for a in (1, 2, 3, 4, 5)] == [0.5, 1, 2, 4, 8]
     assert delivery.backoff(20) == timedelta(hours=1)
+    # The attempts still span hours before giving up, as before the quick start.
+    total = sum((delivery.backoff(a) for a in range(1, delivery.MAX_ATTEMPTS)), timedelta())
+    assert total > timedelta(hours=5)
 
 
 def test_a_failed_push_waits_for_its_backoff_then_is_delivered(failed_push, memory_publisher):
     n = failed_push
-    assert PendingPush.objects.get(pk=n.pk).due_at > timezone.now() + timedelta(seconds=25)
+    PendingPush.objects.filter(pk=n.pk).update(due_at=timezone.now() + timedelta(seconds=30))
     run()
     assert memory_publisher.sent == []  # not due yet
     make_due(n)
@@ -53,7 +56,7 @@ def test_still_failing_backs_off_further(failed_push, memory_publisher):
     run()
     owed = PendingPush.objects.get(pk=failed_push.pk)
     assert (owed.state, owed.attempts) == ("pending", 2)
-    assert owed.due_at >= before + timedelta(seconds=60)
+    assert owed.due_at >= before + delivery.backoff(2)
 
 
 def test_permanent_error_is_marked_failed_not_retried(failed_push, memory_publisher):
@@ -82,7 +85,7 @@ def test_orphaned_never_attempted_rows_are_picked_up(alice, bob, memory_publishe
     run()
     assert memory_publisher.sent == []  # too fresh: its own after-commit push may be under way
     owed = PendingPush.objects.get(pk=n.pk)
-    assert owed.due_at > timezone.now() + timedelta(seconds=50)  # the in-flight lease
+    assert owed.due_at > timezone.now() + delivery.IN_FLIGHT_LEASE / 2  # the in-flight lease
     make_due(n)  # ... has run out
     run()
     assert push_of(n) == ("delivered", None, "")

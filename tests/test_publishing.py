@@ -111,14 +111,47 @@ def test_throttling_halves_the_rate_which_climbs_back_over_the_recovery_time():
     assert lim.rate() == gate.MIN_RATE  # never stops altogether
 
 
-def test_the_breaker_opens_for_its_time():
+def test_the_breaker_opens_on_a_failure_rate_not_on_one_slow_reply():
     clock = FakeClock()
-    breaker = Breaker(5, clock=clock)
-    assert not breaker.is_open()
+    breaker = Breaker(1, clock=clock, window=10, min_failures=3, rate=0.5)
+    breaker.failure()  # one timeout on a busy machine
+    assert breaker.allow() and not breaker.is_open()
+    for _ in range(6):
+        breaker.success()
+    breaker.failure()
+    breaker.failure()  # 3 failures in 9 outcomes: a third, under the rate
+    assert breaker.allow()
+    clock.now += 11  # the window moves on: the old outcomes no longer count
+    for _ in range(3):
+        breaker.failure()
+    assert breaker.is_open() and not breaker.allow()
+
+
+def test_the_breaker_probes_once_half_open_and_a_success_closes_it():
+    clock = FakeClock()
+    breaker = Breaker(1, clock=clock)
     breaker.trip()
-    assert breaker.is_open()
-    clock.now += 5.01
-    assert not breaker.is_open()
+    assert not breaker.allow()
+    clock.now += 1.01
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # one probe at a time
+    breaker.failure()  # the probe failed: open again for its time
+    clock.now += 0.5
+    assert not breaker.allow()
+    clock.now += 0.6
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.allow() and breaker.allow() and not breaker.is_open()
+
+
+def test_a_probe_that_never_reports_frees_its_slot():
+    clock = FakeClock()
+    breaker = Breaker(1, clock=clock)
+    breaker.trip()
+    clock.now += 1.01
+    assert breaker.allow() and not breaker.allow()
+    clock.now += 1.01
+    assert breaker.allow()
 
 
 # -- publish_all -----------------------------------------------------------------------------------
@@ -174,7 +207,7 @@ def test_a_publish_throttled_again_and_again_is_left_owed_not_lost():
     assert outcome.throttled == batching.THROTTLE_RETRIES + 1
 
 
-def test_an_outage_stops_the_batch_and_opens_the_breaker():
+def test_an_outage_stops_the_batch_and_repeated_failures_open_the_breaker():
     down = PublishError("connection refused")
     pub = ScriptedPublisher(concurrency=1, fail=lambda n, topic: down)
     outcome = publish_all(pub, batch(10))
@@ -182,17 +215,35 @@ def test_an_outage_stops_the_batch_and_opens_the_breaker():
     assert outcome.retry[0] == "connection refused"
     assert set(outcome.retry) == set(range(10))
     assert outcome.retry[5].startswith("not attempted")
+    assert not pub.gate.breaker.is_open()  # one failure is not a failure rate
 
+    publish_all(pub, batch(2, start=10))
+    publish_all(pub, batch(2, start=20))
+    assert pub.calls == 3 and pub.gate.breaker.is_open()
     # While the breaker is open, new batches do not try at all...
-    outcome = publish_all(pub, batch(3, start=10))
-    assert pub.calls == 1 and set(outcome.retry) == {10, 11, 12}
+    outcome = publish_all(pub, batch(3, start=30))
+    assert pub.calls == 3 and set(outcome.retry) == {30, 31, 32}
     # ... but a retry of owed pushes does (it is how the process learns the broker is back), and
     # its success closes the breaker.
     pub.fail = lambda n, topic: None
-    outcome = publish_all(pub, batch(3, start=20), probe=True)
-    assert sorted(outcome.delivered) == [20, 21, 22]
+    outcome = publish_all(pub, batch(3, start=40), probe=True)
+    assert sorted(outcome.delivered) == [40, 41, 42]
     assert not pub.gate.breaker.is_open()
-    assert sorted(publish_all(pub, batch(2, start=30)).delivered) == [30, 31]
+    assert sorted(publish_all(pub, batch(2, start=50)).delivered) == [50, 51]
+
+
+def test_after_its_time_the_breaker_lets_one_batch_probe_and_its_success_closes_it():
+    clock = FakeClock()
+    pub = ScriptedPublisher(concurrency=1, fail=lambda n, topic: PublishError("timed out"))
+    pub.gate.breaker = Breaker(1, clock=clock)
+    for start in (0, 10, 20):
+        publish_all(pub, batch(1, start=start))
+    assert pub.gate.breaker.is_open()
+    pub.fail = lambda n, topic: None
+    assert publish_all(pub, batch(1, start=30)).delivered == []  # still open: not tried
+    clock.now += 1.01
+    assert publish_all(pub, batch(2, start=40)).delivered == [40, 41]  # the probe went, and closed it
+    assert publish_all(pub, batch(1, start=50)).delivered == [50]
 
 
 def test_the_gate_comes_from_settings(settings):

@@ -15,12 +15,14 @@ match), and three process-wide guards keep that from turning into abuse:
   throttles anyway (HTTP 429), recovering over RECOVERY seconds. A throttled message is published
   again later in the same batch (up to THROTTLE_RETRIES times) and only then left for
   deliver_pending: throttling slows a fan-out down but loses nothing;
-- a breaker: a failure that may pass but is not a throttle (broker unreachable, timed out) stops the
-  batch (every other publish would wait out its own timeouts) and, for PUSH_BREAKER_SECONDS,
-  batches in this process do not try at all. Their messages stay owed and deliver_pending retries
-  them; without the breaker, each 500-follower chunk of a fan-out would spend its own timeouts
-  finding out that the broker is still down. Retries of owed pushes (`probe`) always try: they
-  are how the process finds out that the broker is back, and a success closes the breaker.
+- a breaker (gate.Breaker): a failure that may pass but is not a throttle (broker unreachable,
+  timed out) stops its batch (every other publish would wait out its own timeouts); when such
+  failures become a rate, not one slow reply, batches in this process stop trying for
+  PUSH_BREAKER_SECONDS and then send one half-open probe. What a batch did not publish stays owed
+  and is handed to the retry queue at once (notifier.delivery), so a skipped push is retried
+  within a second, not left waiting for the next scheduled run. Retries of owed pushes (`probe`)
+  always try: they are how the process finds out that the broker is back, and a success closes
+  the breaker.
 
 Outcomes come back per message, for delivery._record to write in a few statements.
 """
@@ -58,7 +60,7 @@ def publish_all(publisher, messages: list[tuple[object, str, bytes]], *, urgent:
     """
     gate = publisher.gate
     outcome = Outcome()
-    if gate.breaker.is_open() and not probe:
+    if not probe and not gate.breaker.allow():
         for key, _, _ in messages:
             outcome.retry[key] = "not attempted: the broker could not be reached moments ago"
         return outcome
@@ -69,8 +71,6 @@ def publish_all(publisher, messages: list[tuple[object, str, bytes]], *, urgent:
     for future in futures:  # the queue is empty: lanes still waiting for a thread are not needed
         if not future.cancel():
             future.result()
-    if probe and outcome.delivered and not batch.stopped:
-        gate.breaker.reset()
     return outcome
 
 
@@ -111,6 +111,7 @@ class _Batch:
             except PublishError as exc:
                 self._failed(item, exc)
             else:
+                self.gate.breaker.success()
                 with self.lock:
                     self.outcome.delivered.append(key)
 
@@ -118,8 +119,9 @@ class _Batch:
         key, topic, payload, throttles = item
         error = str(exc)[:300]
         with self.lock:
-            if exc.permanent:
+            if exc.permanent:  # the broker answered: it is up
                 self.outcome.failed[key] = error
+                self.gate.breaker.success()
             elif exc.throttled:
                 self.outcome.throttled += 1
                 self.gate.limiter.throttled()
@@ -129,7 +131,7 @@ class _Batch:
                     self.outcome.retry[key] = error
             else:
                 self.outcome.retry[key] = error
+                self.gate.breaker.failure()
                 if not self.stopped:
                     self.stopped = f"an earlier push in the batch failed ({error})"
-                    self.gate.breaker.trip()
-                    log.warning("push failed, the batch stops and owed pushes wait for deliver_pending: %s", exc)
+                    log.warning("push failed; the batch stops and its owed pushes are retried shortly: %s", exc)
