@@ -364,26 +364,102 @@ def test_connections_over_the_cap_are_closed_at_once_and_logged_sparingly(caplog
         running.stop()
 
 
-def test_the_http_publish_api_has_its_own_connection_cap(caplog):
+def _http_request(sock: socket.socket, *, keep_alive: bool = True) -> bytes:
+    """One request on an open socket; the status line and headers of its answer (a 404, body read)."""
+    sock.sendall(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n" + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n")
+    return _http_answer(sock)
+
+
+def _http_answer(sock: socket.socket) -> bytes:
+    """The status line and headers of the next answer on this socket (its body read and dropped)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {head!r}"
+        head += chunk
+    head, _, body = head.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    recv_exactly(sock, length - len(body))
+    return head
+
+
+def _wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_the_http_api_makes_room_by_closing_its_longest_idle_connection(caplog):
+    """At its own cap (3 here) the HTTP API closes the keep-alive connection idle longest, as a
+    load balancer does; only when none is idle is a new one answered 503 with Retry-After."""
     caplog.set_level(logging.INFO)
     running = _start(max_http_connections=3)
     iot = running.iot
+    api = iot.publish_api
+    held = []
     try:
         keys = vend(iot, root=ROOT_KEYS)  # from STS, on the HTTP port, before it is full
+        assert _wait_for(lambda: api.limiter.open == 0)  # STS's pooled connection went with its client
         held = [open_socket(iot.http_port) for _ in range(3)]
-        try:
-            with open_socket(iot.http_port) as sock:
-                assert read_until_closed(sock, within=1) == b""
-            assert_serving(iot, keys)  # MQTT has its own, separate cap
-        finally:
-            for sock in held:
-                sock.close()
-        time.sleep(0.2)
-        with open_socket(iot.http_port) as sock:  # room again once the idle ones are gone
-            sock.sendall(b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert read_until_closed(sock, within=2).startswith(b"HTTP/1.1 404")
-        assert [r for r in caplog.records if "HTTP connection limit of 3 reached" in r.getMessage()]
+        for sock in held:
+            assert _http_request(sock).startswith(b"HTTP/1.1 404")  # now idle keep-alive connections
+        assert _wait_for(lambda: api.limiter.open == 3)
+
+        with open_socket(iot.http_port) as sock:  # a fourth: the longest idle one makes room
+            assert _http_request(sock, keep_alive=False).startswith(b"HTTP/1.1 404")
+        assert read_until_closed(held[0], within=5) == b""
+        for sock in held[1:]:
+            assert _http_request(sock).startswith(b"HTTP/1.1 404")  # the others were left alone
+        assert api.evicted == 1 and api.limiter.refused == 0
+        assert_serving(iot, keys)  # MQTT has its own, separate cap
+
+        # Three connections in the middle of a request: none is idle, so a fourth is refused, with
+        # an answer botocore retries rather than a dropped socket.
+        for sock in held:
+            sock.close()
+        assert _wait_for(lambda: api.limiter.open == 0)
+        held = [open_socket(iot.http_port) for _ in range(3)]
+        for sock in held:
+            sock.sendall(b"GET /nowhere HTTP/1.1\r\n")
+        assert _wait_for(lambda: api.limiter.open == 3 and api.idle_connections == 0)
+        with open_socket(iot.http_port) as sock:
+            head = _http_request(sock)
+            assert head.startswith(b"HTTP/1.1 503 "), head
+            assert b"\r\nRetry-After: 1" in head and b"x-amzn-ErrorType: ServiceUnavailableException" in head
+            assert b"Connection: close" in head
+            assert read_until_closed(sock, within=5) == b""
+        assert api.limiter.refused == 1
+
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import ClientError
+
+        patient = boto3.client(
+            "iot-data", endpoint_url=iot.http_url, region_name=iot.region, aws_access_key_id=ROOT_KEYS[0],
+            aws_secret_access_key=ROOT_KEYS[1],
+            config=Config(retries={"mode": "standard", "max_attempts": 3}),  # Herald's patient publisher's
+        )
+        with pytest.raises(ClientError) as raised:
+            patient.publish(topic=TOPIC, qos=1, payload=b"x")
+        response = raised.value.response
+        assert (response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]) == (
+            503, "ServiceUnavailableException"
+        )
+        assert response["ResponseMetadata"]["RetryAttempts"] == 3  # botocore retried it (max_attempts retries)
+
+        held[0].sendall(b"Host: x\r\n\r\n")  # one request ends: its connection is idle again
+        assert _http_answer(held[0]).startswith(b"HTTP/1.1 404")
+        assert patient.publish(topic=TOPIC, qos=1, payload=b"x")["ResponseMetadata"]["HTTPStatusCode"] == 200
+        patient.close()
+        messages = [r.getMessage() for r in caplog.records]
+        assert [m for m in messages if "HTTP connection limit of 3 reached: refused" in m], messages
+        assert [m for m in messages if "HTTP connection limit of 3 reached: closed 1 idle" in m], messages
     finally:
+        for sock in held:
+            sock.close()
         running.stop()
 
 
@@ -483,7 +559,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def test_runlocaliot_with_few_file_descriptors_caps_connections_instead_of_failing_accept():
-    """With `ulimit -n 500` the cap shrinks to fit: 150 idle sockets never make accept() fail."""
+    """With `ulimit -n 500` both caps shrink to fit: 150 idle sockets never make accept() fail."""
     ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
     process = _runlocaliot(ports, open_files=500)
     sockets = []
@@ -500,7 +576,7 @@ def test_runlocaliot_with_few_file_descriptors_caps_connections_instead_of_faili
                 still_open += 1
             except ConnectionResetError:
                 pass
-        cap = 500 - gate.DESCRIPTOR_RESERVE
+        cap, http_cap = gate.split_descriptors(500, gate.MAX_CONNECTIONS, gate.MAX_HTTP_CONNECTIONS)
         assert still_open == cap  # the rest were closed at once
         for sock in sockets:
             sock.close()
@@ -517,7 +593,10 @@ def test_runlocaliot_with_few_file_descriptors_caps_connections_instead_of_faili
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
         stderr = process.stderr.read()
-        assert f"capping MQTT connections at {cap} instead of 1000" in stderr, stderr
+        assert (
+            f"capping MQTT connections at {cap} instead of 1000 and HTTP connections at {http_cap} instead of "
+            f"{gate.MAX_HTTP_CONNECTIONS}"
+        ) in stderr, stderr
         assert "MQTT connection limit of" in stderr, stderr
         assert "accept()" not in stderr and "Traceback" not in stderr, stderr
     finally:

@@ -24,10 +24,12 @@ Modules:
   config       LocalIoT's arguments from Django settings and zappa_settings.json
   topics       pure MQTT/AWS topic rules (matching, validation)
   plugins      amqtt topic and auth plugins: the per-connection Grant and its policy checks
-  gate         limits in front of amqtt: connection cap, CONNECT deadline, packet size and framing
+  gate         limits in front of amqtt: connection cap, CONNECT deadline, packet size and framing;
+               both connection caps and the descriptors they need
   broker       the amqtt Broker subclass: SigV4 at the upgrade or CONNECT, iot:Connect before
                any session is touched, DeleteConnection
-  publish_api  the asyncio HTTP server: iot-data Publish and DeleteConnection, and STS
+  publish_api  the asyncio HTTP server: iot-data Publish and DeleteConnection, and STS; at its
+               connection cap it closes the longest-idle keep-alive connection, or answers 503
   server       LocalIoT, which puts the three listeners together
 
 This package's ``__init__`` imports nothing on purpose: amqtt is a development dependency. policy,

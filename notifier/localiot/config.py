@@ -10,7 +10,8 @@
 * root_policy: the stage's `extra_permissions` in zappa_settings.json (what the Lambda function
   may do: publish to the stage's topics, assume the role, end live connections), "extends"
   resolved as Zappa resolves it;
-* ports and limits: the LOCALIOT_* settings.
+* ports and limits: the LOCALIOT_* settings; the HTTP connection cap follows PUSH_CONCURRENCY
+  (gate.http_connection_cap: twice the keep-alive pools of 8 web and 2 task workers).
 
 So a policy change in zappa_settings.json or policies.py changes what works locally too. No amqtt
 is imported here (a guard test holds that).
@@ -54,6 +55,8 @@ def options_from_settings(stage: str | None = None, **overrides) -> dict:
     from notifier.aws import local
     from notifier.aws.policies import role_policy
 
+    from .gate import http_connection_cap
+
     access_key_id, secret_access_key = local.root_credentials()
     region = settings.AWS_REGION
     role_arn = settings.IOT_ROLE_ARN or local.ROLE_ARN
@@ -70,6 +73,7 @@ def options_from_settings(stage: str | None = None, **overrides) -> dict:
         "roles": {role_arn: role_policy(region=region, account=local.ACCOUNT, prefix=settings.IOT_TOPIC_PREFIX)},
         "connect_timeout": settings.LOCALIOT_CONNECT_TIMEOUT,
         "max_connections": settings.LOCALIOT_MAX_CONNECTIONS,
+        "max_http_connections": http_connection_cap(settings.PUSH_CONCURRENCY),
         "max_publish_rate": settings.LOCALIOT_PUBLISH_RATE or None,
     }
     options.update(overrides)

@@ -6,8 +6,9 @@ limit on concurrent connections and answers an MQTT 5 CONNECT with an unhandled 
 tool that a stray client can wedge is still a bug, so every MQTT connection (TCP and WebSocket)
 goes through this module before amqtt sees it:
 
-* ConnectionLimiter caps concurrent connections; a connection over the cap is closed at once and
-  reported in one rate-limited log line with the number refused.
+* ConnectionLimiter caps concurrent connections; an MQTT connection over the cap is closed at once
+  and reported in one rate-limited log line with the number refused. (The HTTP API uses one too,
+  but closes its oldest idle keep-alive connection first: see notifier.localiot.publish_api.)
 * FramedReader sits between amqtt and the socket and hands amqtt whole packets only. It reads each
   fixed header itself and refuses, before reading any of the body, a packet whose remaining length
   is malformed (a continuation bit on the 4th length byte) or over MAX_PACKET_BYTES (AWS IoT's
@@ -15,6 +16,9 @@ goes through this module before amqtt sees it:
 * admit_first_packet() reads the first packet under a deadline, insists that it is a CONNECT and
   refuses anything but MQTT 3.1.1 with CONNACK 0x01 (unacceptable protocol version), logged in one
   line, before amqtt is involved.
+
+fit_connection_caps() makes room for both caps in the process's open-files limit, or shrinks them
+to fit it.
 
 Nothing here imports amqtt: the reader only needs an object with amqtt's `read(n)` contract.
 """
@@ -31,14 +35,41 @@ log = logging.getLogger(__name__)
 MAX_PACKET_BYTES = 128 * 1024
 CONNECT_TIMEOUT = 10.0
 MAX_CONNECTIONS = 1000
-# The HTTP Publish API's own cap: botocore pools at most 10 connections per client.
-MAX_HTTP_CONNECTIONS = 64
+
+# The HTTP API's publishers are Herald's processes, and botocore keeps every connection of a
+# client's pool open between requests (keep-alive). A realistic local setup is 8 web workers and 2
+# task workers; each process has two iot-data publisher clients (urgent and patient) pooling
+# PUSH_CONCURRENCY + 8 connections each (notifier.push.publisher), two DeleteConnection clients of
+# 8 (notifier.live_clients) and an STS client with botocore's default pool of 10.
+LOCAL_PROCESSES = 8 + 2
+PUSH_CONCURRENCY = 8  # settings.PUSH_CONCURRENCY's default
+# Twice what those processes hold with every pool full, so a few more processes (a shell, a
+# benchmark) fit as well before idle connections have to be closed.
+HTTP_CAP_MARGIN = 2
+
+
+def pooled_http_connections(push_concurrency: int = PUSH_CONCURRENCY, processes: int = LOCAL_PROCESSES) -> int:
+    """The HTTP connections `processes` Herald processes keep open with all their pools full."""
+    per_process = 2 * (push_concurrency + 8) + 2 * 8 + 10
+    return processes * per_process
+
+
+def http_connection_cap(push_concurrency: int = PUSH_CONCURRENCY) -> int:
+    """The HTTP API's connection cap for Herald's processes at this PUSH_CONCURRENCY, with margin."""
+    return HTTP_CAP_MARGIN * pooled_http_connections(push_concurrency)
+
+
+# 1,160 with the default PUSH_CONCURRENCY: the 580 connections of ten processes' full pools, twice.
+MAX_HTTP_CONNECTIONS = http_connection_cap()
+# Connections past the HTTP cap when none is idle are kept just long enough to read their request
+# and answer 503 with Retry-After (which botocore retries); more than this many at once are closed.
+HTTP_OVERFLOW = 32
 # asyncio accepts up to this many connections per listener in one go (its default backlog) before
 # any of them reaches a connection handler that could refuse it.
 ACCEPT_BURST = 100
-# Descriptors kept free beyond the MQTT cap: the HTTP cap, an accept burst on each of the three
+# Descriptors kept free beyond the two caps: HTTP's overflow, an accept burst on each of the three
 # listeners, and the listeners, Python and Django themselves.
-DESCRIPTOR_RESERVE = MAX_HTTP_CONNECTIONS + 3 * ACCEPT_BURST + 64
+DESCRIPTOR_RESERVE = HTTP_OVERFLOW + 3 * ACCEPT_BURST + 64
 REFUSAL_LOG_INTERVAL = 5.0
 
 CONNECT = 1
@@ -101,6 +132,10 @@ class ConnectionLimiter:
     @property
     def refused(self) -> int:
         return self._refusals.total
+
+    @property
+    def full(self) -> bool:
+        return self.open >= self.max_connections
 
     def try_acquire(self) -> bool:
         if self.open >= self.max_connections:
@@ -269,18 +304,31 @@ async def admit_first_packet(
     return True
 
 
-def ensure_descriptor_headroom(max_connections: int, reserve: int = DESCRIPTOR_RESERVE) -> int:
-    """Raise the soft open-files limit so `max_connections` sockets fit; the cap that actually fits.
+def split_descriptors(open_files: int, max_connections: int, max_http_connections: int) -> tuple[int, int]:
+    """(MQTT cap, HTTP cap) that fit `open_files` descriptors: what is left after DESCRIPTOR_RESERVE,
+    shared in proportion to the caps asked for (at least one connection each)."""
+    needed = max_connections + max_http_connections
+    available = open_files - DESCRIPTOR_RESERVE
+    if available >= needed:
+        return max_connections, max_http_connections
+    available = max(2, available)
+    http = min(max_http_connections, max(1, round(available * max_http_connections / needed)))
+    return max(1, available - http), http
 
-    With the default soft limit of 1,024 descriptors a cap of 1,000 connections would not leave room
-    for the listeners, the HTTP side and Python itself, and running out of descriptors is exactly
-    what makes accept() fail in a loop.
+
+def fit_connection_caps(max_connections: int, max_http_connections: int) -> tuple[int, int]:
+    """Raise the soft open-files limit so both caps fit; (MQTT cap, HTTP cap) that actually fit.
+
+    With the default soft limit of 1,024 descriptors, 1,000 MQTT connections and the HTTP pools of
+    ten Herald processes would not fit beside the listeners and Python itself, and running out of
+    descriptors is exactly what makes accept() fail in a loop. Where the hard limit forbids the
+    room, both caps shrink (with a warning) rather than letting accept() fail.
     """
-    needed = max_connections + reserve
+    needed = max_connections + max_http_connections + DESCRIPTOR_RESERVE
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (OSError, ValueError):  # pragma: no cover - platform dependent
-        return max_connections
+        return max_connections, max_http_connections
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         try:
@@ -288,16 +336,19 @@ def ensure_descriptor_headroom(max_connections: int, reserve: int = DESCRIPTOR_R
             soft = target
         except (OSError, ValueError):
             pass
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        fitted = max(1, soft - reserve)
-        log.warning(
-            "Only %d open files allowed (ulimit -n): capping MQTT connections at %d instead of %d.",
-            soft,
-            fitted,
-            max_connections,
-        )
-        return fitted
-    return max_connections
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return max_connections, max_http_connections
+    mqtt, http = split_descriptors(soft, max_connections, max_http_connections)
+    log.warning(
+        "Only %d open files allowed (ulimit -n): capping MQTT connections at %d instead of %d "
+        "and HTTP connections at %d instead of %d.",
+        soft,
+        mqtt,
+        max_connections,
+        http,
+        max_http_connections,
+    )
+    return mqtt, http
 
 
 def install_accept_error_handler(loop: asyncio.AbstractEventLoop) -> None:

@@ -25,10 +25,19 @@ are what production would give:
     404 ResourceNotFoundException       DeleteConnection for a client that is not connected; any
                                         other path
     405 MethodNotAllowedException       another method on /topics/... or /connections/...
+    503 ServiceUnavailableException     at the connection cap with no idle connection to close
+                                        (Retry-After: 1; botocore retries it)
 
 A small hand-written HTTP/1.1 server rather than a web framework: it needs three routes, keep-alive
 (botocore pools connections) and Content-Length bodies, and the emulator then needs no dependency
 beyond amqtt. Chunked request bodies are refused (botocore always sends Content-Length).
+
+Every Herald process keeps its botocore pools' connections open between requests, so most open
+connections are idle. At the connection cap a new connection therefore closes the connection that
+has been idle longest (botocore's pool hands out its most recently used connection first, and
+finds a closed one before using it), as a load balancer does; a publisher is never refused for
+sockets nobody is using. Only when every connection is in the middle of a request is the new one
+answered 503 with Retry-After, which botocore retries, rather than dropped.
 """
 import asyncio
 import json
@@ -53,6 +62,9 @@ MAX_BODY_READ = 1024 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 IDLE_TIMEOUT = 60.0
 READ_TIMEOUT = 30.0
+# A connection past the cap has this long to send the request it is answered 503 to.
+OVERFLOW_READ_TIMEOUT = 5.0
+RETRY_AFTER_SECONDS = 1
 TOPICS_PREFIX = "/topics/"
 CONNECTIONS_PREFIX = "/connections/"
 MAX_CLIENT_ID_CHARS = 128
@@ -65,24 +77,39 @@ Disconnect = Callable[[str, bool], Awaitable[bool]]
 class HttpError(Exception):
     """An iot-data error answer in AWS's shape: status, x-amzn-ErrorType and {"message": ...}."""
 
-    def __init__(self, status: int, code: str, message: str, *, close: bool = False):
+    def __init__(self, status: int, code: str, message: str, *, close: bool = False, retry_after: int | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.close = close
+        self.retry_after = retry_after
 
 
 class _Response:
-    def __init__(self, status: int, body: bytes = b"", content_type: str = "application/json", error_code: str | None = None):
+    def __init__(
+        self, status: int, body: bytes = b"", content_type: str = "application/json", error_code: str | None = None,
+        retry_after: int | None = None,
+    ):
         self.status = status
         self.body = body
         self.content_type = content_type
         self.error_code = error_code
+        self.retry_after = retry_after
 
     @classmethod
-    def json(cls, status: int, body: dict, error_code: str | None = None) -> "_Response":
-        return cls(status, json.dumps(body).encode(), "application/json", error_code)
+    def json(cls, status: int, body: dict, error_code: str | None = None, retry_after: int | None = None) -> "_Response":
+        return cls(status, json.dumps(body).encode(), "application/json", error_code, retry_after)
+
+
+class _Connection:
+    """One accepted HTTP connection; `counted` while it holds a place under the cap."""
+
+    __slots__ = ("writer", "counted")
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self.writer = writer
+        self.counted = False
 
 
 class _Request:
@@ -109,19 +136,28 @@ class _Request:
 
 
 class PublishRate:
-    """A token bucket: `rate` publishes a second, bursts of up to one second's worth."""
+    """A token bucket: `rate` publishes a second, bursts of up to `burst` (one second's worth, at
+    least one publish, unless given); it starts full.
 
-    def __init__(self, rate: float, clock=time.monotonic):
+    `clock` is injectable so that a test of throttling depends on the clock it is given, never on
+    how fast the machine sends.
+    """
+
+    def __init__(self, rate: float, *, burst: float | None = None, clock=time.monotonic):
         if not rate > 0:
             raise ValueError("max_publish_rate must be positive.")
+        burst = max(1.0, rate) if burst is None else burst
+        if not burst >= 1:
+            raise ValueError("burst must be at least one publish.")
         self.rate = rate
+        self.burst = burst
         self._clock = clock
-        self._tokens = rate
+        self._tokens = burst
         self._at = clock()
 
     def take(self) -> bool:
         now = self._clock()
-        self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate)
         self._at = now
         if self._tokens < 1:
             return False
@@ -133,7 +169,8 @@ class PublishServer:
     """Answers signed iot-data (Publish, DeleteConnection) and STS requests for one local account.
 
     Publishes go to `deliver`, DeleteConnection to `disconnect`. `throttled` counts the publishes
-    refused with 429 (see `max_publish_rate`).
+    refused with 429 (see `max_publish_rate`), `evicted` the idle connections closed to make room
+    for new ones, `limiter.refused` the connections answered 503 because none was idle.
     """
 
     def __init__(
@@ -145,16 +182,34 @@ class PublishServer:
         max_connections: int = gate.MAX_HTTP_CONNECTIONS,
         max_publish_rate: float | None = None,
     ):
-        # Connections over the cap are closed at once (one rate-limited log line), so idle
-        # sockets cannot use up the process's file descriptors.
+        # The cap keeps sockets from using up the process's file descriptors; at the cap the
+        # longest-idle connection makes room, or the new one is answered 503 (rate-limited logs).
         self.limiter = gate.ConnectionLimiter(max_connections, kind="HTTP")
+        self._evictions = gate.RateLimitedLog(
+            log,
+            logging.INFO,
+            "HTTP connection limit of {limit} reached: closed {count} idle keep-alive connection(s) "
+            "since the last report to make room.",
+        )
         self.account = account
         self._deliver = deliver
         self._disconnect = disconnect
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        # Connections waiting for their next request, longest idle first (dicts keep insertion order).
+        self._idle: dict[_Connection, None] = {}
+        self._overflow = 0
         self.max_publish_rate = max_publish_rate
         self.throttled = 0
+
+    @property
+    def evicted(self) -> int:
+        return self._evictions.total
+
+    @property
+    def idle_connections(self) -> int:
+        """Open connections waiting for their next request (the ones that make room at the cap)."""
+        return len(self._idle)
 
     @property
     def max_publish_rate(self) -> float | None:
@@ -162,7 +217,11 @@ class PublishServer:
 
     @max_publish_rate.setter
     def max_publish_rate(self, rate: float | None) -> None:
-        self._rate = PublishRate(rate) if rate else None
+        self.limit_publishes(rate)
+
+    def limit_publishes(self, rate: float | None, *, burst: float | None = None, clock=time.monotonic) -> None:
+        """Answer 429 past `rate` publishes a second (None: no limit), bursts of `burst`, timed by `clock`."""
+        self._rate = PublishRate(rate, burst=burst, clock=clock) if rate else None
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve_connection, host, port, limit=MAX_HEADER_BYTES)
@@ -182,28 +241,35 @@ class PublishServer:
         await self._server.wait_closed()
         self._server = None
 
+    def _make_room(self) -> None:
+        """At the cap, close the connection that has been idle longest (its place goes at once)."""
+        if not self.limiter.full or not self._idle:
+            return
+        oldest = next(iter(self._idle))
+        del self._idle[oldest]
+        oldest.counted = False
+        self.limiter.release()
+        oldest.writer.close()  # its handler sees an end of stream and leaves
+        self._evictions.hit(limit=self.limiter.max_connections)
+
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.limiter.try_acquire():
+        connection = _Connection(writer)
+        self._make_room()
+        if self.limiter.try_acquire():
+            connection.counted = True
+        elif self._overflow >= gate.HTTP_OVERFLOW:
             writer.transport.abort()
             return
         self._connections.add(writer)
         try:
-            keep_alive = True
-            while keep_alive:
+            if connection.counted:
+                await self._serve_requests(connection, reader, writer)
+            else:
+                self._overflow += 1
                 try:
-                    request = await asyncio.wait_for(self._read_head(reader), IDLE_TIMEOUT)
-                except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                    return
-                if request is None:
-                    return
-                try:
-                    await self._read_body(request, reader, writer)
-                    response = await self._handle(request)
-                    keep_alive = request.keep_alive
-                except HttpError as exc:
-                    response = _Response.json(exc.status, {"message": exc.message}, exc.code)
-                    keep_alive = request.keep_alive and not exc.close
-                await self._respond(writer, response, keep_alive)
+                    await self._refuse_busy(reader, writer)
+                finally:
+                    self._overflow -= 1
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         except Exception:
@@ -211,17 +277,55 @@ class PublishServer:
         except asyncio.CancelledError:
             pass  # only at exit (Python 3.11's start_server would log a cancelled task as an error)
         finally:
-            self.limiter.release()
+            self._idle.pop(connection, None)
+            if connection.counted:
+                connection.counted = False
+                self.limiter.release()
             self._connections.discard(writer)
             writer.close()
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> _Request | None:
+    async def _serve_requests(self, connection: _Connection, reader: asyncio.StreamReader, writer) -> None:
+        keep_alive = True
+        while keep_alive:
+            # Idle (and first to be closed at the cap) until the next request's first byte arrives.
+            self._idle[connection] = None
+            try:
+                first = await asyncio.wait_for(reader.read(1), IDLE_TIMEOUT)
+            except (asyncio.TimeoutError, ConnectionError):
+                return
+            finally:
+                self._idle.pop(connection, None)
+            if not first or not connection.counted:
+                return  # the client closed an idle keep-alive connection, or it made room for another
+            request = await asyncio.wait_for(self._read_head(reader, first), READ_TIMEOUT)
+            try:
+                await self._read_body(request, reader, writer)
+                response = await self._handle(request)
+                keep_alive = request.keep_alive
+            except HttpError as exc:
+                response = _Response.json(exc.status, {"message": exc.message}, exc.code, exc.retry_after)
+                keep_alive = request.keep_alive and not exc.close
+            await self._respond(writer, response, keep_alive)
+
+    async def _refuse_busy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Past the cap with no idle connection: read the request (so closing does not reset the
+        answer away) and answer 503 with Retry-After, which botocore retries."""
+        first = await asyncio.wait_for(reader.read(1), OVERFLOW_READ_TIMEOUT)
+        if not first:
+            return
+        request = await asyncio.wait_for(self._read_head(reader, first), OVERFLOW_READ_TIMEOUT)
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial.strip():
-                return None  # the client closed an idle keep-alive connection
-            raise
+            await asyncio.wait_for(self._read_body(request, reader, writer), OVERFLOW_READ_TIMEOUT)
+        except HttpError:
+            pass  # refused all the same
+        message = f"The connection limit of {self.limiter.max_connections} is reached; retry shortly."
+        response = _Response.json(503, {"message": message}, "ServiceUnavailableException", RETRY_AFTER_SECONDS)
+        await self._respond(writer, response, keep_alive=False)
+
+    async def _read_head(self, reader: asyncio.StreamReader, first: bytes) -> _Request:
+        """The request whose first byte, `first`, was read already (a malformed one reads as method "?")."""
+        try:
+            head = first + await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             return _Request("?", "/", "HTTP/1.1", [("Connection", "close")])  # answered 400 below
         lines = head.decode("latin-1").split("\r\n")
@@ -361,5 +465,7 @@ class PublishServer:
         ]
         if response.error_code:
             lines.append(f"x-amzn-ErrorType: {response.error_code}")
+        if response.retry_after is not None:
+            lines.append(f"Retry-After: {response.retry_after}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body)
         await writer.drain()

@@ -47,9 +47,13 @@ class LocalIoT:
     `connect_timeout` seconds to send a complete CONNECT after connecting, `max_connections`
     concurrent connections over both listeners (more are closed at once), and `max_packet_bytes`
     per packet (AWS IoT's 128 KB message limit; a bigger packet closes the connection). The HTTP
-    Publish API has its own cap, `max_http_connections`, and answers 429 past `max_publish_rate`
-    publishes a second (unset: no limit; settable while running). The soft open-files limit is raised to fit
-    the caps where the hard limit allows; otherwise the MQTT cap is lowered to fit (with a warning).
+    API has its own cap, `max_http_connections` (by default twice the keep-alive pools of 8 web and
+    2 task workers, gate.MAX_HTTP_CONNECTIONS); at the cap a new connection closes the oldest idle
+    keep-alive one, as a load balancer does, and only when none is idle is it answered 503 with
+    Retry-After (botocore retries that). The API answers 429 past `max_publish_rate` publishes a
+    second (unset: no limit; settable while running, see PublishServer.limit_publishes). The soft
+    open-files limit is raised to fit both caps where the hard limit allows; otherwise both caps are
+    lowered to fit (with a warning).
     """
 
     def __init__(
@@ -104,8 +108,8 @@ class LocalIoT:
         if self._broker is not None:
             raise RuntimeError("LocalIoT is already running.")
         gate.install_accept_error_handler(asyncio.get_running_loop())
-        reserve = gate.DESCRIPTOR_RESERVE - gate.MAX_HTTP_CONNECTIONS + self.max_http_connections
-        limiter = gate.ConnectionLimiter(gate.ensure_descriptor_headroom(self.max_connections, reserve))
+        mqtt_cap, http_cap = gate.fit_connection_caps(self.max_connections, self.max_http_connections)
+        limiter = gate.ConnectionLimiter(mqtt_cap)
         broker = HeraldBroker(  # must be created inside the running loop
             self._broker_config(),
             account=self.account,
@@ -122,7 +126,7 @@ class LocalIoT:
             account=self.account,
             deliver=self.publish,
             disconnect=self.delete_connection,
-            max_connections=self.max_http_connections,
+            max_connections=http_cap,
             max_publish_rate=self._max_publish_rate,
         )
         self._broker = broker
