@@ -36,17 +36,38 @@ def test_backoff_starts_at_half_a_second_and_doubles_up_to_an_hour():
     assert total > timedelta(hours=5)
 
 
-def test_a_failed_push_waits_for_its_backoff_then_is_delivered(failed_push, memory_publisher):
+def test_a_failed_push_is_delivered_when_due(failed_push, memory_publisher):
     n = failed_push
-    PendingPush.objects.filter(pk=n.pk).update(due_at=timezone.now() + timedelta(seconds=30))
-    run()
-    assert memory_publisher.sent == []  # not due yet
     make_due(n)
     run()
     assert push_of(n) == ("delivered", None, "")
     assert [m["id"] for _, m in memory_publisher.sent] == [n.pk]
     run()
     assert len(memory_publisher.sent) == 1  # delivered rows are not pushed again
+
+
+def test_with_nothing_due_one_owed_push_probes_the_broker_and_its_success_brings_the_rest_forward(
+        alice, bob, carol, memory_publisher, on_commit):
+    memory_publisher.fail = PublishError("connection refused")
+    with on_commit():
+        services.follow(bob, "alice")
+    with on_commit():
+        services.follow(alice, "bob")
+    with on_commit():
+        services.follow(carol, "bob")  # the same group: one item for bob
+    owed = list(PendingPush.objects.order_by("pk"))
+    assert len(owed) == 2
+    later = timezone.now() + timedelta(minutes=30)
+    PendingPush.objects.update(due_at=later)  # as after a few failed attempts
+    run()  # the broker is still down: the probe fails, the other row is left alone
+    attempts = dict(PendingPush.objects.values_list("pk", "attempts"))
+    assert sorted(attempts.values()) == [1, 2] and memory_publisher.sent == []
+    assert PendingPush.objects.filter(due_at=later).count() == 1
+
+    memory_publisher.fail = None
+    run()  # the probe goes through: the broker is back, and the other owed push follows at once
+    assert not PendingPush.objects.exists()
+    assert sorted(m["id"] for _, m in memory_publisher.sent) == [p.pk for p in owed]
 
 
 def test_still_failing_backs_off_further(failed_push, memory_publisher):

@@ -3,6 +3,9 @@ the task queue (notifier.taskqueue.sweep: tasks whose worker died, failed tasks 
 and close live connections whose user's access ended but whose closing failed or was lost
 (notifier.live_clients.sweep).
 
+When pushes are owed but none is due yet, one of them is tried early (delivery.probe_owed): the
+first that goes through means the broker is back, and every owed push is brought forward.
+
 Runs once by default (the Zappa scheduled event calls it every minute); `--loop N` keeps running
 and retries every N seconds, for a long-lived local process.
 """
@@ -38,8 +41,19 @@ class Command(BaseCommand):
 
     def run_once(self, batch: int) -> dict[str, int]:
         totals = {"delivered": 0, "pending": 0, "failed": 0}
+        probed = False
         while True:
             ids = delivery.claim_due(batch)
+            if not ids and not probed:
+                # Nothing due: one owed push tried early says whether the broker is back (and if
+                # so brings the rest forward, for the next round of this loop).
+                probed = True
+                result = delivery.probe_owed()
+                for key, value in result.items():
+                    totals[key] += value
+                if result["delivered"]:
+                    continue
+                return totals
             if not ids:
                 return totals
             result = delivery.deliver(ids)
