@@ -1,5 +1,8 @@
 """Notification API: a user only ever sees or changes their own notifications."""
-from django.utils.http import urlencode
+import hashlib
+
+from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.http import parse_etags, urlencode
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
@@ -48,27 +51,68 @@ class NotificationListView(generics.ListAPIView):
 
     def list(self, request, *args, **kwargs):
         """Newest first; with ?after_seq=N, the catch-up: items whose seq is above N, oldest first
-        (a bumped group is there again, with its new seq: clients replace it by id)."""
+        (a bumped group is there again, with its new seq: clients replace it by id). A catch-up
+        from the newest seq is the state row alone, with an ETag (see _nothing_new)."""
         self.paginator.get_page_size(request)  # a bad page_size is a 400 on the catch-up path too
         qs = self.get_queryset()
         if "after_seq" not in self.query:
             return super().list(request, *args, **kwargs)
         after = self.query["after_seq"]
+        state = NotificationState.of(request.user)
+        if after >= state.last_seq:
+            return _nothing_new(request, state)
         items = list(qs.filter(seq__gt=after).order_by("seq")[: CATCH_UP_LIMIT + 1])
         more = len(items) > CATCH_UP_LIMIT
         items = groups.attach_actors(items[:CATCH_UP_LIMIT])
-        state = NotificationState.of(request.user)
+        state = NotificationState.of(request.user)  # again, after the items: counts at least as new as they are
         next_url = None
         if more:
             params = {**request.query_params.dict(), "after_seq": items[-1].seq}
             next_url = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
-        return Response({
-            "results": NotificationSerializer(items, many=True).data,
-            "next": next_url,
-            "last_seq": state.last_seq,
-            "unread_count": state.unread_count,
-            "unseen_count": state.unseen_count,
-        })
+        return _private(Response(_catch_up_page(state, NotificationSerializer(items, many=True).data, next_url)))
+
+
+def _catch_up_page(state, results, next_url=None) -> dict:
+    return {
+        "results": results,
+        "next": next_url,
+        "last_seq": state.last_seq,
+        "unread_count": state.unread_count,
+        "unseen_count": state.unseen_count,
+    }
+
+
+def catch_up_tag(request, state) -> str:
+    """The ETag of a catch-up that has nothing to list: a digest of the user, the query and every
+    field of the state row that could change the answer (new or bumped items move `last_seq`;
+    reading, opening the bell and withdrawals move the watermarks or the counts)."""
+    parts = (state.user_id, request.get_full_path(), state.last_seq, state.read_seq, state.seen_seq,
+             state.unread_count, state.unseen_count)
+    return 'W/"%s"' % hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+
+
+def _nothing_new(request, state) -> Response:
+    """The catch-up when the client is up to date with `last_seq`: answered from the state row
+    alone (one primary-key read), and 304 when the client's If-None-Match holds the same state.
+
+    Open pages ask this every half minute and on every reconnect, so the answer that is almost
+    always the same must not touch the notifications table. (A page that asks after the newest
+    seq only ever gets counts: the list is empty by definition.)"""
+    tag = catch_up_tag(request, state)
+    offered = {t.removeprefix("W/") for t in parse_etags(request.headers.get("If-None-Match", ""))}
+    if tag.removeprefix("W/") in offered or "*" in offered:
+        response = Response(status=304)
+    else:
+        response = Response(_catch_up_page(state, []))
+    response["ETag"] = tag
+    return _private(response)
+
+
+def _private(response: Response) -> Response:
+    """Per user, and always asked again (a shared cache must not keep it; the browser revalidates)."""
+    patch_cache_control(response, private=True, no_cache=True)
+    patch_vary_headers(response, ["Authorization", "Cookie"])
+    return response
 
 
 class UnreadCountView(APIView):

@@ -4,6 +4,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from feed import services
+from notifier import services as notifier_services
 from notifier.models import Notification
 
 from .conftest import PASSWORD
@@ -277,6 +278,73 @@ def test_after_seq_pages_when_much_was_missed(api, alice, inbox, monkeypatch):
     assert [n["seq"] for n in data["results"]] == [1, 2]
     data = api.get(data["next"]).json()
     assert [n["seq"] for n in data["results"]] == [3, 4]
+
+
+def test_a_catch_up_with_nothing_new_is_one_primary_key_read_and_then_304(api, alice, inbox, django_assert_num_queries):
+    api.force_authenticate(alice)  # what the view costs, without the authentication's own lookups
+    with django_assert_num_queries(1):
+        r = api.get("/api/notifications/?after_seq=5")
+    assert r.status_code == 200
+    assert r.json() == {"results": [], "next": None, "last_seq": 5, "unread_count": 5, "unseen_count": 5}
+    tag = r["ETag"]
+    assert tag.startswith('W/"')
+    assert "private" in r["Cache-Control"] and "no-cache" in r["Cache-Control"]
+    assert "Cookie" in r["Vary"] and "Authorization" in r["Vary"]
+    with django_assert_num_queries(1):
+        again = api.get("/api/notifications/?after_seq=5", HTTP_IF_NONE_MATCH=tag)
+    assert again.status_code == 304 and again.content == b""
+    assert again["ETag"] == tag
+    # Any of several tags, weak or strong, the same way.
+    assert api.get("/api/notifications/?after_seq=5", HTTP_IF_NONE_MATCH=f'"x", {tag[2:]}').status_code == 304
+
+
+def test_the_catch_up_tag_changes_with_everything_the_answer_shows(api, alice, bob, inbox):
+    api.force_authenticate(alice)
+    url = "/api/notifications/?after_seq=5"
+
+    def tag():
+        return api.get(url)["ETag"]
+
+    seen = {tag()}
+    steps = [
+        lambda: notifier_services.mark_read(alice, inbox[0].pk),  # unread_count
+        lambda: notifier_services.mark_seen(alice),  # seen_seq, unseen_count
+        lambda: notifier_services.mark_all_read(alice),  # read_seq, unread_count
+    ]
+    for step in steps:
+        before = tag()
+        step()
+        after = tag()
+        assert after != before and after not in seen
+        assert api.get(url, HTTP_IF_NONE_MATCH=before).status_code == 200
+        assert api.get(url, HTTP_IF_NONE_MATCH=after).status_code == 304
+        seen.add(after)
+    # Something new: the same question now lists it, in full, without a tag to match.
+    stale = tag()
+    services.add_comment(bob, inbox[0].post_ref, "news")
+    r = api.get(url, HTTP_IF_NONE_MATCH=stale)
+    assert r.status_code == 200 and [n["seq"] for n in r.json()["results"]] == [6]
+    assert "ETag" not in r
+    # …and from the new seq on, a new tag.
+    assert api.get("/api/notifications/?after_seq=6", HTTP_IF_NONE_MATCH=stale).status_code == 200
+    # Another question (the unread filter) never matches this one's tag.
+    assert api.get(url.replace("?", "?unread=true&"), HTTP_IF_NONE_MATCH=stale).status_code == 200
+
+
+def test_a_catch_up_tag_never_answers_for_another_user(api, alice, bob, inbox):
+    api.force_authenticate(bob)
+    bobs = api.get("/api/notifications/?after_seq=0")
+    assert bobs.status_code == 200 and bobs.json()["results"] == []
+    api.force_authenticate(alice)
+    r = api.get("/api/notifications/?after_seq=0", HTTP_IF_NONE_MATCH=bobs["ETag"])
+    assert r.status_code == 200 and len(r.json()["results"]) == 5
+
+
+def test_a_user_without_a_state_row_catches_up_to_zero(api, bob):
+    api.force_authenticate(bob)
+    r = api.get("/api/notifications/?after_seq=0")
+    assert r.status_code == 200 and r.json()["last_seq"] == 0
+    assert api.get("/api/notifications/?after_seq=0", HTTP_IF_NONE_MATCH=r["ETag"]).status_code == 304
 
 
 @pytest.mark.parametrize("query", ["after_seq=abc", "after_seq=-1", "unread=maybe"])
