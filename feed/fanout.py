@@ -80,6 +80,11 @@ def fan_out_chunk(post_id: int, after_id: int, upto_id: int) -> int:
         )
         stored = notifier.notify(  # one item per follower for the author's posts of the day, the newest shown
             Kind.NEW_POST, followers, actor=post.author, url=post.get_absolute_url(), post_ref=post.pk,
-            text=f"{{actors}} posted: “{excerpt(post.text)}”", group=f"new_post:{post.author_id}",
+            text=notice_text(post), group=f"new_post:{post.author_id}",
         )
     return len(stored)
+
+
+def notice_text(post: Post) -> str:
+    """What a follower's item says of the post (also when it shows it again: feed.services)."""
+    return f"{{actors}} posted: “{excerpt(post.text)}”"

@@ -8,14 +8,19 @@ Bad input raises django's ValidationError, acting on someone else's object Permi
 unknown object the model's DoesNotExist; views turn those into form errors or JSON (400/403/404).
 """
 import functools
+from collections import defaultdict
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Lower
 
 import notifier
 from notifier import Notice
+from notifier.groups import Shown
 from notifier.models import Kind
+from notifier.services import withdraw_post
 
 from . import counters, fanout, live
 from .locks import COMMENT, DELETE, lock_post
@@ -109,10 +114,37 @@ def delete_post(user: User, post_id: int) -> None:
 
 
 def remove_post(post: Post) -> None:
-    """Delete a post with its comments and likes, and every notification about any of them."""
+    """Delete a post with its comments and likes, and every notification about any of them, except
+    that the followers' "new posts" item for its author goes back to the newest post it still
+    stands for (notifier.services.withdraw_post)."""
     with transaction.atomic():
-        notifier.withdraw(post_refs=[post.pk])
+        lock_post(post.pk, DELETE)  # held already when delete_post() calls (the admin's delete does not)
+        counters.hold([post.author_id])  # one author's deletions and posts take turns: the posts read below stay
+        withdraw_post(post.pk, kind=Kind.NEW_POST, group=f"new_post:{post.author_id}", actor=post.author,
+                      posted_at=post.created_at, **_fallbacks(post))
         post.delete()
+
+
+def _fallbacks(post: Post) -> dict:
+    """What the followers' item for the author's posts needs when this one goes: the author's
+    posts older than it that the same window's item can stand for (newest first, as the fan-out
+    wrote them, each with the people it mentioned, who were told by a mention instead), the newer
+    ones (where an item that counted this post points now), and who was not told of this one
+    (mentioned in it, or following only since). One window either side bounds both."""
+    window = timedelta(seconds=settings.NOTIFICATION_GROUP_WINDOW)
+    mine = Post.objects.filter(author_id=post.author_id)
+    earlier = list(mine.filter(pk__lt=post.pk, created_at__gte=post.created_at - window).order_by("-pk"))
+    mentioned = defaultdict(set)
+    for post_id, user_id in Post.mentions.through.objects.filter(
+            post_id__in=[post.pk, *(p.pk for p in earlier)]).values_list("post_id", "user_id"):
+        mentioned[post_id].add(user_id)
+    since = Follow.objects.filter(followee_id=post.author_id, created_at__gt=post.created_at)
+    return {
+        "earlier": [Shown(p.pk, fanout.notice_text(p), p.get_absolute_url(), p.created_at, frozenset(mentioned[p.pk]))
+                    for p in earlier],
+        "later": mine.filter(pk__gt=post.pk, created_at__lt=post.created_at + 2 * window).values("pk"),
+        "untold": mentioned[post.pk] | set(since.values_list("follower_id", flat=True)),
+    }
 
 
 @survives_deletions

@@ -13,6 +13,10 @@ SELECT of their notifications straight from those rows (no model object per reci
 INSERT of the owed pushes from the ids that INSERT returned. A grouped kind's INSERT is an upsert
 on the group's key (it bumps the recipient's item for that group when there is one), and its
 UPDATE counts a recipient's item as newly unread / unseen only when it was not already.
+
+Deleting a post keeps the followers' "new posts" item when it stands for other posts too
+(withdraw_post): a few statements for all of them, keyed on the post and on the recipients' state
+rows, which are locked first like every write's.
 """
 import json
 from collections.abc import Iterable
@@ -142,7 +146,7 @@ def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.
             f" actor_count, text, url, created_at, read_at)"
             f" SELECT s.user_id, %s, %s, s.last_seq, %s, %s, %s, 1, %s, %s, %s, NULL FROM {state} s"
             f" WHERE {cond}{plan.on_conflict} RETURNING id, recipient_id, seq, actor_count",
-            [actor_id, notice.kind, notice.post_ref, notice.comment_ref, plan.key, notice.text[:300],
+            [actor_id, notice.kind, notice.post_ref, notice.comment_ref, plan.key, _text(notice),
              notice.url, connection.ops.adapt_datetimefield_value(now), *cond_params],
         )
         rows = cursor.fetchall()
@@ -184,7 +188,8 @@ def _grouping(notice: Notice, now) -> _Plan:
     Skipped where the group already has this activity (MEMBERS: the actor is in it; NEWEST: it
     already shows this post or a newer one). Counted unread (unseen) only when the item was not
     unread (unseen) already. The INSERT is an upsert on the group's key: an existing item takes
-    the new seq, the newest actor and text, and becomes unread again."""
+    the new seq, the newest actor and text, and becomes unread again; its count gains the new
+    member (MEMBERS) or the new post (NEWEST: only a newer post gets here, once)."""
     state, notification, members = table(NotificationState), table(Notification), table(NotificationActor)
     key = groups.group_key(notice.group, now)
     by_members = GROUPED[notice.kind] == MEMBERS
@@ -208,17 +213,21 @@ def _grouping(notice: Notice, now) -> _Plan:
     on_conflict = (
         f" ON CONFLICT (recipient_id, dedupe_key) DO UPDATE SET seq = excluded.seq, actor_id = excluded.actor_id,"
         f" post_ref = excluded.post_ref, text = excluded.text, url = excluded.url, created_at = excluded.created_at,"
-        f" read_at = NULL, actor_count = {notification}.actor_count + {1 if by_members else 0}"
+        f" read_at = NULL, actor_count = {notification}.actor_count + 1"
     )
     return _Plan(key, counting, [key, key], skip, skip_params, on_conflict, by_members)
 
 
 def _outgoing(notice: Notice, pk, uid, seq, count, counts, now, actors) -> delivery.Outgoing:
     return delivery.Outgoing(
-        pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=notice.text[:300],
+        pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=_text(notice),
         url=notice.url, created_at=now, unread_count=counts[0], unseen_count=counts[1], actor_count=count,
         actor_list=tuple(actors) if actors else (actor_dict(notice.actor),),
     )
+
+
+def _text(notice: Notice) -> str:
+    return groups.fixed_text(notice.kind, notice.text, notice.actor)
 
 
 def _add_members(cursor, notification_ids: list[int], actor_id: int, now) -> None:
@@ -304,15 +313,102 @@ def withdraw(*, post_refs: Iterable[int] = (), comment_refs: Iterable[int] = ())
     """
     condition = Q(post_ref__in=list(post_refs)) | Q(comment_ref__in=list(comment_refs))
     with transaction.atomic():
-        if not _uncount(condition):
-            return 0
-        removed: dict[int, list[int]] = {}
-        for recipient_id, pk in Notification.objects.filter(condition).values_list("recipient_id", "pk"):
-            removed.setdefault(recipient_id, []).append(pk)
-        PendingPush.objects.filter(notification__in=Notification.objects.filter(condition).values("pk")).delete()
-        deleted, _ = Notification.objects.filter(condition).delete()
+        removed = _remove(condition)
         removals.tell_on_commit(removed)
-    return deleted
+    return sum(len(ids) for ids in removed.values())
+
+
+def _remove(condition: Q) -> dict[int, list[int]]:
+    """Delete the notifications matching condition with their share of the counts and their owed
+    pushes; returns {recipient id: [notification ids]}."""
+    if not _uncount(condition):
+        return {}
+    removed: dict[int, list[int]] = {}
+    for recipient_id, pk in Notification.objects.filter(condition).values_list("recipient_id", "pk"):
+        removed.setdefault(recipient_id, []).append(pk)
+    PendingPush.objects.filter(notification__in=Notification.objects.filter(condition).values("pk")).delete()
+    Notification.objects.filter(condition).delete()
+    return removed
+
+
+def withdraw_post(post_ref: int, *, kind: str, group: str, actor, posted_at, earlier: Iterable[groups.Shown],
+                  later, untold: Iterable[int] = ()) -> int:
+    """withdraw() for one deleted post, except the recipients' `kind` item for `group` (a NEWEST
+    group: the followers' "new posts" item for the post's author) where it stands for other posts
+    too: it loses this one from its count, and where this post was the one it showed it moves
+    back to the newest of `earlier` (the author's older posts that still exist, newest first)
+    that the recipient was told of, keeping its id, seq and read state. It goes, with its share
+    of the counts, only when this was its last post. Open tabs get the changed item in place or
+    its removal (notifier.removals). Returns how many notifications went.
+
+    `posted_at` places the post in its window (its fan-out's); `later`: a queryset of the ids of
+    the author's newer posts (where items that counted this post now point); `untold`: users the
+    post's fan-out did not tell (it mentioned them; they followed after it), whose item never
+    counted it. The caller holds the post's lock and makes deletions of one author's posts take
+    turns, so the posts named here stay as read; recipients' state rows are locked next, in one
+    ascending sweep, before any notification row (a fan-out of a newer post meanwhile either
+    commits first, and its items are found where it moved them, or waits)."""
+    key = groups.group_key(group, posted_at)
+    about = Q(post_ref=post_ref)
+    untold = sorted(set(untold))
+    counted = (Notification.objects.filter(kind=kind, dedupe_key=key, post_ref__in=later, actor_count__gt=1)
+               .exclude(recipient_id__in=untold))
+    with transaction.atomic():
+        recipients = set(Notification.objects.filter(about).order_by().values_list("recipient_id", flat=True).distinct())
+        recipients.update(counted.order_by().values_list("recipient_id", flat=True).distinct())
+        if not recipients:
+            return 0
+        recipients = sorted(recipients)
+        _lock_states(recipients)
+        changed: dict[int, list[int]] = {}
+        for pk, uid in _count_out(recipients, key, post_ref, untold) + _move_back(
+                recipients, kind, post_ref, list(earlier), actor):
+            changed.setdefault(uid, []).append(pk)
+        removed = _remove(about)
+        removals.tell_on_commit(removed, changed)
+    return sum(len(ids) for ids in removed.values())
+
+
+def _count_out(recipients: list[int], key: str, post_ref: int, untold: list[int]) -> list[tuple[int, int]]:
+    """The items of `key` that moved on to a newer post after counting this one lose one from
+    their count (one probe of the (recipient, dedupe_key) index per recipient). Returns their
+    (id, recipient id)."""
+    notification = table(Notification)
+    mine, params = among("recipient_id", recipients)
+    sql = (f"UPDATE {notification} SET actor_count = actor_count - 1 WHERE {mine} AND dedupe_key = %s"
+           f" AND post_ref > %s AND actor_count > 1")
+    params += [key, post_ref]
+    if untold:
+        skip, skip_params = among("recipient_id", untold)
+        sql, params = f"{sql} AND NOT ({skip})", params + skip_params
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING id, recipient_id", params)
+        return cursor.fetchall()
+
+
+def _move_back(recipients: list[int], kind: str, post_ref: int, earlier: list[groups.Shown],
+               actor) -> list[tuple[int, int]]:
+    """Items showing this post that stand for others too now show the newest of `earlier` that
+    their recipient was told of: one UPDATE per post tried, newest first (usually just one: only
+    a post that mentioned someone passes them on to the next). Their count loses one; seq, read
+    state and everything else stay. Returns their (id, recipient id); what is left goes."""
+    notification = table(Notification)
+    mine, mine_params = among("recipient_id", recipients)
+    moved: list[tuple[int, int]] = []
+    with connection.cursor() as cursor:
+        for shown in earlier:
+            sql = (f"UPDATE {notification} SET post_ref = %s, text = %s, url = %s, created_at = %s,"
+                   f" actor_count = actor_count - 1 WHERE post_ref = %s AND kind = %s AND actor_count > 1 AND {mine}")
+            params = [shown.post_ref, groups.fixed_text(kind, shown.text, actor), shown.url,
+                      connection.ops.adapt_datetimefield_value(shown.created_at), post_ref, kind, *mine_params]
+            if shown.untold:
+                skip, skip_params = among("recipient_id", sorted(shown.untold))
+                sql, params = f"{sql} AND NOT ({skip})", params + skip_params
+            cursor.execute(f"{sql} RETURNING id, recipient_id", params)
+            moved += cursor.fetchall()
+            if not shown.untold:  # everyone was told of this one: nobody is left to move
+                break
+    return moved
 
 
 def retract(kind: str, recipient, actor, group: str) -> int:
@@ -382,13 +478,7 @@ def _take_out(memberships) -> tuple[list[int], list[int]]:
 
 def _push_changed(uid: int, changed_ids: list[int], gone_ids: list[int]) -> None:
     """After commit, tell the user's tabs about items that changed in place or went."""
-    if changed_ids:
-        for item in delivery.load(changed_ids):
-            delivery.publish_on_commit(uid, delivery.item_message(item))
-    if gone_ids:
-        state = NotificationState.objects.get(pk=uid)
-        delivery.publish_on_commit(uid, envelope.removed_message(
-            ids=gone_ids, last_seq=state.last_seq, unread_count=state.unread_count, unseen_count=state.unseen_count))
+    removals.tell_on_commit({uid: gone_ids} if gone_ids else {}, {uid: changed_ids} if changed_ids else {})
 
 
 def mark_seen(user) -> int:
