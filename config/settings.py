@@ -285,8 +285,13 @@ _TASK_BACKENDS = {
 if TASK_BACKEND not in _TASK_BACKENDS:
     raise ImproperlyConfigured(f"TASK_BACKEND must be one of {', '.join(_TASK_BACKENDS)}, not {TASK_BACKEND!r}")
 TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASK_BACKEND]}}
-# A task RUNNING longer than this lost its worker (killed, or Lambda's timeout): run it again.
-TASK_STALE_AFTER = env_int("TASK_STALE_AFTER", 600, minimum=1)
+# A running task's worker renews its lease every quarter of TASK_LEASE_SECONDS; a task whose lease
+# has expired lost its worker (killed) and the sweep runs it again (notifier/taskqueue.py).
+TASK_LEASE_SECONDS = env_float("TASK_LEASE_SECONDS", 20.0, minimum=1, maximum=3600)
+# On Lambda: the function's timeout (zappa_settings.json "timeout_seconds"); no run outlives it.
+TASK_LAMBDA_TIMEOUT = env_float("TASK_LAMBDA_TIMEOUT", 30.0, minimum=1, maximum=900)
+if TASK_BACKEND == "lambda" and TASK_LEASE_SECONDS >= TASK_LAMBDA_TIMEOUT:
+    raise ImproperlyConfigured("TASK_LEASE_SECONDS must be shorter than TASK_LAMBDA_TIMEOUT (the function's timeout)")
 # A failed task is run again (backing off) until it has run this many times.
 TASK_MAX_ATTEMPTS = env_int("TASK_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
 # On Lambda, at most this many invocations drain the task queue for one burst of tasks (a

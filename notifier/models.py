@@ -296,3 +296,27 @@ class LiveClient(models.Model):
 
     def __str__(self):
         return f"{self.client_id} of user {self.user_id}"
+
+
+class TaskLease(models.Model):
+    """The heartbeat of one run of a background task (notifier.taskqueue): while a worker runs the
+    task, a thread of its own renews `expires_at`, one UPDATE every quarter of the lease. The sweep
+    puts back a RUNNING task whose run's lease has expired (its worker was killed), and one with no
+    lease that started more than a lease ago (killed before the first renewal; a run shorter than
+    a quarter of the lease never writes one).
+
+    A run is the task row's (id, started_at): every claim sets started_at, so a worker that went
+    quiet, lost its task to the sweep and wakes up renews only its own, stale run, never the run of
+    the worker that took the task over. No foreign key: django-tasks-db owns the task rows, and a
+    lease outliving its row is pruned by the sweep.
+    """
+
+    task_id = models.UUIDField()
+    started_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task_id", "started_at"], name="tasklease_run_unique")]
+
+    def __str__(self):
+        return f"lease of task {self.task_id} until {self.expires_at}"

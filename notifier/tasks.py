@@ -12,7 +12,9 @@ log = logging.getLogger(__name__)
 
 def deliver_pending_event(event=None, context=None) -> str:
     """Scheduled every minute: one `manage.py deliver_pending` run (pushes that are pending and due,
-    then the task queue's sweep: stale and failed tasks queued again, lost invocations re-invoked).
+    then the task queue's sweep: tasks whose lease expired and failed tasks queued again, lost
+    invocations re-invoked). Every asynchronous invocation (taskqueue.run_queued) also puts back
+    expired tasks when it starts, so on Lambda this event is not the only way back.
 
     Overlapping runs are safe (rows are leased when claimed), and so is a run that Lambda's timeout
     cuts short: its claimed rows come due again when their lease ends.

@@ -14,10 +14,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
-
 import pytest
 from django.conf import settings as django_settings
+from django.utils import timezone
 from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
@@ -26,7 +25,7 @@ from feed.models import Follow, User
 from notifier import taskqueue
 from notifier.models import Notification, NotificationState
 
-from .test_durability import assert_told_once, tail, told, worker_env
+from .test_durability import assert_told_once, fan_out_tasks, tail, told, worker_env
 from .test_lambda_tasks import fans_of, invocations  # noqa: F401  (fixture: this process's invocations, recorded)
 from .test_races import file_backed_sqlite  # noqa: F401  (autouse: SQLite on a file the invocation can open)
 
@@ -143,13 +142,15 @@ def test_an_invocation_killed_while_draining_loses_nothing_and_repeats_nothing(i
     _, after_id, upto_id = orphan.args_kwargs["args"]
     its_followers = Follow.objects.filter(followee=author, pk__gt=after_id, pk__lte=upto_id).values("follower")
     assert Notification.objects.filter(post_ref=post.pk, recipient__in=its_followers).count() == fanout.CHUNK_SIZE
-    late = handed_on.read_text().split()
-    assert len(late) == PARALLEL - 1 and set(late) <= {str(pk) for pk in chunk_rows.values_list("pk", flat=True)}
+    # (Pushes that failed were queued, and handed on, for a quick retry too: notifier.delivery.retry_owed.)
+    chunk_ids = {str(pk) for pk in chunk_rows.values_list("pk", flat=True)}
+    late = [i for i in handed_on.read_text().split() if i in chunk_ids]
+    assert len(late) == PARALLEL - 1
 
-    # 3. The sweep puts the dead invocation's task back (and invokes, within the cap, tasks queued
-    #    for over a minute: none, unless this machine is very slow).
+    # 3. A sweep one lease after the kill puts the dead invocation's task back (and invokes, within
+    #    the cap, tasks queued for over a minute by then: none, unless this machine is very slow).
     invocations.clear()
-    counts = taskqueue.sweep(stale_after=timedelta(0))
+    counts = taskqueue.sweep(now=timezone.now() + taskqueue.lease_duration())
     assert (counts["stale"], counts["retried"]) == (1, 0), counts
     assert counts["invoked"] == len(invocations) <= PARALLEL, (counts, invocations)
     orphan.refresh_from_db()
@@ -160,11 +161,12 @@ def test_an_invocation_killed_while_draining_loses_nothing_and_repeats_nothing(i
     assert taskqueue.run_queued(str(orphan.pk)) is True
     swept = list(invocations)
     assert [taskqueue.run_queued(i) for i in late + swept] == [False] * (len(late) + len(swept))
-    assert invocations == swept
+    handed = DBTaskResult.objects.filter(pk__in=invocations[len(swept):]).values_list("task_path", flat=True)
+    assert set(handed) <= {"notifier.delivery.retry_owed"}, list(handed)  # no task of the fan-out
 
     # 5. Every follower told exactly once, one unread, seq 1; every task successful, none left.
     assert_told_once(post, fans)
-    statuses = Counter(DBTaskResult.objects.values_list("status", flat=True))
+    statuses = Counter(fan_out_tasks().values_list("status", flat=True))
     assert statuses == {"SUCCESSFUL": 1 + chunks}, dict(statuses)
     orphan.refresh_from_db()
     assert len(orphan.worker_ids) == 2
