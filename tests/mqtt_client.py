@@ -7,6 +7,10 @@ import paho.mqtt.client as mqtt
 import pytest
 
 QUIET = 0.4  # how long "nothing arrives" is watched for
+# How long a CONNACK, SUBACK or an expected message is waited for: each returns as soon as it
+# arrives, so the wait is generous for a loaded machine and costs nothing otherwise.
+REPLY_TIMEOUT = 30.0
+MESSAGE_TIMEOUT = 10.0
 
 
 class Client:
@@ -58,14 +62,14 @@ class Client:
         """The CONNACK reason code paho reports (Success, or Not authorized for CONNACK 0x05)."""
         self.paho.connect("127.0.0.1", self.port, keepalive=30)
         self.paho.loop_start()
-        return self.connacks.get(timeout=5)
+        return self.connacks.get(timeout=REPLY_TIMEOUT)
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> int:
         self.paho.subscribe(topic_filter, qos)
-        (code,) = self.subacks.get(timeout=5)
+        (code,) = self.subacks.get(timeout=REPLY_TIMEOUT)
         return code
 
-    def next_message(self, timeout: float = 1.0):
+    def next_message(self, timeout: float = MESSAGE_TIMEOUT):
         return self.messages.get(timeout=timeout)
 
     def assert_nothing_arrives(self, quiet: float = QUIET):

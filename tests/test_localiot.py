@@ -102,7 +102,7 @@ def raw_connect(port: int, client_id: str, *, username=None, password=None, clea
         encoded_length += bytes([byte | (0x80 if length else 0)])
         if not length:
             break
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"\x10" + encoded_length + body)
         connack = b""
         while len(connack) < 4:
@@ -117,7 +117,7 @@ def raw_connect(port: int, client_id: str, *, username=None, password=None, clea
 def upgrade_status(iot, url: str) -> int:
     """The HTTP status of a WebSocket upgrade to this URL's path and query (101 = upgraded)."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection("127.0.0.1", iot.ws_port, timeout=5)
+    connection = http.client.HTTPConnection("127.0.0.1", iot.ws_port, timeout=30)
     try:
         connection.request("GET", f"{parts.path}?{parts.query}" if parts.query else parts.path, headers={
             "Host": parts.netloc or f"127.0.0.1:{iot.ws_port}",
@@ -148,7 +148,7 @@ def signed_headers(url: str, body: bytes, *, method="POST", key_id=KEY_ID, secre
 
 def raw_http(iot, method: str, target: str, body: bytes = b"", headers: dict | None = None):
     """(status, headers, parsed JSON body) of one raw HTTP request to the emulator."""
-    connection = http.client.HTTPConnection("127.0.0.1", iot.http_port, timeout=5)
+    connection = http.client.HTTPConnection("127.0.0.1", iot.http_port, timeout=30)
     try:
         connection.request(method, target, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -169,7 +169,7 @@ def session_keys_client(iot, keys, service="iot-data"):
     )
 
 
-def wait_for(condition, timeout: float = 5.0) -> bool:
+def wait_for(condition, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -513,7 +513,7 @@ def test_a_websocket_client_with_another_client_id_is_closed(iot):
     client = Client.over_websocket(keys.url, new_client_id(42))
     try:
         assert client.connect() == "Not authorized"
-        assert client.disconnected.wait(5)
+        assert client.disconnected.wait(30)
     finally:
         client.close()
 
@@ -527,7 +527,7 @@ def test_a_client_publish_disconnects_the_client_and_reaches_nobody(iot, iot_dat
         # the missing iot:Publish stands between it and the receiver.
         publisher = connect(42, transport=transport)
         publisher.paho.publish(user_topic(42), f"planted qos={qos} retain={retain}".encode(), qos=qos, retain=retain)
-        assert publisher.disconnected.wait(5), "AWS IoT disconnects a client on an unauthorized publish"
+        assert publisher.disconnected.wait(30), "AWS IoT disconnects a client on an unauthorized publish"
     receiver.assert_nothing_arrives()
     assert receiver.paho.is_connected()
 
@@ -686,7 +686,7 @@ def test_other_paths_are_404_and_other_methods_405(iot, iot_data):
 
 
 def test_huge_body_is_refused_unread(iot):
-    with socket.create_connection(("127.0.0.1", iot.http_port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", iot.http_port), timeout=30) as sock:
         sock.sendall(b"POST /topics/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
         response = b""
         while chunk := sock.recv(4096):  # the server answers and closes without waiting for the body
@@ -704,6 +704,30 @@ def test_valid_publish_is_200_and_keeps_the_connection(iot_data, connect):
         assert client.next_message().payload == f"n={n}".encode()
 
 
+def test_the_publish_rate_is_a_token_bucket_on_the_clock_it_is_given():
+    from notifier.localiot.publish_api import PublishRate
+
+    now = [0.0]
+    bucket = PublishRate(4, clock=lambda: now[0])  # bursts of one second's worth
+    assert [bucket.take() for _ in range(5)] == [True] * 4 + [False]
+    now[0] += 0.25
+    assert [bucket.take(), bucket.take()] == [True, False]
+    now[0] += 60  # a long pause refills the burst, never more
+    assert [bucket.take() for _ in range(5)] == [True] * 4 + [False]
+
+    slow = PublishRate(0.5, clock=lambda: now[0])  # under one a second: still one publish at a time
+    assert [slow.take(), slow.take()] == [True, False]
+    now[0] += 1.5
+    assert not slow.take()
+    now[0] += 0.5
+    assert slow.take()
+
+    bursty = PublishRate(1, burst=3, clock=lambda: now[0])
+    assert [bursty.take() for _ in range(4)] == [True] * 3 + [False]
+    with pytest.raises(ValueError):
+        PublishRate(1, burst=0.5)
+
+
 # --- DeleteConnection -----------------------------------------------------------------------------
 
 
@@ -715,7 +739,7 @@ def test_delete_connection_closes_a_live_socket_at_once(iot, iot_data, connect, 
     assert bystander.subscribe(user_topic(42)) == 1
     response = iot_data.delete_connection(clientId=client.client_id)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
-    assert client.disconnected.wait(5)
+    assert client.disconnected.wait(30)
     iot_data.publish(topic=user_topic(42), qos=1, payload=b"after")
     assert bystander.next_message().payload == b"after"
     client.assert_nothing_arrives()
@@ -772,7 +796,7 @@ def test_delete_connection_clean_session_decides_whether_a_persistent_session_su
     client = connect(42, keys=keys, clean=False)
     assert client.subscribe(user_topic(42)) == 1
     iot_data.delete_connection(clientId=keys.client_id, cleanSession=clean_session)
-    assert client.disconnected.wait(5)
+    assert client.disconnected.wait(30)
     session = iot.broker.sessions.get(keys.client_id)
     assert wait_for(lambda: (iot.broker.sessions.get(keys.client_id) is None) == clean_session or (
         session is not None and session[0].transitions.state != "connected" and not clean_session
@@ -782,7 +806,7 @@ def test_delete_connection_clean_session_decides_whether_a_persistent_session_su
     if clean_session:
         again.assert_nothing_arrives()  # subscriptions and queue went with the session
     else:
-        assert again.next_message(timeout=2).payload == b"while away"
+        assert again.next_message(timeout=30).payload == b"while away"
 
 
 # --- construction ---------------------------------------------------------------------------------
@@ -849,7 +873,7 @@ def test_runlocaliot_serves_the_settings_account_and_stops_on_sigterm():
             client.close()
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()

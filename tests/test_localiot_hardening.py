@@ -3,6 +3,10 @@
 The checks talk to a real emulator over real sockets (in this process, or `manage.py runlocaliot`
 as a subprocess), with the limits turned down so they run fast: a 0.5 s CONNECT deadline, a cap of
 5 connections, a small `ulimit -n`. Two small checks drive the log rate limiting directly.
+
+They must hold on a slow, loaded machine: they wait on conditions, and where a check is about
+"at once" or "promptly" it is made against an emulator whose own timeouts are far longer than the
+generous deadline, so only the behaviour under test can meet it.
 """
 import logging
 import os
@@ -29,6 +33,10 @@ from .mqtt_client import Client
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "herald/dev/users/42/notifications"
 CONNECT_TIMEOUT = 0.5
+# For checks of what happens at once: a CONNECT deadline no slow machine gets near, so "closed at
+# once" cannot be the deadline at work.
+LONG_CONNECT_TIMEOUT = 120.0
+PROMPTLY = 30.0  # far below LONG_CONNECT_TIMEOUT and the HTTP API's 60 s idle timeout
 CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
 CONNACK_BAD_PROTOCOL = b"\x20\x02\x00\x01"
 PINGREQ, PINGRESP = b"\xc0\x00", b"\xd0\x00"
@@ -41,6 +49,17 @@ def _start(**limits):
 @pytest.fixture(scope="module")
 def iot():
     running = _start(connect_timeout=CONNECT_TIMEOUT)
+    try:
+        yield running.iot
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def patient_iot():
+    """An emulator that waits LONG_CONNECT_TIMEOUT for a CONNECT: what it closes within PROMPTLY
+    it closes at once."""
+    running = _start(connect_timeout=LONG_CONNECT_TIMEOUT)
     try:
         yield running.iot
     finally:
@@ -84,7 +103,16 @@ def publish_packet(remaining_length: int) -> bytes:
 
 
 def open_socket(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=5)
+    return socket.create_connection(("127.0.0.1", port), timeout=PROMPTLY)  # a guard against a hang only
+
+
+def wait_for(condition, timeout: float = PROMPTLY) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def read_until_closed(sock: socket.socket, within: float) -> bytes:
@@ -140,12 +168,13 @@ def assert_serving(iot, keys: Keys | None = None) -> None:
 
 
 def test_sockets_that_send_nothing_are_closed_after_the_connect_timeout(iot):
+    """amqtt alone would wait for their CONNECT forever."""
     sockets = [open_socket(iot.mqtt_port) for _ in range(50)]
     try:
         started = time.monotonic()
         for sock in sockets:
-            assert read_until_closed(sock, within=CONNECT_TIMEOUT + 2) == b""
-        assert time.monotonic() - started < CONNECT_TIMEOUT + 2
+            assert read_until_closed(sock, within=PROMPTLY) == b""
+        assert time.monotonic() - started < PROMPTLY
     finally:
         for sock in sockets:
             sock.close()
@@ -163,20 +192,21 @@ def test_an_incomplete_connect_is_closed_after_the_connect_timeout(iot, partial)
     with open_socket(iot.mqtt_port) as sock:
         sock.sendall(partial)
         started = time.monotonic()
-        assert read_until_closed(sock, within=CONNECT_TIMEOUT + 2) == b""
+        assert read_until_closed(sock, within=PROMPTLY) == b""
         assert time.monotonic() - started >= CONNECT_TIMEOUT * 0.8  # the deadline, not an early refusal
 
 
 def test_the_connect_timeout_also_applies_to_websocket_clients(iot):
     with open_socket(iot.ws_port) as sock:  # not even the HTTP upgrade
-        assert read_until_closed(sock, within=CONNECT_TIMEOUT + 2) == b""
+        assert read_until_closed(sock, within=PROMPTLY) == b""
     import websockets.sync.client
 
-    with websockets.sync.client.connect(vend(iot, root=ROOT_KEYS).url, subprotocols=["mqtt"], open_timeout=5) as ws:
+    url = vend(iot, root=ROOT_KEYS).url
+    with websockets.sync.client.connect(url, subprotocols=["mqtt"], open_timeout=PROMPTLY) as ws:
         started = time.monotonic()  # handshake done, no CONNECT sent
         with pytest.raises(websockets.ConnectionClosed):
-            ws.recv(timeout=CONNECT_TIMEOUT + 2)
-        assert time.monotonic() - started < CONNECT_TIMEOUT + 2
+            ws.recv(timeout=PROMPTLY)
+        assert time.monotonic() - started < PROMPTLY
 
 
 def test_a_connected_client_is_not_subject_to_the_connect_timeout(iot):
@@ -188,19 +218,17 @@ def test_a_connected_client_is_not_subject_to_the_connect_timeout(iot):
 # --- 2. no packet over 128 KB ---------------------------------------------------------------------
 
 
-def test_a_connect_announcing_256_mb_is_refused_without_waiting(iot):
-    with open_socket(iot.mqtt_port) as sock:
+def test_a_connect_announcing_256_mb_is_refused_without_waiting(patient_iot):
+    with open_socket(patient_iot.mqtt_port) as sock:
         sock.sendall(b"\x10\xff\xff\xff\x7f")  # remaining length 268,435,455
-        started = time.monotonic()
-        assert read_until_closed(sock, within=CONNECT_TIMEOUT) == b""
-        assert time.monotonic() - started < CONNECT_TIMEOUT * 0.8  # refused at once, not timed out
+        assert read_until_closed(sock, within=PROMPTLY) == b""  # refused at once, not timed out
 
 
 def test_a_publish_over_128_kb_closes_the_connection_before_its_body_is_read(iot):
     with connected_socket(iot) as sock:
         # 200 MB announced, 64 KB of it sent: the fixed header alone must get the connection closed.
         sock.sendall(b"\x30" + _remaining_length(200 * 1024 * 1024) + b"\x00\x05hello" + b"x" * 65536)
-        assert read_until_closed(sock, within=2) == b""
+        assert read_until_closed(sock, within=PROMPTLY) == b""
     assert_serving(iot)
 
 
@@ -221,19 +249,19 @@ def test_packets_up_to_128_kb_are_accepted_one_byte_more_is_not(iot):
         assert_alive(sock)
     with connected_socket(iot) as sock:
         sock.sendall(subscribe_packet(limit + 1))
-        assert read_until_closed(sock, within=2) == b""
+        assert read_until_closed(sock, within=PROMPTLY) == b""
 
 
 def test_a_websocket_message_over_128_kb_closes_the_connection(iot):
     import websockets.sync.client
 
     keys = vend(iot, root=ROOT_KEYS)
-    with websockets.sync.client.connect(keys.url, subprotocols=["mqtt"], open_timeout=5) as ws:
+    with websockets.sync.client.connect(keys.url, subprotocols=["mqtt"], open_timeout=PROMPTLY) as ws:
         ws.send(connect_packet(keys))
-        assert ws.recv(timeout=5) == CONNACK_ACCEPTED
+        assert ws.recv(timeout=PROMPTLY) == CONNACK_ACCEPTED
         ws.send(publish_packet(gate.MAX_PACKET_BYTES + 1024))
         with pytest.raises(websockets.ConnectionClosed):
-            ws.recv(timeout=2)
+            ws.recv(timeout=PROMPTLY)
 
 
 def test_a_packet_split_across_the_keepalive_read_timeout_is_not_lost(iot):
@@ -253,24 +281,20 @@ def test_a_packet_split_across_the_keepalive_read_timeout_is_not_lost(iot):
 # --- 3. malformed packets -------------------------------------------------------------------------
 
 
-def test_a_malformed_remaining_length_closes_the_connection(iot):
-    with connected_socket(iot) as sock:
+def test_a_malformed_remaining_length_closes_the_connection(patient_iot):
+    with connected_socket(patient_iot) as sock:
         sock.sendall(b"\x30\xff\xff\xff\xff\x01")  # continuation bit on the 4th length byte
-        assert read_until_closed(sock, within=2) == b""
-    with open_socket(iot.mqtt_port) as sock:  # the same as the very first packet
+        assert read_until_closed(sock, within=PROMPTLY) == b""
+    with open_socket(patient_iot.mqtt_port) as sock:  # the same as the very first packet
         sock.sendall(b"\x10\x80\x80\x80\x80\x01")
-        started = time.monotonic()
-        assert read_until_closed(sock, within=2) == b""
-        assert time.monotonic() - started < CONNECT_TIMEOUT * 0.8
-    assert_serving(iot)
+        assert read_until_closed(sock, within=PROMPTLY) == b""  # at once, not at the CONNECT deadline
+    assert_serving(patient_iot)
 
 
-def test_a_first_packet_that_is_not_a_connect_closes_the_connection(iot):
-    with open_socket(iot.mqtt_port) as sock:
+def test_a_first_packet_that_is_not_a_connect_closes_the_connection(patient_iot):
+    with open_socket(patient_iot.mqtt_port) as sock:
         sock.sendall(PINGREQ)
-        started = time.monotonic()
-        assert read_until_closed(sock, within=2) == b""
-        assert time.monotonic() - started < CONNECT_TIMEOUT * 0.8
+        assert read_until_closed(sock, within=PROMPTLY) == b""  # at once, not at the CONNECT deadline
 
 
 # --- 4. MQTT 5 ------------------------------------------------------------------------------------
@@ -280,8 +304,8 @@ def test_an_mqtt5_connect_gets_connack_0x01_and_one_clear_log_line(iot, caplog):
     caplog.set_level(logging.INFO)
     with open_socket(iot.mqtt_port) as sock:
         sock.sendall(connect_packet(level=5))
-        assert read_until_closed(sock, within=2) == CONNACK_BAD_PROTOCOL
-    time.sleep(0.2)  # let the emulator's thread finish logging
+        assert read_until_closed(sock, within=PROMPTLY) == CONNACK_BAD_PROTOCOL
+    assert wait_for(lambda: any("MQTT 5" in r.getMessage() for r in caplog.records))  # the emulator's thread logs it
     refusals = [r for r in caplog.records if "MQTT 5" in r.getMessage()]
     assert len(refusals) == 1, caplog.text
     assert refusals[0].levelno == logging.WARNING
@@ -293,11 +317,12 @@ def test_an_mqtt5_connect_gets_connack_0x01_and_one_clear_log_line(iot, caplog):
 def test_an_mqtt5_connect_over_websocket_gets_connack_0x01_too(iot):
     import websockets.sync.client
 
-    with websockets.sync.client.connect(vend(iot, root=ROOT_KEYS).url, subprotocols=["mqtt"], open_timeout=5) as ws:
+    url = vend(iot, root=ROOT_KEYS).url
+    with websockets.sync.client.connect(url, subprotocols=["mqtt"], open_timeout=PROMPTLY) as ws:
         ws.send(connect_packet(level=5))
-        assert ws.recv(timeout=5) == CONNACK_BAD_PROTOCOL
+        assert ws.recv(timeout=PROMPTLY) == CONNACK_BAD_PROTOCOL
         with pytest.raises(websockets.ConnectionClosed):
-            ws.recv(timeout=2)
+            ws.recv(timeout=PROMPTLY)
 
 
 def test_an_mqtt5_client_library_is_refused_cleanly(iot):
@@ -309,7 +334,7 @@ def test_an_mqtt5_client_library_is_refused_cleanly(iot):
     )
     client.on_connect = lambda c, u, flags, rc, props: codes.append(rc)
     client.connect("127.0.0.1", iot.mqtt_port)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + PROMPTLY
     while not codes and time.monotonic() < deadline:
         client.loop(timeout=0.1)
     client.disconnect()
@@ -322,24 +347,23 @@ def test_an_mqtt5_client_library_is_refused_cleanly(iot):
 
 def test_connections_over_the_cap_are_closed_at_once_and_logged_sparingly(caplog):
     caplog.set_level(logging.INFO)
-    running = _start(max_connections=5, connect_timeout=30)
+    running = _start(max_connections=5, connect_timeout=LONG_CONNECT_TIMEOUT)
     iot = running.iot
     held = []
     try:
         held = [open_socket(iot.mqtt_port) for _ in range(3)]
         held += [connected_socket(iot) for _ in range(2)]  # idle or not, all count
-        time.sleep(0.2)
-        assert iot.broker.limiter.open == 5
+        assert wait_for(lambda: iot.broker.limiter.open == 5)
 
+        started = time.monotonic()
         for port in [iot.mqtt_port] * 20 + [iot.ws_port] * 5:
             with open_socket(port) as sock:
-                started = time.monotonic()
-                assert read_until_closed(sock, within=1) == b""
-                assert time.monotonic() - started < 1
+                assert read_until_closed(sock, within=PROMPTLY) == b""  # at once, not at the CONNECT deadline
+        elapsed = time.monotonic() - started
         assert iot.broker.limiter.refused == 25
-        time.sleep(0.2)
         reports = [r for r in caplog.records if "MQTT connection limit of 5 reached" in r.getMessage()]
-        assert len(reports) == 1, caplog.text  # rate limited: 25 refusals, one line
+        # Rate limited: 25 refusals make one line (another per REFUSAL_LOG_INTERVAL a slow machine took).
+        assert 1 <= len(reports) <= 1 + elapsed // gate.REFUSAL_LOG_INTERVAL, caplog.text
         assert "refused 1 connection" in reports[0].getMessage()
         for sock in held[3:]:
             assert_alive(sock)  # the admitted connections were not disturbed
@@ -347,10 +371,7 @@ def test_connections_over_the_cap_are_closed_at_once_and_logged_sparingly(caplog
         for sock in held:
             sock.close()
         held = []
-        deadline = time.monotonic() + 5
-        while iot.broker.limiter.open and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert iot.broker.limiter.open == 0
+        assert wait_for(lambda: iot.broker.limiter.open == 0)
         assert_serving(iot)  # recovered: room for new clients again
         keys = vend(iot, root=ROOT_KEYS)
         client = Client.over_websocket(keys.url, new_client_id(42))
@@ -383,15 +404,6 @@ def _http_answer(sock: socket.socket) -> bytes:
     return head
 
 
-def _wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_the_http_api_makes_room_by_closing_its_longest_idle_connection(caplog):
     """At its own cap (3 here) the HTTP API closes the keep-alive connection idle longest, as a
     load balancer does; only when none is idle is a new one answered 503 with Retry-After."""
@@ -402,15 +414,15 @@ def test_the_http_api_makes_room_by_closing_its_longest_idle_connection(caplog):
     held = []
     try:
         keys = vend(iot, root=ROOT_KEYS)  # from STS, on the HTTP port, before it is full
-        assert _wait_for(lambda: api.limiter.open == 0)  # STS's pooled connection went with its client
+        assert wait_for(lambda: api.limiter.open == 0)  # STS's pooled connection went with its client
         held = [open_socket(iot.http_port) for _ in range(3)]
         for sock in held:
             assert _http_request(sock).startswith(b"HTTP/1.1 404")  # now idle keep-alive connections
-        assert _wait_for(lambda: api.limiter.open == 3)
+        assert wait_for(lambda: api.limiter.open == 3)
 
         with open_socket(iot.http_port) as sock:  # a fourth: the longest idle one makes room
             assert _http_request(sock, keep_alive=False).startswith(b"HTTP/1.1 404")
-        assert read_until_closed(held[0], within=5) == b""
+        assert read_until_closed(held[0], within=PROMPTLY) == b""
         for sock in held[1:]:
             assert _http_request(sock).startswith(b"HTTP/1.1 404")  # the others were left alone
         assert api.evicted == 1 and api.limiter.refused == 0
@@ -420,17 +432,17 @@ def test_the_http_api_makes_room_by_closing_its_longest_idle_connection(caplog):
         # an answer botocore retries rather than a dropped socket.
         for sock in held:
             sock.close()
-        assert _wait_for(lambda: api.limiter.open == 0)
+        assert wait_for(lambda: api.limiter.open == 0)
         held = [open_socket(iot.http_port) for _ in range(3)]
         for sock in held:
             sock.sendall(b"GET /nowhere HTTP/1.1\r\n")
-        assert _wait_for(lambda: api.limiter.open == 3 and api.idle_connections == 0)
+        assert wait_for(lambda: api.limiter.open == 3 and api.idle_connections == 0)
         with open_socket(iot.http_port) as sock:
             head = _http_request(sock)
             assert head.startswith(b"HTTP/1.1 503 "), head
             assert b"\r\nRetry-After: 1" in head and b"x-amzn-ErrorType: ServiceUnavailableException" in head
             assert b"Connection: close" in head
-            assert read_until_closed(sock, within=5) == b""
+            assert read_until_closed(sock, within=PROMPTLY) == b""
         assert api.limiter.refused == 1
 
         import boto3
@@ -465,16 +477,19 @@ def test_the_http_api_makes_room_by_closing_its_longest_idle_connection(caplog):
 
 def test_refusal_reports_count_what_was_suppressed(caplog):
     caplog.set_level(logging.WARNING, logger="notifier.localiot")
-    limiter = gate.ConnectionLimiter(1, log_interval=0.3)
+    now = [100.0]
+    limiter = gate.ConnectionLimiter(1, log_interval=0.5, clock=lambda: now[0])
     assert limiter.try_acquire()
     for _ in range(10):
         assert not limiter.try_acquire()
-    time.sleep(0.35)
+    now[0] += 0.25
+    assert not limiter.try_acquire()  # still inside the interval: counted, not logged
+    now[0] += 0.25
     assert not limiter.try_acquire()
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2
     assert "refused 1 connection" in messages[0]
-    assert "refused 10 connection" in messages[1]  # 9 suppressed + this one
+    assert "refused 11 connection" in messages[1]  # 10 suppressed + this one
     limiter.release()
     assert limiter.try_acquire()
 
@@ -550,6 +565,23 @@ def command_keys(ports: dict) -> Keys:
     return vend(Running, root=root)
 
 
+def serves_again(ports: dict, within: float = PROMPTLY) -> bool:
+    """Whether the command accepts an MQTT client again (vended keys, CONNACK 0) within `within` s."""
+    deadline = time.monotonic() + within
+    keys = None
+    while time.monotonic() < deadline:
+        try:
+            keys = keys or command_keys(ports)  # STS shares the command's process and its descriptors
+            with open_socket(ports["LOCALIOT_MQTT_PORT"]) as sock:
+                sock.sendall(connect_packet(keys))
+                if recv_exactly(sock, 4) == CONNACK_ACCEPTED:
+                    return True
+        except Exception:  # refused while it recovers: try again
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
@@ -561,41 +593,43 @@ def _stop(process: subprocess.Popen) -> None:
 def test_runlocaliot_with_few_file_descriptors_caps_connections_instead_of_failing_accept():
     """With `ulimit -n 500` both caps shrink to fit: 150 idle sockets never make accept() fail."""
     ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
-    process = _runlocaliot(ports, open_files=500)
+    # No admitted socket reaches its CONNECT deadline while they are counted, however slow the machine.
+    process = _runlocaliot(ports, open_files=500, LOCALIOT_CONNECT_TIMEOUT=str(LONG_CONNECT_TIMEOUT),
+                           PUSH_CONCURRENCY="8")
+    http_asked = gate.http_connection_cap(8)
+    cap, http_cap = gate.split_descriptors(500, gate.MAX_CONNECTIONS, http_asked)
     sockets = []
     try:
         port = ports["LOCALIOT_MQTT_PORT"]
         sockets = [open_socket(port) for _ in range(150)]
-        time.sleep(0.5)
-        still_open = 0
         for sock in sockets:
             sock.setblocking(False)
-            try:
-                still_open += sock.recv(1) != b""
-            except BlockingIOError:
-                still_open += 1
-            except ConnectionResetError:
-                pass
-        cap, http_cap = gate.split_descriptors(500, gate.MAX_CONNECTIONS, gate.MAX_HTTP_CONNECTIONS)
-        assert still_open == cap  # the rest were closed at once
+        still_open = set(sockets)
+
+        def settled() -> bool:  # the ones over the cap closed; once closed, a socket stays closed
+            for sock in list(still_open):
+                try:
+                    if sock.recv(1) == b"":
+                        still_open.discard(sock)
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    still_open.discard(sock)
+            return len(still_open) <= cap
+
+        assert wait_for(settled)
+        assert len(still_open) == cap  # the rest were closed at once
         for sock in sockets:
             sock.close()
         sockets = []
-        time.sleep(0.3)
-
-        keys = command_keys(ports)
-        client = Client.over_tcp(port, keys.url, keys.client_id)
-        try:
-            assert client.connect() == "Success"  # still serving
-        finally:
-            client.close()
+        assert serves_again(ports)  # still serving
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
+        assert process.wait(timeout=PROMPTLY) == 0
         stderr = process.stderr.read()
         assert (
             f"capping MQTT connections at {cap} instead of 1000 and HTTP connections at {http_cap} instead of "
-            f"{gate.MAX_HTTP_CONNECTIONS}"
+            f"{http_asked}"
         ) in stderr, stderr
         assert "MQTT connection limit of" in stderr, stderr
         assert "accept()" not in stderr and "Traceback" not in stderr, stderr
@@ -614,31 +648,16 @@ def test_runlocaliot_recovers_from_running_out_of_file_descriptors_with_one_log_
     try:
         port = ports["LOCALIOT_MQTT_PORT"]
         sockets = [open_socket(port) for _ in range(150)]
-        time.sleep(0.3)
+        time.sleep(0.3)  # a moment for the burst to be accepted (or not): nothing is asserted on it
         for sock in sockets:
             sock.close()
         sockets = []
         # asyncio pauses a listener for a second after such an error, then accepts the connections
         # still queued (closed by now, but with a cap of 1 they crowd out a new one for a moment).
-        deadline = time.monotonic() + 5
-        connack = b""
-        keys = None
-        while connack != CONNACK_ACCEPTED and time.monotonic() < deadline:
-            time.sleep(0.2)
-            try:
-                keys = keys or command_keys(ports)  # STS shares the command's process and its descriptors
-            except Exception:
-                continue
-            with open_socket(port) as sock:
-                sock.sendall(connect_packet(keys))
-                try:
-                    connack = recv_exactly(sock, 4)
-                except ConnectionResetError:
-                    continue
-        assert connack == CONNACK_ACCEPTED  # serving again
+        assert serves_again(ports)
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
+        assert process.wait(timeout=PROMPTLY) == 0
         stderr = process.stderr.read()
         assert stderr.count("accept() failed") <= 1, stderr
         assert "Traceback" not in stderr and "out of system resource" not in stderr, stderr
@@ -648,9 +667,11 @@ def test_runlocaliot_recovers_from_running_out_of_file_descriptors_with_one_log_
         _stop(process)
 
 
-def test_runlocaliot_exits_within_5_s_of_sigterm_with_idle_connections_open():
+def test_runlocaliot_exits_promptly_on_sigterm_with_idle_connections_open():
+    """Shutdown closes idle and half-open connections itself: it is over within PROMPTLY, long before
+    any of them would time out on its own (a 120 s CONNECT deadline, the HTTP API's 60 s idle timeout)."""
     ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
-    process = _runlocaliot(ports)
+    process = _runlocaliot(ports, LOCALIOT_CONNECT_TIMEOUT=str(LONG_CONNECT_TIMEOUT))
     sockets = []
     try:
         for name, port in ports.items():
@@ -660,15 +681,15 @@ def test_runlocaliot_exits_within_5_s_of_sigterm_with_idle_connections_open():
         sockets[0].sendall(b"\x10\x64\x00\x04MQTT")
         sockets[1].sendall(b"\x10\xff\xff\xff\x7f")
         sockets[30].sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n")
-        time.sleep(0.3)
+        time.sleep(0.3)  # a moment for them to reach the emulator: it must end them whatever they did
 
         process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         try:
-            code = process.wait(timeout=5)
+            code = process.wait(timeout=PROMPTLY)
         except subprocess.TimeoutExpired:
-            pytest.fail("runlocaliot was still running 5 s after SIGTERM")
-        assert time.monotonic() - started < 5
+            pytest.fail(f"runlocaliot was still running {PROMPTLY} s after SIGTERM")
+        assert time.monotonic() - started < PROMPTLY
         assert code == 0, process.stderr.read()
         stderr = process.stderr.read()
         assert "Traceback" not in stderr, stderr
@@ -685,13 +706,11 @@ def test_runlocaliot_takes_its_limits_from_settings():
     sockets = []
     try:
         for _ in range(3):
-            sockets.append(socket.create_connection(("127.0.0.1", ports["LOCALIOT_MQTT_PORT"]), timeout=5))
-        sockets[2].settimeout(2)
-        assert sockets[2].recv(1) == b""  # over the cap of 2: closed at once
+            sockets.append(open_socket(ports["LOCALIOT_MQTT_PORT"]))
         started = time.monotonic()
-        sockets[0].settimeout(5)
-        assert sockets[0].recv(1) == b""  # no CONNECT: closed after the 0.5 s timeout
-        assert time.monotonic() - started < 2.5
+        assert sockets[2].recv(1) == b""  # over the cap of 2: closed at once
+        assert sockets[0].recv(1) == b""  # no CONNECT: closed after the 0.5 s timeout...
+        assert time.monotonic() - started < gate.CONNECT_TIMEOUT * 0.8  # ... not the default 10 s one
     finally:
         for sock in sockets:
             sock.close()

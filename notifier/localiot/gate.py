@@ -88,11 +88,15 @@ class PacketRefused(Exception):
 class RateLimitedLog:
     """Log a recurring event at most once per `interval` seconds, with how often it happened."""
 
-    def __init__(self, logger: logging.Logger, level: int, message: str, interval: float = REFUSAL_LOG_INTERVAL):
+    def __init__(
+        self, logger: logging.Logger, level: int, message: str, interval: float = REFUSAL_LOG_INTERVAL,
+        *, clock: Callable[[], float] = time.monotonic,
+    ):
         self._logger = logger
         self._level = level
         self._message = message  # formatted with count=..., plus any keyword arguments
         self._interval = interval
+        self._clock = clock
         self._count = 0
         self._total = 0
         self._last = float("-inf")
@@ -104,7 +108,7 @@ class RateLimitedLog:
     def hit(self, **details) -> None:
         self._count += 1
         self._total += 1
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last >= self._interval:
             self._last = now
             self._logger.log(self._level, self._message.format(count=self._count, **details))
@@ -115,7 +119,8 @@ class ConnectionLimiter:
     """Counts open connections across listeners; refuses new ones over `max_connections`."""
 
     def __init__(
-        self, max_connections: int = MAX_CONNECTIONS, *, kind: str = "MQTT", log_interval: float = REFUSAL_LOG_INTERVAL
+        self, max_connections: int = MAX_CONNECTIONS, *, kind: str = "MQTT", log_interval: float = REFUSAL_LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ):
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1.")
@@ -127,6 +132,7 @@ class ConnectionLimiter:
             kind + " connection limit of {limit} reached: refused {count} connection(s) since the last report "
             "(the emulator is meant for a handful of local clients).",
             log_interval,
+            clock=clock,
         )
 
     @property
