@@ -35,3 +35,6 @@ class NotifierConfig(AppConfig):
     def ready(self):
         post_save.connect(create_state, sender=settings.AUTH_USER_MODEL, dispatch_uid="notifier.create_state")
         user_logged_out.connect(end_live_access, dispatch_uid="notifier.end_live_access")
+        # Its task_started / task_finished receivers hold every running task's lease (heartbeat),
+        # whichever app the task comes from; connected here so no worker runs one without them.
+        from . import taskqueue  # noqa: F401

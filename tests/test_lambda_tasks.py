@@ -136,3 +136,38 @@ def test_the_sweep_invokes_tasks_whose_invocation_was_lost(alice, invocations):
     later = timezone.now() + timedelta(minutes=2)
     assert taskqueue.sweep(now=later)["invoked"] == 1
     assert taskqueue.run_queued(invocations[0]) is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quick_retry_is_invoked_at_once_and_its_invocation_waits_for_its_time(alice, bob, invocations,
+                                                                               memory_publisher):
+    from notifier import delivery
+    from notifier.models import PendingPush
+    from notifier.push.publisher import PublishError
+
+    memory_publisher.fail = PublishError("read timeout")
+    post = services.create_post(alice, "hello")
+    services.add_comment(bob, post.pk, "hi")
+    [retry] = DBTaskResult.objects.filter(task_path="notifier.delivery.retry_owed")
+    assert str(retry.pk) in invocations  # handed to an invocation now, not at the next sweep
+    assert retry.run_after > timezone.now()  # … though it is due half a second later
+
+    memory_publisher.fail = None
+    assert taskqueue.run_queued(str(retry.pk), drain_seconds=30) is True
+    assert timezone.now() >= retry.run_after  # it waited for its time, then ran
+    assert not PendingPush.objects.exists()
+    assert [m["type"] for m in memory_publisher.messages(topic=f"herald/dev/users/{alice.pk}/notifications")] \
+        == ["notification"]
+    assert delivery.backoff(1).total_seconds() == 0.5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_due_after_the_drain_is_left_for_the_sweep(invocations):
+    from notifier import delivery
+
+    delivery.retry_owed.using(run_after=timezone.now() + timedelta(minutes=5)).enqueue([1])
+    [task] = DBTaskResult.objects.all()
+    started = timezone.now()
+    assert taskqueue.run_queued(str(task.pk), drain_seconds=1) is False
+    assert timezone.now() - started < timedelta(minutes=1)
+    assert DBTaskResult.objects.ready().count() == 0 and DBTaskResult.objects.get().status == "READY"
