@@ -229,8 +229,9 @@ class PendingPush(models.Model):
 
     It exists from the moment the notification is stored until the push succeeds (then it is
     deleted) or can never succeed (then it stays with `due_at` null, as a record of the failure).
-    `due_at` is when deliver_pending may try it: right after the commit it is a lease a minute
-    ahead, so the in-process push goes first and a push lost with its process is retried.
+    `due_at` is when a retry may try it: right after the commit it is a lease a few seconds ahead
+    (delivery.IN_FLIGHT_LEASE), so the in-process push goes first and a push lost with its process
+    is retried; after a failure it is the next attempt's time (0.5 s, 1 s, 2 s, … see delivery).
     """
 
     # No database-level foreign key: only notifier writes and deletes these rows, beside their
