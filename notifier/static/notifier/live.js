@@ -5,9 +5,13 @@
  * WebSocket and keeps the bell, a toast and the notifications list up to date without reloads.
  *
  * - Credentials expire: the client reconnects with fresh ones a minute before they do, and after
- *   any drop with exponential backoff (1 s doubling to 30 s, with jitter).
+ *   any drop: every 0.75–1.5 s for the first 12 s (a broker restart, a blip), then with
+ *   exponential backoff (1 s doubling to 30 s, with jitter).
  * - After every (re)connect it asks the API for `?after_seq=<last seq seen>`, so nothing sent while
- *   it was away is missed (and it does the same when a message's seq skips one).
+ *   it was away is missed (and it does the same when a message's seq skips one). So that a push
+ *   that is lost with nothing after it is not missing for long either, it asks again when the tab
+ *   becomes visible and every half minute while it is (SYNC_MS): a conditional request
+ *   (If-None-Match) that the server answers 304 from one primary-key read when nothing is new.
  * - Items are keyed by id: a grouped item that gains activity ("Ana and 2 others liked …") comes
  *   again with the same id and a higher seq and replaces its line, moving to the top; one whose
  *   group shrank comes with the same seq and is replaced where it is; `removed` drops items.
@@ -24,8 +28,10 @@
  *   topic: new comments appear in place (once each, by id, with their mentions linked and, on
  *   your own, a Delete button), removed ones go, and the comment and like counts follow (see
  *   feed/live.py for the messages). Messages are numbered per post (`seq`); one that arrives after
- *   a newer one is dropped. Once subscribed (and after every reconnect) the page asks the post API
- *   whether anything happened since what it shows, and only then re-reads the comments.
+ *   a newer one is dropped. Once subscribed (and after every reconnect, when the tab becomes
+ *   visible, and on the same half-minute timer) the page asks the post API whether anything
+ *   happened since what it shows, and only then re-reads the comments; a message whose seq skips
+ *   one (another was lost on the way) has them re-read at once.
  * - On the home page, `new_post` news shows a "N new posts" button that inserts the new cards
  *   (rendered by the server, GET /feed/newer/?after=<newest id shown>) without a reload.
  * - Text from messages is inserted with textContent only, never as HTML.
@@ -41,9 +47,17 @@
   var REFRESH_BEFORE_EXPIRY_MS = 60 * 1000;
   var MAX_BACKOFF_MS = 30 * 1000;
   var TOAST_MAX_AGE_MS = 2 * 60 * 1000;
+  // For this long after a drop, it is retried every 0.75–1.5 s (each attempt with fresh credentials:
+  // a dozen requests, well inside the credentials throttle): a broker restart or a network blip is
+  // over within seconds, and the page should be live again within a second or two of it. Only then
+  // does the wait double.
+  var FAST_RETRY_MS = 12 * 1000;
+  var FAST_RETRY_DELAY_MS = 1500;
   var KEEPALIVE_S = 5; // a dead connection is noticed within 1.5 × this (MQTT.js's keep-alive timeout)
-  var options = window.heraldLiveOptions || {}; // (tests shorten toasts' lives)
+  var options = window.heraldLiveOptions || {}; // (tests shorten toasts' lives and the sync timer)
   var TOAST_MS = Number(options.toastMs) || 6000;
+  // While the tab is visible, how often it asks whether a push was lost (answered 304 when not).
+  var SYNC_MS = Number(options.syncMs) || 30 * 1000;
   var MAX_TOASTS = 3;
   var MAX_TOASTS_NARROW = 1;
   var NEWER_URL = "/feed/newer/?after=";
@@ -66,7 +80,7 @@
   var retryTimer = null;
   var attempt = 0;
   var connecting = false;
-  var gapFetch = null;
+  var droppedAt = null; // when the live connection was lost (null while live)
 
   document.querySelectorAll("#notification-list li[data-id]").forEach(function (li) {
     known.set(Number(li.dataset.id), Number(li.dataset.seq) || 0);
@@ -78,6 +92,37 @@
   function request(url, options) {
     inFlight += 1;
     return fetch(url, options).finally(function () { inFlight -= 1; });
+  }
+
+  // `run` (which returns a promise) once at a time: asked again while it runs, it runs once more
+  // when it is done (what changed meanwhile may not be in the answer on its way). A run that fails
+  // (the server busy, the network gone for a moment) is tried again 1–2 s later, up to 3 times in
+  // a row; after that the next occasion (timer, reconnect, a message) tries.
+  var RETRIES = 3;
+  function oneAtATime(run) {
+    var running = null;
+    var again = false;
+    var failures = 0;
+    var retry = null;
+    return function next() {
+      if (running) {
+        again = true;
+        return running;
+      }
+      again = false;
+      clearTimeout(retry);
+      retry = null;
+      running = Promise.resolve().then(run)
+        .then(function () { failures = 0; }, function () {
+          failures += 1;
+          if (failures <= RETRIES && !again) retry = setTimeout(next, 1000 + Math.random() * 1000);
+        })
+        .then(function () {
+          running = null;
+          if (again) return next();
+        });
+      return running;
+    };
   }
 
   function cookie(name) {
@@ -358,9 +403,9 @@
     var before = known.has(id) ? known.get(id) : null;
     if (before !== null && seq < before) return; // an older state of an item already shown
     var news = before === null ? seq > pageSeq : seq > before;
-    if (live && seq > lastSeq + 1 && !gapFetch) {
+    if (live && seq > lastSeq + 1) {
       // Something between lastSeq and this one has not arrived (a push still owed): fetch it.
-      gapFetch = catchUp(CATCH_UP_URL + lastSeq).then(function () { gapFetch = null; });
+      catchUpNow(lastSeq);
     }
     known.set(id, seq);
     lastSeq = Math.max(lastSeq, seq);
@@ -539,6 +584,9 @@
   var postSeq = postBox ? Number(postBox.dataset.liveSeq) || 0 : 0;
   var postTopic = null;
   var syncTouched = null; // while re-reading comments: ids that messages added or removed meanwhile
+  // A message skipped a seq (one was lost on the way): the comments are re-read even though the
+  // post's live_seq may be no further than the message that showed the gap.
+  var postGap = false;
 
   function subscribePost(mqttClient, creds) {
     if (!livePost || !creds.topics || typeof creds.topics.post_comments !== "string") return;
@@ -547,7 +595,7 @@
       if (err || !granted || !granted.length || granted[0].qos === 128) return; // comments show on reload
       // What happened before this subscription (since the page was rendered, or during a drop) was
       // published to nobody here: ask the API.
-      syncPost();
+      syncPostNow();
     });
   }
 
@@ -558,17 +606,22 @@
     });
   }
 
-  // One read of the post says whether anything was missed (its live_seq moved); only then are the
-  // comments re-read. Their list is read after the post, so it holds everything up to that seq;
-  // messages newer than it keep arriving meanwhile and win over the list for the ids they touch.
+  // One read of the post says whether anything was missed (its live_seq moved, or a message
+  // showed a gap); only then are the comments re-read. Their list is read after the post, so it
+  // holds everything up to that seq; messages newer than it keep arriving meanwhile and win over
+  // the list for the ids they touch (and their counts, newer than the post's, stay).
   function syncPost() {
     var base = "/api/posts/" + livePost + "/";
-    getJson(base)
+    var gap = postGap;
+    postGap = false;
+    return getJson(base)
       .then(function (post) {
         var seq = Number(post.live_seq) || 0;
-        if (seq <= postSeq) return;
-        postSeq = seq;
-        postCounts({ post: livePost, comment_count: post.comment_count, like_count: post.like_count });
+        if (seq <= postSeq && !gap) return;
+        if (seq >= postSeq) {
+          postSeq = seq;
+          postCounts({ post: livePost, comment_count: post.comment_count, like_count: post.like_count });
+        }
         var touched = (syncTouched = new Set());
         var ids = new Set();
         function page(url) {
@@ -589,8 +642,13 @@
           })
           .finally(function () { if (syncTouched === touched) syncTouched = null; });
       })
-      .catch(function () { /* the next reconnect tries again */ });
+      .catch(function (error) {
+        if (gap) postGap = true; // still to repair: the next occasion (timer, reconnect) re-reads
+        throw error;
+      });
   }
+
+  var syncPostNow = oneAtATime(syncPost);
 
   function plural(n, word) {
     return word + (n === 1 ? "" : "s");
@@ -725,8 +783,10 @@
     var seq = Number(message.seq) || 0;
     if (seq) {
       if (seq <= postSeq) return; // older than what the page shows: it crossed a newer one
+      if (seq > postSeq + 1) postGap = true; // one between them was lost (or is still on its way)
       postSeq = seq;
     }
+    if (postGap) syncPostNow(); // (it reads the post after this message is applied)
     if (syncTouched && message.comment) syncTouched.add(Number(message.type === "comment" ? message.comment.id : message.comment));
     if (message.type === "comment") commentArrived(message.comment);
     else if (message.type === "comment_removed") commentRemoved(message.comment);
@@ -760,18 +820,68 @@
     }
   }
 
+  // The last catch-up that listed nothing: its URL and the ETag of that answer. Asking the same
+  // again sends it back, and the server answers 304 when nothing changed.
+  var quiet = { url: null, tag: null };
+
   function catchUp(url) {
-    return request(url || CATCH_UP_URL + lastSeq, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    var headers = { Accept: "application/json" };
+    if (url === quiet.url) headers["If-None-Match"] = quiet.tag;
+    // no-store: the tag is this script's to send; the browser's cache keeps nothing of this.
+    return request(url, { credentials: "same-origin", cache: "no-store", headers: headers })
       .then(function (response) {
+        if (response.status === 304) return null; // nothing new since the same question last time
         if (!response.ok) throw new Error("catch-up failed: " + response.status);
-        return response.json();
+        var tag = response.headers.get("ETag");
+        return response.json().then(function (page) {
+          quiet = tag && !page.results.length ? { url: url, tag: tag } : { url: null, tag: null };
+          return page;
+        });
       })
       .then(function (page) {
+        if (!page) return;
         page.results.forEach(function (n) { showNotification(n, false); });
         setCounts(page, page.last_seq, 1);
         if (page.next) return catchUp(page.next);
-      })
-      .catch(function () { /* the next reconnect tries again */ });
+      });
+  }
+
+  // Catch up after `from` (by default the last seq shown). Callers ask whenever they like; one
+  // catch-up runs at a time, after the lowest seq anyone asked for (a gap reported meanwhile is
+  // not lost), and a failed one leaves that seq for the next occasion.
+  var catchUpFrom = null;
+  var catchingUp = oneAtATime(function () {
+    var after = catchUpFrom === null ? lastSeq : catchUpFrom;
+    catchUpFrom = null;
+    return catchUp(CATCH_UP_URL + after).catch(function (error) {
+      catchUpFrom = catchUpFrom === null ? after : Math.min(catchUpFrom, after);
+      throw error;
+    });
+  });
+
+  function catchUpNow(from) {
+    var after = typeof from === "number" ? from : lastSeq;
+    catchUpFrom = catchUpFrom === null ? after : Math.min(catchUpFrom, after);
+    return catchingUp();
+  }
+
+  // ---- The slow timer: a lost push with nothing after it -----------------------------------------
+  var syncTimer = null;
+
+  function syncNow() {
+    if (signedOut || loggingOut) return;
+    catchUpNow();
+    if (livePost) syncPostNow();
+  }
+
+  function scheduleSync() {
+    clearTimeout(syncTimer);
+    syncTimer = null;
+    if (document.visibilityState !== "visible" || signedOut || loggingOut) return; // a hidden tab asks when it is shown
+    syncTimer = setTimeout(function () {
+      syncNow();
+      scheduleSync();
+    }, SYNC_MS);
   }
 
   // Credentials live for minutes and a page for seconds: the next page in the same tab reuses the
@@ -846,9 +956,15 @@
     }
     if (retryTimer) return;
     setState("reconnecting");
-    var delay = Math.min(MAX_BACKOFF_MS, 1000 * Math.pow(2, attempt));
+    if (droppedAt === null) droppedAt = Date.now();
+    // Within FAST_RETRY_MS of the drop: 0.75–1.5 s. Then 1 s doubling to 30 s (jittered the same
+    // way), so that many pages do not come back at the same moment after a long outage.
+    var delay = FAST_RETRY_DELAY_MS;
+    if (Date.now() - droppedAt >= FAST_RETRY_MS) {
+      delay = Math.min(MAX_BACKOFF_MS, 1000 * Math.pow(2, attempt));
+      attempt += 1;
+    }
     delay = delay / 2 + Math.random() * delay / 2;
-    attempt += 1;
     retryTimer = setTimeout(function () {
       retryTimer = null;
       connect();
@@ -888,8 +1004,10 @@
             attempt = 0;
             setState("live");
             if (previous) previous.end(true); // make before break: no gap while refreshing
+            droppedAt = null;
             subscribePost(next, creds);
-            catchUp();
+            catchUpNow();
+            scheduleSync(); // just caught up: the timer starts again from now
             scheduleRefresh(creds.expires_at);
           });
         });
@@ -925,6 +1043,7 @@
     clearTimeout(retryTimer); // back online: try now, not after the backoff
     retryTimer = null;
     attempt = 0;
+    droppedAt = null;
     if (!connecting) connect();
   });
   // The network went away: say so at once, and drop the connection (its socket is gone too; MQTT.js
@@ -936,7 +1055,13 @@
     if (current) current.end(true);
   });
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible" && !client && !connecting) connect();
+    if (document.visibilityState !== "visible") {
+      scheduleSync(); // stops the timer
+      return;
+    }
+    if (!client && !connecting) connect(); // …which catches up once connected
+    else syncNow();
+    scheduleSync();
   });
 
   window.heraldLive = {
@@ -951,4 +1076,5 @@
   var startBadge = document.getElementById("bell-count");
   if (startBadge) setTitle(Number(startBadge.dataset.unseen) || 0);
   connect();
+  scheduleSync();
 })();
