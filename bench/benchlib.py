@@ -101,32 +101,45 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
 
 
-def start_gunicorn(env: dict, port: int, workers: int = 2) -> subprocess.Popen:
+def start_gunicorn(env: dict, port: int, workers: int = 2, stderr=None) -> subprocess.Popen:
     proc = subprocess.Popen(
         [PYTHON, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-         "--log-level", "warning"], cwd=ROOT, env=env,
+         "--log-level", "warning"], cwd=ROOT, env=env, stderr=stderr,
     )
     wait_for_port(port)
     return proc
 
 
-def start_db_worker(env: dict, interval: float = 0.05, nice: int = 0) -> subprocess.Popen:
+def start_db_worker(env: dict, interval: float = 0.05, nice: int = 0, stderr=None) -> subprocess.Popen:
     """`manage.py db_worker` on the database queue (TASK_BACKEND=database in env)."""
     assert env.get("TASK_BACKEND") == "database"
     return subprocess.Popen(
         (["nice", "-n", str(nice)] if nice else []) + [PYTHON, "manage.py", "db_worker", "--interval", str(interval), "--no-startup-delay", "--no-reload", "-v0"],
-        cwd=ROOT, env=env,
+        cwd=ROOT, env=env, stderr=stderr,
     )
 
 
-def start_localiot(env: dict) -> subprocess.Popen:
+def start_deliver_pending(env: dict, loop: float = 1.0, stderr=None) -> subprocess.Popen:
+    """`manage.py deliver_pending --loop N`: the retrier of owed pushes, as a long-lived local process."""
+    return subprocess.Popen([PYTHON, "manage.py", "deliver_pending", "--loop", str(loop), "-v0"],
+                            cwd=ROOT, env=env, stderr=stderr)
+
+
+def start_cpu_hogs(count: int) -> list[subprocess.Popen]:
+    """`count` processes that each spin on a CPU until stopped: a machine whose cores are
+    oversubscribed, as on a shared or throttled host. Stop them with stop()."""
+    return [subprocess.Popen([PYTHON, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def start_localiot(env: dict, stderr=None, timeout: float = 30) -> subprocess.Popen:
     """`manage.py runlocaliot` (the IoT emulator) on env's LOCALIOT_*_PORT; returns once its MQTT
     and HTTP Publish ports accept connections (the WebSocket port is not probed: a bare TCP connect
-    there is a failed handshake)."""
-    proc = subprocess.Popen([PYTHON, "manage.py", "runlocaliot"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    there is a failed handshake), or fails after `timeout` seconds."""
+    proc = subprocess.Popen([PYTHON, "manage.py", "runlocaliot"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=stderr)
     try:
         for name in ("LOCALIOT_MQTT_PORT", "LOCALIOT_HTTP_PORT"):
-            wait_for_port(int(env[name]))
+            wait_for_port(int(env[name]), timeout)
     except BaseException:
         stop([proc])
         raise
