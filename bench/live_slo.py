@@ -14,11 +14,12 @@ Unfollows are sent in the same schedule (the next follow needs them) but store n
 are not measured.
 
 Each recipient has an open page: paho over WebSocket with credentials from
-`POST /api/notifications/credentials/`, behaving as notifier/static/notifier/live.js does: after a
-drop it reconnects with fresh credentials, backing off 1 s doubling to 30 s with jitter; after
-every (re)connect it catches up with `GET /api/notifications/?after_seq=<last seq>`, and it does
-the same when a pushed seq skips one. An event counts as shown by whichever comes first: its push,
-or a catch-up whose `last_seq` covers it.
+`POST /api/notifications/credentials/`, behaving as notifier/static/notifier/live.js in this
+checkout does (its timing constants are read from the file, see page_policy): after a drop it
+reconnects with fresh credentials on the script's schedule; after every (re)connect it catches up
+with `GET /api/notifications/?after_seq=<last seq>`, and it does the same when a pushed seq skips
+one and on the script's slow timer, one catch-up at a time. An event counts as shown by whichever
+comes first: its push, or a catch-up whose `last_seq` covers it.
 
 Scenarios (`--scenario`, all three by default), each on a fresh set of processes and users:
 - load: the busy CPU only;
