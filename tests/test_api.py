@@ -1,4 +1,6 @@
 """The HTTP API: happy paths, every bad input with its status and message, and ownership."""
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -290,9 +292,11 @@ def test_a_catch_up_with_nothing_new_is_one_primary_key_read_and_then_304(api, a
     assert tag.startswith('W/"')
     assert "private" in r["Cache-Control"] and "no-cache" in r["Cache-Control"]
     assert "Cookie" in r["Vary"] and "Authorization" in r["Vary"]
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(1) as captured:
         again = api.get("/api/notifications/?after_seq=5", HTTP_IF_NONE_MATCH=tag)
     assert again.status_code == 304 and again.content == b""
+    (query,) = [q["sql"] for q in captured.captured_queries]
+    assert set(re.findall(r'"(notifier_\w+)"', query)) == {"notifier_notificationstate"}  # not the notifications
     assert again["ETag"] == tag
     # Any of several tags, weak or strong, the same way.
     assert api.get("/api/notifications/?after_seq=5", HTTP_IF_NONE_MATCH=f'"x", {tag[2:]}').status_code == 304
