@@ -316,7 +316,8 @@
       a.textContent = initial(actor);
       box.appendChild(a);
     });
-    var more = (Number(n.count) || 1) - actors.length;
+    // "+N" counts people; a new-posts item's count is of one author's posts.
+    var more = n.kind === "new_post" ? 0 : (Number(n.count) || 1) - actors.length;
     if (more > 0) {
       var extra = document.createElement("span");
       extra.className = "avatar tiny more";
