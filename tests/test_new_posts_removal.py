@@ -233,3 +233,19 @@ def test_deleting_a_post_while_a_newer_one_fans_out(settings):
         per = Notification.objects.filter(kind="new_post").values_list("recipient_id", flat=True)
         assert sorted(per) == sorted(f.pk for f in followers)
     check_consistency([loud, *followers], withdrawn=True)
+
+
+def test_the_page_shows_no_plus_n_people_for_an_authors_many_posts(client, alice, bob, make_user, on_commit):
+    services.follow(bob, "alice")
+    posted(on_commit, alice, "one", "two", "three", "four", "five")
+    assert item_of(bob).actor_count == 5  # posts, not people
+    client.force_login(bob)
+    page = client.get("/notifications/").content.decode()
+    assert 'class="notification kind-new_post' in page
+    assert "avatar tiny more" not in page
+    # … while a like by four people still shows "+1" beside three faces.
+    post = services.create_post(bob, "mine")
+    for name in ("l1", "l2", "l3", "l4"):
+        services.like(make_user(name), post.pk)
+    page = client.get("/notifications/").content.decode()
+    assert '<span class="avatar tiny more">+1</span>' in page
