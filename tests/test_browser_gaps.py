@@ -311,3 +311,32 @@ def test_after_a_5s_broker_outage_everything_shows_within_3s_of_its_return(live_
             browser.close()
     finally:
         running.stop()
+
+
+def test_while_the_broker_stays_down_new_notifications_still_show_through_the_api(live_server, settings):
+    """Each reconnect attempt also asks the API, which works while the broker does not: a
+    notification made during an outage shows without waiting for the broker (slow timer off)."""
+    ports = {"mqtt_port": free_port(), "ws_port": free_port(), "http_port": free_port()}
+    running = LocalIoT(**options_from_settings(host="127.0.0.1", **ports)).start_in_thread()
+    point_settings_at(settings, running.iot)
+    alice, bob = make_users("alice", "bob")
+    base = live_server.url
+    try:
+        with sync_playwright() as p:
+            browser = launch(p)
+            page = logged_in_page(browser, base, "alice")
+            page.add_init_script(NO_SYNC)
+            page.goto(f"{base}/notifications/")
+            wait_live(page)
+            state = page.locator("#live-state")
+            items = page.locator("#notification-list li.notification")
+            running.stop()
+            expect(state).to_have_attribute("data-state", "reconnecting", timeout=TIMEOUT)
+            comment_notice(alice, bob, "while the broker is away")
+            expect(items).to_have_count(1, timeout=TIMEOUT)
+            assert "while the broker is away" in items.first.inner_text()
+            expect(page.locator("#bell-count")).to_have_attribute("data-unread", "1")
+            assert page.evaluate("document.body.dataset.liveState") != "live"  # still no broker
+            browser.close()
+    finally:
+        running.stop()

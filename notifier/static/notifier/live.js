@@ -968,6 +968,9 @@
     delay = delay / 2 + Math.random() * delay / 2;
     retryTimer = setTimeout(function () {
       retryTimer = null;
+      // The API usually works while the broker does not: each attempt also asks it (a 304 while
+      // nothing is new), so what happens during an outage shows without waiting for its end.
+      syncNow();
       connect();
     }, delay);
   }
