@@ -24,6 +24,20 @@ def bad_request(request, exception=None):
     return defaults.bad_request(request, exception)
 
 
+def page_not_found(request, exception=None):
+    """handler404: JSON under /api/ (an unknown API path is not an HTML page), the page elsewhere."""
+    if is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def permission_denied(request, exception=None):
+    """handler403: JSON under /api/, the page elsewhere."""
+    if is_api(request):
+        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
+    return defaults.permission_denied(request, exception)
+
+
 def server_error(request):
     """handler500: JSON under /api/ (nothing internal in it), the page elsewhere."""
     if is_api(request):
