@@ -51,8 +51,9 @@
     textarea.dataset.counter = "1";
     textarea.dataset.maxlength = textarea.getAttribute("maxlength");
     textarea.removeAttribute("maxlength");
-    // A field the server sent back with its error stays marked as such.
-    const serverInvalid = textarea.getAttribute("aria-invalid") === "true";
+    // A field the server sent back with its error stays marked as such until it is edited: then
+    // the error ("cannot be empty") no longer describes what the box holds, and goes.
+    let serverInvalid = textarea.getAttribute("aria-invalid") === "true";
     let markedOver = false;
     const id = `${textarea.id}-count`;
     const counter = document.createElement("span");
@@ -88,7 +89,19 @@
         else textarea.removeAttribute("aria-invalid");
       }
     }
+    function clearServerError() {
+      if (!serverInvalid) return;
+      serverInvalid = false;
+      const errorId = `${textarea.id}-error`;
+      const error = document.getElementById(errorId);
+      if (error) error.remove();
+      const ids = (textarea.getAttribute("aria-describedby") || "").split(/\s+/).filter((id) => id && id !== errorId);
+      if (ids.length) textarea.setAttribute("aria-describedby", ids.join(" "));
+      else textarea.removeAttribute("aria-describedby");
+      if (!markedOver) textarea.removeAttribute("aria-invalid");
+    }
     function update() {
+      clearServerError();
       const n = left(textarea);
       mark(n);
       if (n >= WARN_BELOW) {
