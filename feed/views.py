@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 import notifier
 from config import login_guard
 from config.throttles import SignupThrottle, WriteThrottle, throttle_page
+from notifier.services import open_post
 
 from . import queries, services
 from .forms import CommentForm, PostForm, ProfileForm, SignupForm
@@ -153,6 +154,10 @@ def post_detail(request, pk):
             return redirect(comment.get_absolute_url())
         if _htmx(request):  # errors: 200, so htmx swaps the form in
             return render(request, "feed/_comment_form.html", {"post": post, "form": form})
+    if request.method == "GET" and request.user.is_authenticated:
+        # Reading the post is reading what one was told about it: its notifications go read and
+        # the badge clears, here and in every open tab (before rendering: the page shows it).
+        open_post(request.user, post.pk)
     comments = queries.comments_for(post)
     muted = request.user.is_authenticated and notifier.muted(request.user, post.pk)
     return render(request, "feed/post_detail.html", {"post": post, "comments": comments, "form": form, "muted": muted})

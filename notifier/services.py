@@ -551,6 +551,40 @@ def mark_read(user, notification_id: int) -> int:
     return unread
 
 
+def open_post(user, post_ref: int) -> list[int]:
+    """The user opened a post: what they were told about it (comments, likes, mentions, replies on
+    it, the "new posts" item while it shows this post) is read, and everything is seen, as when
+    they open each notification and the bell. Returns the ids marked read.
+
+    The state row is locked first (as every write's); one UPDATE … RETURNING marks the unread
+    items of the post, so the unread count drops by exactly what it returned, and one UPDATE of the
+    state row moves the seen watermark. Other tabs get a `read` and a `seen` message after commit.
+    """
+    uid = _user_id(user)
+    notification = table(Notification)
+    with transaction.atomic():
+        _lock_states([uid])
+        state = NotificationState.objects.get(pk=uid)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {notification} SET read_at = %s WHERE recipient_id = %s AND post_ref = %s"
+                f" AND read_at IS NULL AND seq > %s RETURNING id",
+                [connection.ops.adapt_datetimefield_value(timezone.now()), uid, post_ref, state.read_seq],
+            )
+            ids = sorted(row[0] for row in cursor.fetchall())
+        unseen = state.unseen_count or state.seen_seq != state.last_seq
+        if not ids and not unseen:
+            return []
+        unread = state.unread_count - len(ids)
+        NotificationState.objects.filter(pk=uid).update(unread_count=unread, seen_seq=state.last_seq, unseen_count=0)
+        if ids:
+            delivery.publish_read_on_commit(uid, last_seq=state.last_seq, unread_count=unread, ids=ids,
+                                            unseen_count=0)
+        if unseen:
+            delivery.publish_on_commit(uid, envelope.seen_message(last_seq=state.last_seq, unseen_count=0))
+    return ids
+
+
 def mark_all_read(user) -> int:
     """Mark all of the user's notifications read by moving the read watermark: one row, whatever
     the backlog. Returns how many were unread."""
