@@ -699,7 +699,7 @@
     when.appendChild(time);
     var text = document.createElement("div");
     text.className = "comment-text is-live";
-    text.append.apply(text, withMentions(String(c.text || ""), c.mentions));
+    text.append.apply(text, withLinks(String(c.text || ""), c.mentions));
     li.append(name, " ", when, " ", text);
     if (author.username && author.username === body.dataset.username) li.append(" ", deleteForm(c.id));
     return li;
@@ -732,6 +732,87 @@
     }
     parts.push(text.slice(at));
     return parts.filter(function (p) { return p !== ""; });
+  }
+
+  // As the server's feed.text.find_links / link_href (the same patterns, see there): only http(s)
+  // and "www." URLs become links, built as <a> elements whose text is the URL as written.
+  var URL_START = /[Hh][Tt][Tt][Pp][Ss]?:\/\/|[Ww][Ww][Ww]\./g; // ASCII only: no "ſ" for "s"
+  var URL_BODY = /[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2069\u3000\ufeff<>"'`\\]*/uy;
+  var URL_NOT_AFTER = /[\p{L}\p{N}_@.\-\/:+%&=~]$/u;
+  var URL_HOST_END = /[\/?#]/;
+  var HAS_ALNUM = /[\p{L}\p{N}]/u;
+  var HREF_SAFE = /^[A-Za-z0-9\-._~:\/?#\[\]@!$&()*+,;=]$/;
+  var HEX2 = /^[0-9A-Fa-f]{2}$/;
+  var LINK_REL = "nofollow ugc noopener";
+
+  function trimUrl(url) {
+    var opened = url.split("(").length - 1;
+    var closed = url.split(")").length - 1;
+    var end = url.length;
+    while (end) {
+      var last = url[end - 1];
+      if (".,;:!?".indexOf(last) >= 0) end -= 1;
+      else if (last === ")" && closed > opened) { closed -= 1; end -= 1; }
+      else break;
+    }
+    return url.slice(0, end);
+  }
+
+  function linkHref(url) {
+    var schemeEnd = url.indexOf("://");
+    url = schemeEnd >= 0 ? url.slice(0, schemeEnd).toLowerCase() + url.slice(schemeEnd) : "https://" + url;
+    var out = "";
+    var chars = Array.from(url); // code points, as the server counts them
+    for (var i = 0; i < chars.length; i++) {
+      var ch = chars[i];
+      if (HREF_SAFE.test(ch)) out += ch;
+      else if (ch === "%" && HEX2.test((chars[i + 1] || "") + (chars[i + 2] || ""))) out += ch;
+      else if (ch.length === 1 && ch >= "\ud800" && ch <= "\udfff") out += "%3F"; // a lone surrogate
+      else out += encodeURIComponent(ch).replace(/[!'()*~]/g, function (c) {
+        return "%" + c.charCodeAt(0).toString(16).toUpperCase();
+      });
+    }
+    return out;
+  }
+
+  function findLinks(text) {
+    var spans = [];
+    var pos = 0;
+    var match;
+    URL_START.lastIndex = 0;
+    while ((match = URL_START.exec(text)) !== null) {
+      var start = match.index;
+      if (start < pos || (start && URL_NOT_AFTER.test(text.slice(Math.max(0, start - 2), start)))) continue;
+      URL_BODY.lastIndex = start + match[0].length;
+      var bodyEnd = URL_BODY.lastIndex + URL_BODY.exec(text)[0].length;
+      pos = bodyEnd;
+      var url = trimUrl(text.slice(start, bodyEnd));
+      var rest = url.slice(match[0].length); // the host and what follows
+      var cut = rest.search(URL_HOST_END);
+      var host = cut >= 0 ? rest.slice(0, cut) : rest;
+      if (host.indexOf("@") >= 0 || !HAS_ALNUM.test(host)) continue;
+      spans.push([start, start + url.length]);
+    }
+    return spans;
+  }
+
+  // URLs first (a mention inside a URL stays part of it), then mentions in the text between them
+  // (a URL never ends right before an "@", so the slices see the same mentions as the server).
+  function withLinks(text, mentions) {
+    var parts = [];
+    var at = 0;
+    findLinks(text).forEach(function (span) {
+      parts.push.apply(parts, withMentions(text.slice(at, span[0]), mentions));
+      var url = text.slice(span[0], span[1]);
+      var a = document.createElement("a");
+      a.setAttribute("href", linkHref(url));
+      a.setAttribute("rel", LINK_REL);
+      a.textContent = url;
+      parts.push(a);
+      at = span[1];
+    });
+    parts.push.apply(parts, withMentions(text.slice(at), mentions));
+    return parts;
   }
 
   // Your own comment, arriving from another tab: the same Delete form the server renders.
