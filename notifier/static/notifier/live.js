@@ -20,7 +20,10 @@
  *   stay unread (styled) until read.
  * - The tab title starts with the unseen count, "(3) Home · Herald", kept in step with the badge.
  * - Toasts: at most three shown (one on a phone), the rest counted in a "+N more" link to the
- *   notifications page; each has a Dismiss button, and they wait while hovered or focused.
+ *   notifications page; each has a Dismiss button, and they wait while hovered or focused. A
+ *   notification's toast opens it through its mark-read URL (it goes read in every tab); a grouped
+ *   item that gains activity while its toast is up changes that toast in place. On the home page a
+ *   followed author's new post shows only the "N new posts" button (the bell still counts it).
  * - The navbar shows the connection state in words ("Live", "Reconnecting…", "Offline"): MQTT
  *   keep-alive pings every few seconds find a dead connection within 10 s, and the browser's
  *   `offline` event at once.
@@ -246,6 +249,7 @@
     var t = toastTimers.get(el);
     if (t) clearTimeout(t.timer);
     toastTimers.delete(el);
+    if (el.dataset.id && toastsById.get(Number(el.dataset.id)) === el) toastsById.delete(Number(el.dataset.id));
     var hadFocus = el.contains(document.activeElement);
     el.remove();
     layoutToasts();
@@ -278,14 +282,48 @@
     if (narrow && narrow.addEventListener) narrow.addEventListener("change", layoutToasts);
   }
 
-  function toast(text, url) {
+  // A notification's toast, by its id: a grouped item that gains activity while its toast is up
+  // changes that toast ("Ana and 2 others liked …") rather than stacking another.
+  var toastsById = new Map();
+
+  // Following a notification's toast goes through its open URL (POST, like its line in the list):
+  // it is marked read, in every tab, and the server sends the browser on to what it is about. A
+  // middle or modified click opens the link itself, as any link would.
+  function openThroughServer(event, id) {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    var form = postForm("/notifications/" + Number(id) + "/read/", { open: "1" });
+    form.hidden = true;
+    body.appendChild(form);
+    form.submit();
+  }
+
+  function toast(text, url, id) {
     var box = toastBox();
     if (!box || typeof text !== "string") return;
+    var shown = id ? toastsById.get(id) : null;
+    if (shown && shown.isConnected) {
+      shown.querySelector("a").textContent = text;
+      shown.querySelector("a").href = safeUrl(url);
+      var t = toastTimers.get(shown);
+      if (t) {
+        clearTimeout(t.timer);
+        t.timer = null;
+        t.left = TOAST_MS; // news again: it gets its full time again
+        runToast(shown);
+      }
+      return;
+    }
     var el = document.createElement("div");
     el.className = "toast";
     var link = document.createElement("a");
     link.href = safeUrl(url);
     link.textContent = text;
+    if (id) {
+      el.dataset.id = String(id);
+      toastsById.set(id, el);
+      link.addEventListener("click", function (event) { openThroughServer(event, id); });
+    }
     var close = document.createElement("button");
     close.type = "button";
     close.className = "toast-close";
@@ -416,7 +454,9 @@
     // News gets a toast whichever way it came first: by push, or by the catch-up that follows every
     // (re)connect (which can win the race against the push of something that happened just then).
     // A retried push of an old event (delivered late by deliver_pending) updates the list quietly.
-    if (news && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n.text, n.url);
+    // On the home page a followed author's new post has its banner ("1 new post"): no toast too.
+    var banner = n.kind === "new_post" && newPostsBox && newPostsButton;
+    if (news && !banner && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n.text, n.url, id);
   }
 
   function markRead(ids) {
