@@ -257,11 +257,9 @@ def test_a_hidden_tab_does_not_ask_and_catches_up_when_shown(live_server, losing
 
 # --- a broker restart ---------------------------------------------------------------------------
 
-def test_after_a_5s_broker_outage_everything_shows_within_3s_of_its_return(live_server, settings):
-    """The emulator is stopped for 5 s with a page open and started again on the same ports.
-    Notifications made during the outage (their pushes fail) and after it are all on the page
-    within 3 s of the broker's return: the page reconnects within about a second and catches up
-    by itself (the slow timer is off, and nothing retries the failed pushes)."""
+def own_emulator(settings):
+    """An emulator of the test's own, on ports fixed for the test, with the function that starts
+    it (again) there: a page reconnects to the same address after a restart. Returns both."""
     ports = {"mqtt_port": free_port(), "ws_port": free_port(), "http_port": free_port()}
 
     def start():
@@ -269,6 +267,15 @@ def test_after_a_5s_broker_outage_everything_shows_within_3s_of_its_return(live_
 
     running = start()
     point_settings_at(settings, running.iot)
+    return running, start
+
+
+def test_after_a_5s_broker_outage_everything_shows_within_3s_of_its_return(live_server, settings):
+    """The emulator is stopped for 5 s with a page open and started again on the same ports.
+    Notifications made during the outage (their pushes fail) and after it are all on the page
+    within 3 s of the broker's return: the page reconnects within about a second and catches up
+    by itself (the slow timer is off, and nothing retries the failed pushes)."""
+    running, start = own_emulator(settings)
     alice, bob = make_users("alice", "bob")
     base = live_server.url
     try:
@@ -316,9 +323,7 @@ def test_after_a_5s_broker_outage_everything_shows_within_3s_of_its_return(live_
 def test_while_the_broker_stays_down_new_notifications_still_show_through_the_api(live_server, settings):
     """Each reconnect attempt also asks the API, which works while the broker does not: a
     notification made during an outage shows without waiting for the broker (slow timer off)."""
-    ports = {"mqtt_port": free_port(), "ws_port": free_port(), "http_port": free_port()}
-    running = LocalIoT(**options_from_settings(host="127.0.0.1", **ports)).start_in_thread()
-    point_settings_at(settings, running.iot)
+    running, _ = own_emulator(settings)
     alice, bob = make_users("alice", "bob")
     base = live_server.url
     try:
