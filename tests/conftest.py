@@ -69,6 +69,17 @@ def _fresh_throttles():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_chance_sweeps(monkeypatch):
+    """The occasional sweeps (1 hit in 200 prunes old limit counters, 1 request in 20 old live
+    clients) are off unless a test turns them on: a query count must not depend on a dice roll."""
+    from limits import counters
+    from notifier import live_clients
+
+    monkeypatch.setattr(counters, "PRUNE_ONE_IN", 10**18)
+    monkeypatch.setattr(live_clients, "PRUNE_ONE_IN", float("inf"))
+
+
 @pytest.fixture
 def make_user(db):
     def make(username, **extra):
