@@ -58,8 +58,8 @@ class PreferencesSerializer(serializers.Serializer):
 class ListQuerySerializer(serializers.Serializer):
     unread = serializers.BooleanField(required=False, default=False, help_text="Only unread notifications.")
     filter = serializers.ChoiceField(
-        choices=list(inbox.FILTERS), required=False, default=inbox.ALL,
-        help_text="The page's tabs: all, mentions (mentions and replies), unread (as ?unread=true).",
+        choices=list(inbox.FILTERS), required=False, default=inbox.ALL, allow_blank=True,
+        help_text="The page's tabs: all (also when empty), mentions (mentions and replies), unread (as ?unread=true).",
     )
     after_seq = serializers.IntegerField(
         required=False, min_value=0, max_value=2**63 - 1,
