@@ -112,6 +112,25 @@ def test_filter_tabs(live_server):
         browser.close()
 
 
+def test_the_mentions_tab_takes_only_mentions_live(live_server, live_push):
+    alice, bob = make_users("alice", "bob")
+    post = services.create_post(alice, "hello")
+    base = live_server.url
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = logged_in_page(browser, base, "alice")
+        page.goto(f"{base}/notifications/?filter=mentions")
+        wait_live(page)
+        services.like(bob, post.pk)
+        expect(page.locator("#bell-count")).to_have_attribute("data-unread", "1", timeout=TIMEOUT)
+        services.create_post(bob, "hey @alice")
+        expect(rows(page)).to_have_count(1, timeout=TIMEOUT)
+        expect(rows(page).first).to_have_class("notification unread is-new kind-mention")
+        expect(page.locator("#bell-count")).to_have_attribute("data-unread", "2")
+        expect(page.locator("#notification-list li.kind-like")).to_have_count(0)  # not in this tab
+        browser.close()
+
+
 def test_mark_as_unread_reaches_the_other_tab_live(live_server, live_push):
     alice, bob = make_users("alice", "bob")
     post = services.create_post(alice, "hello")
