@@ -125,6 +125,12 @@ def follow(request, username):
         return render(request, "feed/_person.html", {
             "person": queries.person_for(request.user, services.get_user(username)), "next": _safe_next(request) or "",
         })
+    if _htmx(request) and request.POST.get("as") == "button":  # a "Follow back" among notifications
+        user = services.get_user(username)
+        return render(request, "feed/_follow_button.html", {
+            "profile_user": user, "is_following": queries.is_following(request.user, user), "compact": True,
+            "next": _safe_next(request),
+        })
     if _htmx(request):
         user = services.get_user(username)
         return render(request, "feed/_follow_button.html", {

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from config.pagination import IntegerCursorPagination
 from config.throttles import CredentialsThrottle, WriteThrottle
 
-from . import groups, live_clients, services
+from . import groups, inbox, live_clients, services
 from .aws import issuer as credentials
 from .models import Notification, NotificationState
 from .serializers import (
@@ -22,6 +22,7 @@ from .serializers import (
     ReadResultSerializer,
     SeenResultSerializer,
     UnreadCountSerializer,
+    UnreadResultSerializer,
 )
 
 CATCH_UP_LIMIT = 100
@@ -43,7 +44,7 @@ class NotificationListView(generics.ListAPIView):
         qs = Notification.objects.for_user(self.request.user).select_related("actor")
         if self.query["unread"]:
             qs = qs.unread()
-        return qs
+        return inbox.filtered(qs, self.query["filter"])
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)
@@ -157,6 +158,16 @@ class MarkReadView(APIView):
     def post(self, request, pk):
         unread = services.mark_read(request.user, pk)
         return Response({"marked": 1, "unread_count": unread})
+
+
+class MarkUnreadView(APIView):
+    """Keep one as new: it is unread again (own only: 404 for anyone else's), in every tab."""
+
+    throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=None, responses=UnreadResultSerializer)
+    def post(self, request, pk):
+        return Response({"unread_count": services.mark_unread(request.user, pk)})
 
 
 class MarkAllReadView(APIView):

@@ -89,6 +89,13 @@ def read_message(*, last_seq: int, unread_count: int, ids: list[int] | None, uns
     }
 
 
+def unread_message(*, last_seq: int, unread_count: int, ids: list[int], unseen_count: int) -> dict:
+    """Sent when notifications are marked unread again, so every open tab shows them unread and
+    updates its badge (the counterpart of `read`)."""
+    return {"v": ENVELOPE_VERSION, "type": "unread", "seq": last_seq, "ids": ids,
+            "unread_count": unread_count, "unseen_count": unseen_count}
+
+
 def removed_message(*, ids: list[int], last_seq: int, unread_count: int, unseen_count: int) -> dict:
     """Sent when items went away (the last like of a group was taken back): clients drop them."""
     return {"v": ENVELOPE_VERSION, "type": "removed", "seq": last_seq, "ids": ids,

@@ -170,6 +170,10 @@ class Notification(models.Model):
         indexes = [
             # withdraw(post_refs=…) when a post is deleted, and fan-out-vs-delete checks.
             models.Index(fields=["post_ref"], condition=models.Q(post_ref__isnull=False), name="notification_post_ref_idx"),
+            # The "Mentions and replies" tab (page and API ?filter=mentions): newest first, without
+            # stepping over the likes and follows between them.
+            models.Index(fields=["recipient", "seq"], condition=models.Q(kind__in=["mention", "reply"]),
+                         name="notification_mentions_idx"),
             # withdraw(comment_refs=…) when a comment is deleted.
             models.Index(
                 fields=["comment_ref"], condition=models.Q(comment_ref__isnull=False), name="notification_comment_ref_idx"

@@ -1,6 +1,7 @@
 """API shape of a notification (contract: README "HTTP API")."""
 from rest_framework import serializers
 
+from . import inbox
 from .envelope import actor_list
 from .models import Kind, Notification
 
@@ -56,6 +57,10 @@ class PreferencesSerializer(serializers.Serializer):
 
 class ListQuerySerializer(serializers.Serializer):
     unread = serializers.BooleanField(required=False, default=False, help_text="Only unread notifications.")
+    filter = serializers.ChoiceField(
+        choices=list(inbox.FILTERS), required=False, default=inbox.ALL, allow_blank=True,
+        help_text="The page's tabs: all (also when empty), mentions (mentions and replies), unread (as ?unread=true).",
+    )
     after_seq = serializers.IntegerField(
         required=False, min_value=0, max_value=2**63 - 1,
         help_text="Catch-up after a reconnect: exactly the notifications with seq > N, oldest first, "
@@ -73,4 +78,8 @@ class CatchUpPageSerializer(serializers.Serializer):
 
 class ReadResultSerializer(serializers.Serializer):
     marked = serializers.IntegerField()
+    unread_count = serializers.IntegerField()
+
+
+class UnreadResultSerializer(serializers.Serializer):
     unread_count = serializers.IntegerField()

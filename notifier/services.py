@@ -551,6 +551,43 @@ def mark_read(user, notification_id: int) -> int:
     return unread
 
 
+def mark_unread(user, notification_id: int) -> int:
+    """Mark one of the user's notifications unread again ("keep as new"); returns the new unread
+    count. Idempotent: one that is already unread changes nothing.
+
+    Above the read watermark that is its own mark cleared. At or below it the watermark says it is
+    read, so the watermark comes down to just below it, and whatever it covered above that point
+    and was not read by itself keeps being read with its own `read_at`: one range UPDATE on the
+    (recipient, seq) index, proportional to how far back the item is (a page or two in practice),
+    where the alternative, a second "unread on purpose" flag, would add a term to every unread
+    test in the app. Either way the item flips once and the count gains exactly one.
+
+    Raises Notification.DoesNotExist when it is not this user's (callers answer 404).
+    """
+    uid = _user_id(user)
+    with transaction.atomic():
+        _lock_states([uid])
+        state = NotificationState.objects.get(pk=uid)
+        item = Notification.objects.filter(pk=notification_id, recipient_id=uid).values_list("seq", "read_at").first()
+        if item is None:
+            raise Notification.DoesNotExist(notification_id)
+        seq, read_at = item
+        if seq > state.read_seq and read_at is None:
+            return state.unread_count
+        watermark = state.read_seq
+        if seq <= state.read_seq:
+            watermark = seq - 1
+            Notification.objects.filter(
+                recipient_id=uid, seq__gt=seq, seq__lte=state.read_seq, read_at__isnull=True
+            ).update(read_at=timezone.now())
+        Notification.objects.filter(pk=notification_id).update(read_at=None)
+        unread = state.unread_count + 1
+        NotificationState.objects.filter(pk=uid).update(unread_count=unread, read_seq=watermark)
+        delivery.publish_on_commit(uid, envelope.unread_message(
+            last_seq=state.last_seq, unread_count=unread, ids=[notification_id], unseen_count=state.unseen_count))
+    return unread
+
+
 def open_post(user, post_ref: int) -> list[int]:
     """The user opened a post: what they were told about it (comments, likes, mentions, replies on
     it, the "new posts" item while it shows this post) is read, and everything is seen, as when

@@ -1,33 +1,59 @@
 """The notifications page, its mark-read forms, and the notification settings page."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from config.throttles import WriteThrottle, throttle_page
 
-from . import groups, services
+from . import groups, inbox, services
 from .models import MUTABLE_KINDS, Kind, Notification
 
 PAGE_SIZE = 30
+# Opening a notification whose post or comment was deleted meanwhile (its notification went with it).
+GONE = "This post was deleted (or the comment you were told about was): there is nothing left to open."
+
+
+def _htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
 
 
 @login_required
 def notifications_page(request):
-    """The list, newest first. Opening it marks everything seen (the badge clears in every tab);
-    items stay unread until opened."""
-    services.mark_seen(request.user)
-    qs = Notification.objects.for_user(request.user).select_related("actor").order_by("-seq")
+    """The list, newest first, under Today / This week / Earlier, in tabs (`?filter=mentions`,
+    `?filter=unread`). Opening it marks everything seen (the badge clears in every tab); items
+    stay unread until opened. Older pages come by keyset (`?before=<seq>`): a plain link, which
+    htmx follows when it scrolls into view and appends (the rows alone, `?section=` naming the
+    section the list above ends in, so its heading is not repeated)."""
+    more = _htmx(request) and "before" in request.GET
+    if not more:
+        services.mark_seen(request.user)
+    tab = inbox.filter_name(request.GET.get("filter"))
+    qs = inbox.filtered(Notification.objects.for_user(request.user), tab).select_related("actor").order_by("-seq")
     before = request.GET.get("before", "")
-    if before.isdigit():
+    if before.isdigit() and len(before) <= 18:
         qs = qs.filter(seq__lt=int(before))
     items = list(qs[: PAGE_SIZE + 1])
     next_before = items[PAGE_SIZE - 1].seq if len(items) > PAGE_SIZE else None
-    return render(request, "notifier/notifications.html", {
-        "notifications": groups.attach_actors(items[:PAGE_SIZE]), "next_before": next_before,
-    })
+    items = inbox.with_sections(groups.attach_actors(items[:PAGE_SIZE]),
+                                previous=request.GET.get("section", "") if more else "")
+    context = dict(notifications=items, next_before=next_before, tab=tab, filters=inbox.FILTERS,
+                   **inbox.page_queries(tab, next_before, items[-1].section.key if items else ""))
+    if more:
+        return render(request, "notifier/_rows.html", context)
+    return render(request, "notifier/notifications.html", {**context, "kind_icons": inbox.KIND_LABELS})
+
+
+def _one_row(request, pk):
+    """One row again after it changed (htmx): same markup as in the list."""
+    item = Notification.objects.for_user(request.user).select_related("actor").filter(pk=pk).first()
+    if item is None:
+        return HttpResponse(status=204)
+    return render(request, "notifier/_rows.html",
+                  {"notifications": inbox.with_sections(groups.attach_actors([item])), "one": True})
 
 
 @login_required
@@ -38,12 +64,38 @@ def mark_read(request, pk):
     try:
         services.mark_read(request.user, pk)
     except Notification.DoesNotExist:
-        messages.info(request, "That notification is gone: what it was about has been deleted.")
-        return redirect("notifications")
+        messages.info(request, GONE)
+        return _to_list(request)
     if request.POST.get("open"):
         url = Notification.objects.filter(pk=pk, recipient=request.user).values_list("url", flat=True).first()
         if url and url_has_allowed_host_and_scheme(url, allowed_hosts=None):
             return redirect(url)
+    if _htmx(request):
+        return _one_row(request, pk)
+    return redirect("notifications")
+
+
+def _to_list(request):
+    """Back to the list: a redirect, or for htmx (a row's button) the whole page, not the list
+    swapped into the row."""
+    if _htmx(request):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("notifications")
+        return response
+    return redirect("notifications")
+
+
+@login_required
+@require_POST
+@throttle_page(WriteThrottle)
+def mark_unread(request, pk):
+    """Keep one as new (own only: 404 otherwise); htmx gets the row back, a form the list."""
+    try:
+        services.mark_unread(request.user, pk)
+    except Notification.DoesNotExist:
+        raise Http404("No such notification.") from None
+    if _htmx(request):
+        return _one_row(request, pk)
     return redirect("notifications")
 
 
@@ -54,19 +106,12 @@ def mark_all_read(request):
     return redirect("notifications")
 
 
-def _post_url(post_ref: int) -> str:
-    # notifier does not import feed: it knows a post only by its id and the page's URL name.
-    try:
-        return reverse("post-detail", args=[post_ref])
-    except NoReverseMatch:
-        return ""
-
-
 def _settings_context(request, muted_kinds, error=""):
     prefs = services.preferences(request.user)
     return {
         "kinds": [(value, Kind(value).label, value in muted_kinds) for value in MUTABLE_KINDS],
-        "muted_posts": [{"id": ref, "url": _post_url(ref)} for ref in prefs["muted_posts"]],
+        # Ids: the page shows each post's author and start (feed's `posts_by_id`, one query).
+        "muted_posts": prefs["muted_posts"],
         "error": error,
     }
 

@@ -64,7 +64,7 @@ def test_two_people_use_herald(live_server):
         expect(items.nth(0)).to_contain_text("Bob liked your post")
         expect(items.nth(1)).to_contain_text("Bob commented on your post: “Nice one”")
         expect(items.nth(2)).to_contain_text("Bob started following you.")
-        items.nth(1).locator("button").click()
+        items.nth(1).locator("button.notification-open").click()
         expect(alice).to_have_url(re.compile(r"/posts/\d+/#comment-\d+$"))
         # Opening the list marked everything seen (the badge counts unseen); opening the post read
         # its comment and its like: only the follow is still unread.

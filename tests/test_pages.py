@@ -132,7 +132,7 @@ def test_opening_a_notification_marks_it_read_and_goes_to_it(client, alice, bob)
     client.force_login(bob)  # not bob's: the same answer as for one that is gone, and nothing read
     r = client.post(f"/notifications/{n.pk}/read/", {"open": "1"}, follow=True)
     assert r.redirect_chain == [("/notifications/", 302)]
-    assert "That notification is gone" in r.content.decode()
+    assert "This post was deleted" in r.content.decode()
     assert Notification.objects.get(pk=n.pk).read_at is None
     client.force_login(alice)
     r = client.post(f"/notifications/{n.pk}/read/", {"open": "1"})
@@ -141,7 +141,7 @@ def test_opening_a_notification_marks_it_read_and_goes_to_it(client, alice, bob)
     assert_count_exact(alice)
     services.delete_comment(bob, comment.pk)  # gone while alice's list was open: she is told so
     r = client.post(f"/notifications/{n.pk}/read/", {"open": "1"}, follow=True)
-    assert r.redirect_chain == [("/notifications/", 302)] and "That notification is gone" in r.content.decode()
+    assert r.redirect_chain == [("/notifications/", 302)] and "This post was deleted" in r.content.decode()
 
 
 def test_only_the_author_deletes_and_deleted_posts_leave_no_links(client, alice, bob):

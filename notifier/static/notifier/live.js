@@ -15,7 +15,8 @@
  * - Items are keyed by id: a grouped item that gains activity ("Ana and 2 others liked …") comes
  *   again with the same id and a higher seq and replaces its line, moving to the top; one whose
  *   group shrank comes with the same seq and is replaced where it is; `removed` drops items.
- *   Nothing is ever shown twice.
+ *   Nothing is ever shown twice. Live rows go under the list's "Today" heading, only into the tab
+ *   they belong in (`data-filter`); `unread` (marked unread in some tab) shows rows unread again.
  * - The bell shows the unseen count (`seen`: the user opened the notifications somewhere); items
  *   stay unread (styled) until read.
  * - The tab title starts with the unseen count, "(3) Home · Herald", kept in step with the badge.
@@ -85,9 +86,14 @@
   var connecting = false;
   var droppedAt = null; // when the live connection was lost (null while live)
 
-  document.querySelectorAll("#notification-list li[data-id]").forEach(function (li) {
-    known.set(Number(li.dataset.id), Number(li.dataset.seq) || 0);
-  });
+  function meetRows() {
+    document.querySelectorAll("#notification-list li[data-id]").forEach(function (li) {
+      if (!known.has(Number(li.dataset.id))) known.set(Number(li.dataset.id), Number(li.dataset.seq) || 0);
+    });
+  }
+  meetRows();
+  // Older rows appended by infinite scroll are items this page shows too.
+  document.addEventListener("htmx:afterSettle", meetRows);
 
   // Every request this script makes goes through here, so `heraldLive.idle()` can say when none
   // is in flight (a page that has caught up after connecting).
@@ -381,14 +387,66 @@
     return form;
   }
 
+  // The kind's icon and its words for screen readers, from the page's <template id="kind-icons">
+  // (rendered by the same include as the server's rows).
+  function kindIcon(kind) {
+    var icons = document.getElementById("kind-icons");
+    var found = icons && Array.prototype.find.call(icons.content.children, function (el) {
+      return el.dataset.kind === kind;
+    });
+    return found ? { icon: found.cloneNode(true), label: found.dataset.label } : null;
+  }
+
+  // "Mark as unread" / "Mark as read" beside a row, as templates/notifier/_notification.html has them.
+  function toggleForm(n, which) {
+    var action = "/notifications/" + Number(n.id) + "/" + which + "/";
+    var form = postForm(action, {});
+    form.className = "notification-toggle mark-" + which;
+    form.setAttribute("hx-post", action);
+    form.setAttribute("hx-target", "closest li.notification");
+    form.setAttribute("hx-swap", "outerHTML");
+    var label = which === "unread" ? "Mark as unread" : "Mark as read";
+    var button = document.createElement("button");
+    button.className = "icon-button";
+    button.title = label;
+    button.setAttribute("aria-label", label);
+    var svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "16");
+    svg.setAttribute("height", "16");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var dot = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+    dot.setAttribute("cx", "12");
+    dot.setAttribute("cy", "12");
+    dot.setAttribute("r", "5");
+    if (which === "unread") {
+      dot.setAttribute("fill", "currentColor");
+    } else {
+      dot.setAttribute("fill", "none");
+      dot.setAttribute("stroke", "currentColor");
+      dot.setAttribute("stroke-width", "2");
+    }
+    svg.appendChild(dot);
+    button.appendChild(svg);
+    form.appendChild(button);
+    return form;
+  }
+
   function listItem(n, fresh) {
     var li = document.createElement("li");
-    li.className = "notification" + (n.read ? "" : " unread") + (fresh ? " is-new" : "") +
-      " kind-" + String(n.kind).replace(/[^a-z_]/g, "");
+    var kind = String(n.kind).replace(/[^a-z_]/g, "");
+    li.className = "notification" + (n.read ? "" : " unread") + (fresh ? " is-new" : "") + " kind-" + kind;
     li.dataset.id = String(n.id);
     li.dataset.seq = String(n.seq);
     li.dataset.count = String(Number(n.count) || 1);
+    li.dataset.section = "today";
+    var dot = document.createElement("span");
+    dot.className = "unread-dot";
+    dot.setAttribute("role", "img");
+    dot.setAttribute("aria-label", "Unread");
     var form = postForm("/notifications/" + Number(n.id) + "/read/", { open: "1" });
+    form.className = "notification-main";
     var button = document.createElement("button");
     button.className = "notification-open";
     var text = document.createElement("span");
@@ -397,12 +455,47 @@
     var time = document.createElement("time");
     time.dateTime = n.created_at;
     time.textContent = "just now";
-    button.appendChild(avatars(n));
+    var people = avatars(n);
+    var kindInfo = kindIcon(kind);
+    button.appendChild(people);
+    if (kindInfo) {
+      people.appendChild(kindInfo.icon);
+      var label = document.createElement("span");
+      label.className = "sr-only kind-label";
+      label.textContent = kindInfo.label + ":";
+      button.appendChild(label);
+    }
     button.appendChild(text);
     button.appendChild(time);
     form.appendChild(button);
+    li.appendChild(dot);
     li.appendChild(form);
+    li.appendChild(toggleForm(n, "unread"));
+    li.appendChild(toggleForm(n, "read"));
+    if (window.htmx && window.htmx.process) window.htmx.process(li);
     return li;
+  }
+
+  // Live rows are news: they go under "Today", which the list starts with (made when it has none).
+  function todayHeading(list) {
+    var first = list.querySelector("li.notification-section");
+    if (first && first.dataset.section === "today") return first;
+    var heading = document.createElement("li");
+    heading.className = "notification-section";
+    heading.dataset.section = "today";
+    var h2 = document.createElement("h2");
+    h2.textContent = "Today";
+    heading.appendChild(h2);
+    list.insertBefore(heading, list.firstChild);
+    return heading;
+  }
+
+  // A heading left with no row under it (its rows were removed) goes too.
+  function tidyHeadings(list) {
+    list.querySelectorAll("li.notification-section").forEach(function (heading) {
+      var next = heading.nextElementSibling;
+      if (!next || !next.dataset.id) heading.remove();
+    });
   }
 
   function listElement() {
@@ -411,28 +504,41 @@
     return list && !new URLSearchParams(location.search).has("before") ? list : null;
   }
 
+  // The "Mentions and replies" tab lists only those kinds (the server's notifier.inbox).
+  function belongsInList(list, n) {
+    return list.dataset.filter !== "mentions" || n.kind === "mention" || n.kind === "reply";
+  }
+
   function findItem(list, id) {
     return Array.prototype.find.call(list.children, function (li) { return li.dataset.id === String(id); });
   }
 
   function placeInList(n, fresh) {
     var list = listElement();
-    if (!list) return;
+    if (!list || !belongsInList(list, n)) return;
     var empty = document.getElementById("no-notifications");
     if (empty) empty.remove();
     var current = findItem(list, n.id);
     if (current && Number(current.dataset.seq) === Number(n.seq)) {
       // The same activity again (someone left the group, or a push retried): replaced in place.
-      current.replaceWith(listItem(n, fresh || current.classList.contains("is-new")));
+      var again = listItem(n, fresh || current.classList.contains("is-new"));
+      again.dataset.section = current.dataset.section || "today";
+      current.replaceWith(again);
       return;
     }
     var item = listItem(n, fresh);
     if (current) current.remove(); // bumped: it moves up to where its new seq belongs
-    // Keep the list ordered by seq even when catch-up and live messages interleave.
+    var heading = todayHeading(list);
+    // Keep the list ordered by seq even when catch-up and live messages interleave (rows only:
+    // headings and the loader have no seq).
     var next = Array.prototype.find.call(list.children, function (li) {
-      return Number(li.dataset.seq) < Number(n.seq);
+      return li.dataset.seq && Number(li.dataset.seq) < Number(n.seq);
     });
-    list.insertBefore(item, next || null);
+    // Under Today: never above its heading, and not below another section's heading.
+    if (next && next.previousElementSibling && next.previousElementSibling.classList.contains("notification-section") &&
+        next.previousElementSibling !== heading) next = next.previousElementSibling;
+    list.insertBefore(item, next || document.getElementById("notifications-more"));
+    tidyHeadings(list);
   }
 
   function showNotification(n, live) {
@@ -465,6 +571,13 @@
     });
   }
 
+  // Marked unread again (here or in another tab): its dot and "Mark as read" come back.
+  function markUnread(ids) {
+    document.querySelectorAll("#notification-list li.notification[data-id]").forEach(function (li) {
+      if (ids.indexOf(Number(li.dataset.id)) !== -1) li.classList.add("unread");
+    });
+  }
+
   function removeItems(ids) {
     var list = document.getElementById("notification-list");
     ids.forEach(function (id) {
@@ -474,6 +587,7 @@
       var li = findItem(list, Number(id));
       if (li) li.remove();
     });
+    if (list) tidyHeadings(list);
     if (list && !list.querySelector("li[data-id]") && !document.getElementById("no-notifications")) {
       var empty = document.createElement("li");
       empty.className = "empty";
@@ -931,6 +1045,9 @@
       setCounts(message, message.seq, 0);
     } else if (message.type === "read") {
       markRead(message.all ? null : message.ids || []);
+      setCounts(message, message.seq, 1);
+    } else if (message.type === "unread") {
+      markUnread(Array.isArray(message.ids) ? message.ids : []);
       setCounts(message, message.seq, 1);
     } else if (message.type === "seen") {
       setCounts({ unseen_count: typeof message.unseen_count === "number" ? message.unseen_count : 0 }, message.seq, 1);
