@@ -114,7 +114,12 @@ def test_extra_permissions_are_least_privilege(name, prefix):
         # Ends a user's live connections at log-out (only Herald's client ids, never a wildcard id).
         "iot:DeleteConnection": iot_policies.iot_arn(region, account, "client", f"{iot_policies.CLIENT_ID_PREFIX}*"),
         "lambda:InvokeFunction": f"arn:aws:lambda:{region}:{account}:function:herald-{name}",  # background tasks
+        # Pictures (feed/media.py): only the prefixes Herald writes, in the stage's own bucket.
+        **dict.fromkeys(("s3:PutObject", "s3:GetObject", "s3:DeleteObject"), [
+            f"arn:aws:s3:::{config['environment_variables']['MEDIA_BUCKET']}/{folder}/*"
+            for folder in ("avatars", "posts", "uploads")]),
     }
+    assert config["environment_variables"]["MEDIA_BUCKET"] == f"herald-media-{prefix.split('/')[1]}-replace-me"
 
 
 def test_pending_pushes_are_retried_every_minute():
@@ -131,7 +136,7 @@ def test_pending_pushes_are_retried_every_minute():
 
 def test_package_excludes_what_must_not_ship_and_hooks_exist():
     config = stage("dev")
-    for pattern in (".venv", "node_modules", "tests", "bench", "*.sqlite3", ".env", "static"):
+    for pattern in (".venv", "node_modules", "tests", "bench", "*.sqlite3", ".env", "static", "media"):
         assert pattern in config["exclude"]
     assert "staticfiles" not in config["exclude"]  # the collected files are what Lambda serves
     hooks = load_script("zappa_hooks")
