@@ -103,15 +103,12 @@ def post_image(upload) -> Encoded:
 
 
 def avatar_images(upload) -> dict[str, Encoded]:
-    """An avatar: the centre square of the picture, at each of AVATAR_SIZES (never enlarged past
-    the square itself)."""
+    """An avatar: the centre square of the picture, at each of AVATAR_SIZES (a smaller picture is
+    enlarged: every size is what pages lay it out as)."""
     from PIL import Image, ImageOps
 
     image = open_image(upload)
     side = min(image.size)
     square = ImageOps.fit(image, (side, side), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
-    sized = {}
-    for name, px in AVATAR_SIZES.items():
-        px = min(px, side)
-        sized[name] = encode(square if px == side else square.resize((px, px), Image.Resampling.LANCZOS))
-    return sized
+    return {name: encode(square if px == side else square.resize((px, px), Image.Resampling.LANCZOS))
+            for name, px in AVATAR_SIZES.items()}
