@@ -115,6 +115,7 @@ def presigned_upload(user_id: int, content_type: str) -> dict:
     images.MAX_BYTES, usable for UPLOAD_EXPIRES seconds. The browser POSTs the file to `url` with
     `fields` and then hands `key` to the API (`upload`)."""
     key = f"{UPLOAD_PREFIX}/{user_id}/{secrets.token_urlsafe(16)}"
+    expires_at = (timezone.now() + timedelta(seconds=UPLOAD_EXPIRES)).replace(microsecond=0)  # not after S3's
     client = default_storage.connection.meta.client
     post = client.generate_presigned_post(
         Bucket=default_storage.bucket_name, Key=key,
@@ -122,7 +123,6 @@ def presigned_upload(user_id: int, content_type: str) -> dict:
         Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, images.MAX_BYTES]],
         ExpiresIn=UPLOAD_EXPIRES,
     )
-    expires_at = timezone.now() + timedelta(seconds=UPLOAD_EXPIRES)
     return {"url": post["url"], "fields": post["fields"], "key": key, "expires_at": expires_at}
 
 
