@@ -1,7 +1,7 @@
 """Feed API views: thin wrappers that validate with serializers and act through feed.services."""
 import contextlib
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -279,7 +279,12 @@ class UploadView(APIView):
 
     throttle_classes = [WriteThrottle]
 
-    @extend_schema(request=UploadRequestSerializer, responses={201: UploadSerializer})
+    @extend_schema(request=UploadRequestSerializer, responses={
+        201: UploadSerializer,
+        409: OpenApiResponse({"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
+                             description="Pictures are stored on this server's disk (no MEDIA_BUCKET): send the file "
+                             "with the request instead."),
+    })
     def post(self, request):
         serializer = UploadRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -79,11 +79,12 @@ class UploadKeyField(serializers.CharField):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("help_text", "Instead of `image`: the `key` of an upload made with POST /api/uploads/.")
-        super().__init__(write_only=True, required=False, max_length=200, **kwargs)
+        # Blank is none (a form's empty field, which DRF reads as absent anyway).
+        super().__init__(write_only=True, required=False, allow_blank=True, max_length=200, **kwargs)
 
     def to_internal_value(self, data):
         key = super().to_internal_value(data)
-        if not upload_key_belongs_to(key, self.context["request"].user.pk):
+        if key and not upload_key_belongs_to(key, self.context["request"].user.pk):
             raise serializers.ValidationError("That is not one of your uploads.")
         return key
 
