@@ -331,3 +331,28 @@ def test_the_local_account_is_the_dev_stage():
     assert local.ROLE_ARN == dev["environment_variables"]["IOT_ROLE_ARN"]
     assert local.ACCOUNT == dev["environment_variables"]["IOT_ROLE_ARN"].split(":")[4]
     assert local.STAGE == "dev"
+
+
+def test_the_package_leaves_out_the_pillow_parts_herald_never_loads():
+    """AVIF, fonts and colour management (4.4 MiB zipped with their libraries) are not shipped; the
+    core, WebP and the libraries they link against are (feed/images.py decodes JPEG, PNG, GIF and
+    WebP and writes WebP). Checked against the installed Pillow's own file names."""
+    import fnmatch
+    import os
+
+    import PIL
+
+    globs = stage("dev")["exclude_glob"]
+    site = Path(PIL.__file__).parent.parent
+    names = [f"{folder}/{name}" for folder in ("PIL", "pillow.libs") if (site / folder).is_dir()
+             for name in os.listdir(site / folder)]
+
+    def dropped(name):
+        return any(fnmatch.fnmatch(name, pattern) for pattern in globs)
+
+    needed = ("PIL/_imaging.", "PIL/_webp.", "pillow.libs/libwebp", "pillow.libs/libsharpyuv", "pillow.libs/libjpeg",
+              "pillow.libs/libtiff", "pillow.libs/libopenjp2", "pillow.libs/libxcb", "pillow.libs/libXau",
+              "pillow.libs/libzstd", "pillow.libs/liblzma")
+    assert not [n for n in names if n.startswith(needed) and dropped(n)]
+    assert [n for n in names if n.startswith("PIL/_avif") and dropped(n)]
+    assert not [n for n in names if n.startswith(("PIL/_avif", "PIL/_imagingft", "PIL/_imagingcms")) and not dropped(n)]
