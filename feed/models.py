@@ -52,7 +52,7 @@ class User(AbstractUser):
     bio = models.CharField(max_length=300, blank=True)
     # Where the avatar's pictures are in storage: "{avatar}-{px}.webp" for each size of
     # feed.images.AVATAR_SIZES; empty without one (initials show instead). Only feed.media moves it.
-    avatar = models.CharField(max_length=200, blank=True, default="", editable=False)
+    avatar = models.CharField(max_length=200, blank=True, default="", db_default="", editable=False)
 
     objects = UserManager()
 
@@ -75,8 +75,9 @@ class User(AbstractUser):
         files, which a stale copy written back would point at again."""
         password_changed = self._password is not None and self.pk is not None
         if not self._state.adding and kwargs.get("update_fields") is None:
+            deferred = self.get_deferred_fields()
             kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields
-                                       if not f.primary_key and f.name != "avatar"]
+                                       if not f.primary_key and f.name != "avatar" and f.attname not in deferred]
         with transaction.atomic():
             super().save(*args, **kwargs)
             if password_changed:
@@ -164,10 +165,10 @@ class Post(Writing):
     live_seq = models.BigIntegerField(default=0, db_default=0, editable=False)
     # One picture, stored at creation (feed.media): its storage name, size in pixels and the
     # author's description of it for people who cannot see it. Empty name: no picture.
-    image = models.CharField(max_length=200, blank=True, default="", editable=False)
+    image = models.CharField(max_length=200, blank=True, default="", db_default="", editable=False)
     image_width = models.PositiveIntegerField(null=True, blank=True, editable=False)
     image_height = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    image_alt = models.CharField(max_length=MAX_ALT_LENGTH, blank=True, default="")
+    image_alt = models.CharField(max_length=MAX_ALT_LENGTH, blank=True, default="", db_default="")
 
     class Meta(Writing.Meta):
         ordering = ["-id"]
