@@ -174,6 +174,8 @@ def test_pages_show_avatars_and_pictures_escaped(client, alice, bob, media_root)
 
     served = client.get(f"/media/{post.image}")
     assert served.status_code == 200 and served["Content-Type"] == "image/webp"
+    assert served["Content-Security-Policy"] == "default-src 'none'; sandbox"  # never a page, whatever it holds
+    assert served["Cache-Control"] == "public, max-age=31536000, immutable"  # names are never reused
     assert b"".join(served.streaming_content)[:4] == b"RIFF"
     assert client.get("/media/../config/settings.py").status_code == 404
     assert client.get("/media/uploads/1/x").status_code == 404
