@@ -334,7 +334,7 @@ def test_the_local_account_is_the_dev_stage():
 
 
 def test_the_package_leaves_out_the_pillow_parts_herald_never_loads():
-    """AVIF, fonts and colour management (4.4 MiB zipped with their libraries) are not shipped; the
+    """AVIF, fonts and colour management (4.7 MiB zipped with their libraries) are not shipped; the
     core, WebP and the libraries they link against are (feed/images.py decodes JPEG, PNG, GIF and
     WebP and writes WebP). Checked against the installed Pillow's own file names."""
     import fnmatch
