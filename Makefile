@@ -104,8 +104,16 @@ $(LAMBDA_BIN)/python:
 	$(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
 	$(LAMBDA_BIN)/pip install -q --upgrade pip
 
+# Lambda's Amazon Linux 2 has glibc 2.26: Pillow's manylinux2014 wheel, not the manylinux_2_28 one
+# pip prefers on a newer build machine (scripts/check_package.py refuses that one).
+PILLOW := $(shell sed -n 's/^pillow==//p' requirements.txt)
+
 $(LAMBDA_VENV)/.installed: requirements.txt requirements-deploy.txt | $(LAMBDA_BIN)/python
 	$(LAMBDA_BIN)/pip install -q -r requirements-deploy.txt
+	rm -rf $(LAMBDA_VENV)/wheels
+	$(LAMBDA_BIN)/pip download -q --no-deps --only-binary :all: --platform manylinux2014_x86_64 \
+	  --python-version 3.11 --implementation cp --abi cp311 -d $(LAMBDA_VENV)/wheels pillow==$(PILLOW)
+	$(LAMBDA_BIN)/pip install -q --force-reinstall --no-deps $(LAMBDA_VENV)/wheels/pillow-*.whl
 	touch $@
 
 lambda-env: $(LAMBDA_VENV)/.installed

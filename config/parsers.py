@@ -16,3 +16,6 @@ class JSONParser(parsers.JSONParser):
 
 # What the token view accepts: JSON, or a form (`curl -d username=… -d password=…`).
 TOKEN_PARSERS = [JSONParser, parsers.FormParser]
+
+# What endpoints taking a picture accept: JSON, or multipart form data with the file.
+UPLOAD_PARSERS = [JSONParser, parsers.MultiPartParser]

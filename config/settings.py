@@ -316,6 +316,30 @@ PUSH_BREAKER_SECONDS = env_float("PUSH_BREAKER_SECONDS", 1.0, minimum=0, maximum
 # Dotted path of the class that pushes messages; see notifier/push/publisher.py.
 NOTIFIER_PUBLISHER = env_str("NOTIFIER_PUBLISHER", "notifier.push.publisher.IotDataPublisher")
 
+# --- Uploaded pictures (feed/media.py). Locally: files under MEDIA_ROOT, served at MEDIA_URL by
+# Herald itself (config/media.py). MEDIA_BUCKET (Lambda): an S3 bucket through django-storages,
+# private, read through presigned GET URLs (MEDIA_URL_EXPIRES seconds), written by the function's
+# role and by browsers' presigned POSTs (POST /api/uploads/).
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_BUCKET = env_str("MEDIA_BUCKET")
+MEDIA_URL_EXPIRES = env_int("MEDIA_URL_EXPIRES", 6 * 3600, minimum=60, maximum=7 * 86400)
+if MEDIA_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": MEDIA_BUCKET, "region_name": AWS_REGION, "file_overwrite": False,
+                    "querystring_auth": True, "querystring_expire": MEDIA_URL_EXPIRES, "signature_version": "s3v4",
+                    "object_parameters": {"CacheControl": "private, max-age=31536000, immutable"}},
+    }
+    # Pages show the bucket's pictures (both of S3's virtual-host names for it).
+    CONTENT_SECURITY_POLICY = {**CONTENT_SECURITY_POLICY, "DIRECTIVES": {
+        **CONTENT_SECURITY_POLICY["DIRECTIVES"],
+        "img-src": [*CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"], f"https://{MEDIA_BUCKET}.s3.amazonaws.com",
+                    f"https://{MEDIA_BUCKET}.s3.{AWS_REGION}.amazonaws.com"],
+    }}
+# Django's own request limits stay as they are; a picture is at most feed.images.MAX_BYTES.
+FILE_UPLOAD_PERMISSIONS = 0o644
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

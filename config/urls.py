@@ -13,6 +13,7 @@ from notifier.urls import api_urlpatterns as notifier_api
 from . import login_guard
 from .api_errors import json_404
 from .csp import SWAGGER_UI
+from .media import serve_media
 from .parsers import TOKEN_PARSERS
 from .throttles import LoginThrottle
 
@@ -56,6 +57,7 @@ def favicon(request):
 
 urlpatterns = [
     path("favicon.ico", favicon),
+    re_path(r"^media/(?P<path>(?:avatars|posts)/.+)$", serve_media, name="media"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", include("notifier.urls")),

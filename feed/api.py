@@ -1,19 +1,26 @@
 """Feed API views: thin wrappers that validate with serializers and act through feed.services."""
-from drf_spectacular.utils import extend_schema
+import contextlib
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from config.pagination import IntegerCursorPagination
+from config.parsers import UPLOAD_PARSERS
 from config.throttles import SignupThrottle, WriteThrottle
 
 import notifier
 
-from . import queries, services
+from . import media, queries, services
+from .images import ImageRejected
 from .models import Like, Post, User
 from .serializers import (
+    AvatarInputSerializer,
+    AvatarResultSerializer,
     CommentSerializer,
     FollowResultSerializer,
     LikeResultSerializer,
@@ -24,7 +31,24 @@ from .serializers import (
     UserQuerySerializer,
     UserSerializer,
     UserSummarySerializer,
+    UploadRequestSerializer,
+    UploadSerializer,
 )
+
+
+@contextlib.contextmanager
+def picture_from(validated: dict, field: str = "image"):
+    """The picture a request brought: its uploaded file, or the object of its direct upload (read,
+    then deleted whatever happens), or None. A refused picture is a 400 naming the field."""
+    key = validated.get("upload")
+    try:
+        if key:
+            with media.take_upload(key) as upload:
+                yield upload
+        else:
+            yield validated.get(field)
+    except ImageRejected as exc:
+        raise ValidationError({"upload" if key else field: [str(exc)]}) from None
 
 
 class NewestFirst(IntegerCursorPagination):
@@ -113,6 +137,7 @@ class PostListView(generics.ListCreateAPIView):
     serializer_class = PostSerializer
     pagination_class = NewestFirst
     throttle_classes = [WriteThrottle]
+    parser_classes = UPLOAD_PARSERS  # JSON, or multipart with a picture
 
     def get_queryset(self):
         qs = Post.objects.all()
@@ -122,7 +147,10 @@ class PostListView(generics.ListCreateAPIView):
         return queries.posts_for(self.request.user, qs)
 
     def perform_create(self, serializer):
-        serializer.instance = services.create_post(self.request.user, serializer.validated_data["text"])
+        data = serializer.validated_data
+        with picture_from(data) as image:
+            serializer.instance = services.create_post(self.request.user, data["text"], image=image,
+                                                       image_alt=data.get("image_alt", ""))
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
@@ -214,3 +242,53 @@ class HomeFeedView(generics.ListAPIView):
 
     def get_queryset(self):
         return queries.home_feed(self.request.user)
+
+
+class AvatarView(APIView):
+    """Your avatar: PUT a picture (multipart `image`, or JSON `upload` after POST /api/uploads/);
+    its centre square is stored at 48, 96 and 256 px and the old one's files are deleted. DELETE
+    goes back to initials."""
+
+    throttle_classes = [WriteThrottle]
+    parser_classes = UPLOAD_PARSERS
+
+    @extend_schema(request={"multipart/form-data": AvatarInputSerializer, "application/json": AvatarInputSerializer},
+                   responses=AvatarResultSerializer)
+    def put(self, request):
+        serializer = AvatarInputSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        with picture_from(serializer.validated_data) as image:
+            services.set_avatar(request.user, image)
+        return Response({"avatar": request.user.avatar_urls})
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request):
+        services.remove_avatar(request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DirectUploadsUnavailable(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Direct uploads need S3 storage (MEDIA_BUCKET); send the picture with the request instead."
+
+
+class UploadView(APIView):
+    """A presigned POST for one picture up to 10 MB, straight to storage (past API Gateway's
+    payload limit). Send the file there, then hand its `key` to POST /api/posts/ or PUT
+    /api/users/me/avatar/ as `upload` within a few minutes: it is checked like a direct upload."""
+
+    throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=UploadRequestSerializer, responses={
+        201: UploadSerializer,
+        409: OpenApiResponse({"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]},
+                             description="Pictures are stored on this server's disk (no MEDIA_BUCKET): send the file "
+                             "with the request instead."),
+    })
+    def post(self, request):
+        serializer = UploadRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if not media.direct_uploads_available():
+            raise DirectUploadsUnavailable()
+        upload = media.presigned_upload(request.user.pk, serializer.validated_data["content_type"])
+        return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)

@@ -4,7 +4,19 @@ from django.contrib.auth.forms import UserCreationForm
 from django.utils.text import normalize_newlines
 
 from .models import User
-from .text import MAX_TEXT_LENGTH, clean_text
+from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text
+
+PICTURE_TYPES = "image/jpeg,image/png,image/webp,image/gif"
+
+
+class PictureField(forms.FileField):
+    """A picture to upload. Only the file arrives here: feed.images checks and re-encodes it when
+    the service stores it, and its refusal becomes this field's error (feed.views)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.FileInput(attrs={"accept": PICTURE_TYPES}))
+        super().__init__(**kwargs)
 
 
 class TextField(forms.CharField):
@@ -31,6 +43,17 @@ class _TextForm(forms.Form):
 
 class PostForm(_TextForm):
     what = "Post"
+    image = PictureField(label="Picture", help_text="JPEG, PNG, WebP or GIF, up to 10 MB.")
+    image_alt = TextField(
+        label="Describe the picture", required=False, max_length=MAX_ALT_LENGTH,
+        widget=forms.TextInput(attrs={"placeholder": "What the picture shows, for people who cannot see it"}),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("image_alt") and not cleaned.get("image"):
+            self.add_error("image_alt", "Alt text describes a picture: choose one to go with it.")
+        return cleaned
 
 
 class CommentForm(_TextForm):
@@ -51,6 +74,10 @@ class SignupForm(UserCreationForm):
 
 
 class ProfileForm(forms.ModelForm):
+    avatar_image = PictureField(label="Avatar", help_text="A picture of you: its centre square is used. "
+                                "JPEG, PNG, WebP or GIF, up to 10 MB.")
+    remove_avatar = forms.BooleanField(label="Remove my avatar (show my initial)", required=False)
+
     class Meta:
         model = User
         fields = ["display_name", "bio"]

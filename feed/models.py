@@ -13,7 +13,7 @@ from django.urls import reverse
 
 import notifier
 
-from .text import MAX_TEXT_LENGTH, USERNAME_MAX_LENGTH, USERNAME_PATTERN, validate_text
+from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, USERNAME_MAX_LENGTH, USERNAME_PATTERN, validate_text
 
 
 class UserManager(BaseUserManager):
@@ -50,6 +50,9 @@ class User(AbstractUser):
     )
     display_name = models.CharField(max_length=60, blank=True)
     bio = models.CharField(max_length=300, blank=True)
+    # Where the avatar's pictures are in storage: "{avatar}-{px}.webp" for each size of
+    # feed.images.AVATAR_SIZES; empty without one (initials show instead). Only feed.media moves it.
+    avatar = models.CharField(max_length=200, blank=True, default="", db_default="", editable=False)
 
     objects = UserManager()
 
@@ -65,8 +68,16 @@ class User(AbstractUser):
         """A new password ends what the old one opened: API tokens are deleted in the same
         transaction and live connections close after it commits. Django already ends the other
         log-in sessions (their session hash no longer matches); the page that changed the
-        password keeps its own (update_session_auth_hash)."""
+        password keeps its own (update_session_auth_hash).
+
+        Saving a loaded user (the profile and password forms, the admin) never writes back the
+        avatar it read earlier: feed.media changes it under the account's lock and deletes the old
+        files, which a stale copy written back would point at again."""
         password_changed = self._password is not None and self.pk is not None
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            deferred = self.get_deferred_fields()
+            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields
+                                       if not f.primary_key and f.name != "avatar" and f.attname not in deferred]
         with transaction.atomic():
             super().save(*args, **kwargs)
             if password_changed:
@@ -82,6 +93,13 @@ class User(AbstractUser):
 
     def get_absolute_url(self):
         return reverse("profile", args=[self.username])
+
+    @property
+    def avatar_urls(self) -> dict | None:
+        """{"small", "medium", "large"} URLs of the avatar, or None without one."""
+        from .media import avatar_urls
+
+        return avatar_urls(self.avatar)
 
 
 class Follow(models.Model):
@@ -145,6 +163,12 @@ class Post(Writing):
     # row lock with each comment, removal, like or unlike, so an open page can drop a message that
     # arrives after a newer one (two writers' messages leave from different processes).
     live_seq = models.BigIntegerField(default=0, db_default=0, editable=False)
+    # One picture, stored at creation (feed.media): its storage name, size in pixels and the
+    # author's description of it for people who cannot see it. Empty name: no picture.
+    image = models.CharField(max_length=200, blank=True, default="", db_default="", editable=False)
+    image_width = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    image_height = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    image_alt = models.CharField(max_length=MAX_ALT_LENGTH, blank=True, default="", db_default="")
 
     class Meta(Writing.Meta):
         ordering = ["-id"]
@@ -163,6 +187,16 @@ class Post(Writing):
 
     def get_absolute_url(self):
         return reverse("post-detail", args=[self.pk])
+
+    @property
+    def image_info(self) -> dict | None:
+        """{url, width, height, alt} of the post's picture, or None without one."""
+        if not self.image:
+            return None
+        from .media import url_of
+
+        return {"url": url_of(self.image), "width": self.image_width, "height": self.image_height,
+                "alt": self.image_alt}
 
 
 class Comment(Writing):

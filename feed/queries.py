@@ -75,7 +75,7 @@ SUGGESTION_LIMIT = 10
 
 def _people_for(viewer, queryset):
     """Users with their follower count (feed.counters) and whether the viewer follows each (one query)."""
-    qs = queryset.only("id", "username", "display_name")
+    qs = queryset.only("id", "username", "display_name", "avatar")
     qs = qs.annotate(follower_count=Coalesce("stats__follower_count", Value(0)))
     if viewer is not None and viewer.is_authenticated:
         return qs.annotate(followed_by_me=Exists(Follow.objects.filter(follower=viewer, followee=OuterRef("pk"))))

@@ -4,9 +4,10 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .media import UPLOAD_CONTENT_TYPES, upload_key_belongs_to
 from .models import Comment, Post, User
 from .queries import SEARCH_MAX_LENGTH
-from .text import MAX_TEXT_LENGTH, clean_text
+from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text
 
 
 @extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH,
@@ -33,9 +34,66 @@ class TextField(serializers.CharField):
             raise serializers.ValidationError(exc.messages) from exc
 
 
+class AvatarSerializer(serializers.Serializer):
+    """An avatar's URLs: square WebP pictures of 48, 96 and 256 pixels."""
+
+    small = serializers.CharField()
+    medium = serializers.CharField()
+    large = serializers.CharField()
+
+
+def avatar_field():
+    return AvatarSerializer(source="avatar_urls", read_only=True, allow_null=True,
+                            help_text="The person's picture in three sizes, or null (show initials).")
+
+
 class ActorSerializer(serializers.Serializer):
     username = serializers.CharField()
     display_name = serializers.CharField(source="name")
+    avatar = avatar_field()
+
+
+PICTURE_SCHEMA = {"type": "object", "required": ["url", "width", "height", "alt"], "properties": {
+    "url": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"}, "alt": {"type": "string"}}}
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "format": "binary"}, PICTURE_SCHEMA, {"type": "null"}],
+                      "description": "In (multipart): a JPEG, PNG, WebP or GIF of at most 10 MB and 40 megapixels. "
+                      "Out: the stored picture {url, width, height, alt} (WebP, at most 1,600 px a side, no "
+                      "EXIF), or null."})
+class PictureField(serializers.FileField):
+    """A post's picture: an uploaded file in, {url, width, height, alt} (or null) out."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", required=False, **kwargs)
+
+    def to_internal_value(self, data):
+        return {"image": super().to_internal_value(data)}
+
+    def to_representation(self, post):
+        return post.image_info
+
+
+class UploadKeyField(serializers.CharField):
+    """The key of a picture uploaded straight to storage with a presigned POST (POST /api/uploads/)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "Instead of `image`: the `key` of an upload made with POST /api/uploads/.")
+        # Blank is none (a form's empty field, which DRF reads as absent anyway).
+        super().__init__(write_only=True, required=False, allow_blank=True, max_length=200, **kwargs)
+
+    def to_internal_value(self, data):
+        key = super().to_internal_value(data)
+        if key and not upload_key_belongs_to(key, self.context["request"].user.pk):
+            raise serializers.ValidationError("That is not one of your uploads.")
+        return key
+
+
+def one_picture(attrs, *, field: str = "image") -> dict:
+    """A file or an upload key, not both."""
+    if attrs.get(field) is not None and attrs.get("upload"):
+        raise serializers.ValidationError({"upload": [f"Send either {field} or upload, not both."]})
+    return attrs
 
 
 class SignupSerializer(serializers.ModelSerializer):
@@ -73,11 +131,12 @@ class UserSerializer(serializers.ModelSerializer):
     following_count = serializers.IntegerField(read_only=True)
     post_count = serializers.IntegerField(read_only=True)
     followed_by_me = serializers.BooleanField(read_only=True)
+    avatar = avatar_field()
 
     class Meta:
         model = User
         fields = ["username", "display_name", "bio", "url", "follower_count", "following_count", "post_count",
-                  "followed_by_me"]
+                  "followed_by_me", "avatar"]
 
 
 class PostSerializer(serializers.ModelSerializer):
@@ -88,12 +147,61 @@ class PostSerializer(serializers.ModelSerializer):
     liked = serializers.BooleanField(read_only=True)
     mentions = serializers.SlugRelatedField(many=True, read_only=True, slug_field="username")
     url = serializers.CharField(source="get_absolute_url", read_only=True)
+    image = PictureField()
+    image_alt = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=MAX_ALT_LENGTH,
+        help_text="What the picture shows, for people who cannot see it (with `image` or `upload`).",
+        error_messages={"max_length": f"Describe the picture in at most {MAX_ALT_LENGTH} characters."},
+    )
+    upload = UploadKeyField()
 
     class Meta:
         model = Post
         fields = ["id", "author", "text", "created_at", "comment_count", "like_count", "liked", "mentions", "url",
-                  "live_seq"]
+                  "live_seq", "image", "image_alt", "upload"]
         read_only_fields = ["live_seq"]
+
+    def validate(self, attrs):
+        one_picture(attrs)
+        if attrs.get("image_alt", "").strip() and attrs.get("image") is None and not attrs.get("upload"):
+            raise serializers.ValidationError({"image_alt": ["Alt text describes a picture: send one with it."]})
+        return attrs
+
+
+class AvatarInputSerializer(serializers.Serializer):
+    """PUT /api/users/me/avatar/: a picture (multipart `image`) or the key of a direct upload."""
+
+    image = serializers.FileField(
+        required=False, help_text="A JPEG, PNG, WebP or GIF of at most 10 MB and 40 megapixels; its centre "
+        "square becomes the avatar.")
+    upload = UploadKeyField()
+
+    def validate(self, attrs):
+        one_picture(attrs)
+        if attrs.get("image") is None and not attrs.get("upload"):
+            raise serializers.ValidationError({"image": ["Choose a picture to upload."]})
+        return attrs
+
+
+class AvatarResultSerializer(serializers.Serializer):
+    avatar = AvatarSerializer(allow_null=True)
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    content_type = serializers.ChoiceField(
+        choices=sorted(UPLOAD_CONTENT_TYPES),
+        error_messages={"invalid_choice": "Upload a JPEG, PNG, WebP or GIF image."},
+        help_text="The picture's type; the upload must be sent with this Content-Type.")
+
+
+class UploadSerializer(serializers.Serializer):
+    """A presigned POST: send the file as multipart form data to `url` with every field of
+    `fields` and the file last (as `file`), then pass `key` as `upload`."""
+
+    url = serializers.CharField()
+    fields = serializers.DictField(child=serializers.CharField())
+    key = serializers.CharField()
+    expires_at = serializers.DateTimeField()
 
 
 class CommentSerializer(serializers.ModelSerializer):
@@ -172,10 +280,11 @@ class UserSummarySerializer(serializers.ModelSerializer):
     url = serializers.CharField(source="get_absolute_url", read_only=True)
     follower_count = serializers.IntegerField(read_only=True)
     followed_by_me = serializers.BooleanField(read_only=True)
+    avatar = avatar_field()
 
     class Meta:
         model = User
-        fields = ["username", "display_name", "follower_count", "followed_by_me", "url"]
+        fields = ["username", "display_name", "follower_count", "followed_by_me", "url", "avatar"]
 
 
 class UserListSerializer(serializers.Serializer):

@@ -22,7 +22,7 @@ from notifier.groups import Shown
 from notifier.models import Kind
 from notifier.services import withdraw_post
 
-from . import counters, fanout, live
+from . import counters, fanout, live, media
 from .locks import COMMENT, DELETE, lock_post
 from .models import Comment, Follow, Like, Post, User
 from .text import clean_text, excerpt, mentioned_usernames
@@ -84,14 +84,26 @@ def get_user(username: str) -> User:
     return User.objects.named(username).get(is_active=True)
 
 
-@survives_deletions
-def create_post(author: User, text: str) -> Post:
-    """Publish a post: mentioned users get `mention` now; the author's other followers get
-    `new_post` from a background fan-out (feed.fanout) once the post is committed."""
+def create_post(author: User, text: str, image=None, image_alt: str = "") -> Post:
+    """Publish a post, with one picture if `image` (an uploaded file) is given: it is checked and
+    stored first (feed.images.ImageRejected, nothing stored, when it is refused), and deleted
+    again if the post is not created."""
     text = clean_text(text, what="Post")
+    if image is None:
+        return _publish(author, text)
+    name, width, height = media.store_post_image(author.pk, image)
+    with media.cleanup_on_failure([name]):
+        return _publish(author, text, image=name, image_width=width, image_height=height,
+                        image_alt=(image_alt or "").strip())
+
+
+@survives_deletions
+def _publish(author: User, text: str, **picture) -> Post:
+    """Mentioned users get `mention` now; the author's other followers get `new_post` from a
+    background fan-out (feed.fanout) once the post is committed."""
     with transaction.atomic():
         counters.hold([author.pk])  # the author's writes take turns with deleting the account
-        post = Post.objects.create(author=author, text=text)
+        post = Post.objects.create(author=author, text=text, **picture)
         mentioned = _mentioned_users(text)
         if mentioned:
             post.mentions.add(*mentioned)
@@ -123,6 +135,7 @@ def remove_post(post: Post) -> None:
         withdraw_post(post.pk, kind=Kind.NEW_POST, group=f"new_post:{post.author_id}", actor=post.author,
                       posted_at=post.created_at, **_fallbacks(post))
         post.delete()
+        media.delete_after_commit([post.image])
 
 
 def _fallbacks(post: Post) -> dict:
@@ -311,4 +324,39 @@ def _delete_account(user: User) -> None:
     # and comments goes; it leaves every "… and 3 others" it is in).
     notifier.forget_account(user, post_refs=post_ids, comment_refs=comment_ids)
     counters.unfollowed(Follow.objects.filter(follower=user).values_list("followee_id", flat=True))
+    avatar = User.objects.filter(pk=user.pk).values_list("avatar", flat=True).first() or ""
+    pictures = list(user.posts.exclude(image="").values_list("image", flat=True))
     user.delete()
+    media.delete_after_commit([*(media.avatar_names(avatar) if avatar else []), *pictures])
+
+
+# --- avatars -------------------------------------------------------------------------------------
+
+def set_avatar(user: User, upload) -> str:
+    """Give the user a new avatar from an uploaded picture (checked, cropped to its centre square
+    and stored in three sizes; feed.images.ImageRejected and nothing stored when refused). The old
+    avatar's files are deleted once the change commits."""
+    stem = media.store_avatar(user.pk, upload)
+    with media.cleanup_on_failure(media.avatar_names(stem)):
+        _replace_avatar(user, stem)
+    return stem
+
+
+def remove_avatar(user: User) -> None:
+    """Back to initials; the avatar's files are deleted once that commits."""
+    _replace_avatar(user, "")
+
+
+def _replace_avatar(user: User, stem: str) -> None:
+    """Point the account at `stem` under the account's row of feed.counters (what every write by
+    the account holds, and deleting it), so two changes take turns: each deletes exactly the
+    files the other left, and none of a deleted account's is left behind."""
+    with transaction.atomic():
+        counters.hold([user.pk])
+        old = User.objects.filter(pk=user.pk).values_list("avatar", flat=True).first()
+        if old is None:
+            raise User.DoesNotExist("This account has just been deleted.")
+        User.objects.filter(pk=user.pk).update(avatar=stem)
+        if old and old != stem:
+            media.delete_after_commit(media.avatar_names(old))
+    user.avatar = stem

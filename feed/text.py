@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils.text import normalize_newlines
 
 MAX_TEXT_LENGTH = 2000
+MAX_ALT_LENGTH = 1000  # a picture's description (alt text)
 USERNAME_MAX_LENGTH = 30
 USERNAME_PATTERN = r"[A-Za-z0-9_]{1,30}"
 # An @ that is not glued to a word or another @ (so e-mail addresses are not mentions).

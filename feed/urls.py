@@ -26,6 +26,8 @@ urlpatterns = [
 
 api_urlpatterns = [
     path("users/", api.UsersView.as_view(), name="api-signup"),
+    path("users/me/avatar/", api.AvatarView.as_view(), name="api-avatar"),
+    path("uploads/", api.UploadView.as_view(), name="api-uploads"),
     re_path(rf"^users/{USERNAME}/$", api.UserDetailView.as_view(), name="api-user"),
     re_path(rf"^users/{USERNAME}/follow/$", api.FollowView.as_view(), name="api-follow"),
     path("posts/", api.PostListView.as_view(), name="api-posts"),

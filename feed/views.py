@@ -20,6 +20,7 @@ from notifier.services import open_post
 
 from . import queries, services
 from .forms import CommentForm, PostForm, ProfileForm, SignupForm
+from .images import ImageRejected
 from .models import Follow, Post
 from .pagination import keyset_page
 
@@ -53,6 +54,16 @@ def _act(request, action, *args) -> bool:
     return True
 
 
+def _with_picture(form, field: str, action, *args, **kwargs):
+    """Run a service call that stores a picture: its result, or None with the refusal (not an
+    image, too large, damaged) as the field's error, nothing stored."""
+    try:
+        return action(*args, **kwargs)
+    except ImageRejected as exc:
+        form.add_error(field, str(exc))
+        return None
+
+
 @throttle_page(WriteThrottle)
 def home(request):
     """The home feed; for visitors who are not logged in, the landing page."""
@@ -60,9 +71,12 @@ def home(request):
         if request.method == "POST":
             return redirect_to_login(request.get_full_path())
         return render(request, "feed/landing.html")
-    form = PostForm(request.POST or None)
+    form = PostForm(request.POST or None, request.FILES or None)
+    post = None
     if request.method == "POST" and form.is_valid():
-        post = services.create_post(request.user, form.cleaned_data["text"])
+        post = _with_picture(form, "image", services.create_post, request.user, form.cleaned_data["text"],
+                             image=form.cleaned_data.get("image"), image_alt=form.cleaned_data.get("image_alt", ""))
+    if post is not None:
         if _htmx(request):
             new_post = queries.posts_for(request.user).get(pk=post.pk)
             return render(request, "feed/_composer.html", {"form": PostForm(), "new_post": new_post})
@@ -241,7 +255,12 @@ def signup(request):
 
 @login_required
 def edit_profile(request):
-    form = ProfileForm(request.POST or None, instance=request.user)
+    form = ProfileForm(request.POST or None, request.FILES or None, instance=request.user)
+    if request.method == "POST" and form.is_valid():
+        if form.cleaned_data.get("avatar_image"):
+            _with_picture(form, "avatar_image", services.set_avatar, request.user, form.cleaned_data["avatar_image"])
+        elif form.cleaned_data.get("remove_avatar"):
+            services.remove_avatar(request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Profile saved.")

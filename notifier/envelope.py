@@ -13,11 +13,14 @@ ACTORS = "{actors}"
 
 
 def actor_dict(actor) -> dict:
+    """Who did it, as clients show them; `avatar` is the user model's `avatar_urls` ({small,
+    medium, large} URLs), or None: clients show initials then."""
     if actor is None:
-        return {"username": None, "display_name": "Someone"}
+        return {"username": None, "display_name": "Someone", "avatar": None}
     return {
         "username": actor.get_username(),
         "display_name": getattr(actor, "display_name", "") or actor.get_username(),
+        "avatar": getattr(actor, "avatar_urls", None),
     }
 
 

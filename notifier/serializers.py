@@ -9,6 +9,8 @@ from .models import Kind, Notification
 class NotificationActorSerializer(serializers.Serializer):
     username = serializers.CharField(allow_null=True)
     display_name = serializers.CharField()
+    avatar = serializers.DictField(child=serializers.CharField(), allow_null=True,
+                                   help_text="{small, medium, large} URLs of the actor's picture, or null.")
 
 
 class NotificationSerializer(serializers.ModelSerializer):

@@ -57,6 +57,16 @@ def _inline_background_work(settings):
 
 
 @pytest.fixture(autouse=True)
+def media_root(settings, tmp_path_factory):
+    """Uploaded pictures go to a directory of the test's own (filesystem storage), never into the
+    repository; the test's live server serves them from there."""
+    root = tmp_path_factory.mktemp("media")
+    settings.MEDIA_ROOT = root
+    settings.MEDIA_BUCKET = ""
+    return root
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Hashing strength is not under test; PBKDF2's cost would dominate the suite's run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

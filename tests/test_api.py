@@ -87,7 +87,7 @@ def test_create_get_and_delete_a_post(api, alice, bob):
     assert r.status_code == 201, r.json()
     post = r.json()
     assert post["text"] == "hello @bob"
-    assert post["author"] == {"username": "alice", "display_name": "Alice"}
+    assert post["author"] == {"username": "alice", "display_name": "Alice", "avatar": None}
     assert post["mentions"] == ["bob"]
     assert (post["comment_count"], post["like_count"], post["liked"]) == (0, 0, False)
     assert post["url"] == f"/posts/{post['id']}/"
@@ -247,7 +247,7 @@ def test_list_notifications(api, alice, inbox):
     assert [n["seq"] for n in data["results"]] == [5, 4, 3, 2, 1]
     first = data["results"][-1]
     assert set(first) == {"id", "seq", "kind", "actor", "actors", "count", "text", "url", "created_at", "read"}
-    assert first["actor"] == {"username": "bob", "display_name": "Bob"}
+    assert first["actor"] == {"username": "bob", "display_name": "Bob", "avatar": None}
     assert first["read"] is False
 
 

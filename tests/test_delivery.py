@@ -23,8 +23,8 @@ def test_comment_pushes_the_envelope_after_commit(alice, bob, memory_publisher, 
     assert topic == f"herald/dev/users/{alice.pk}/notifications"
     assert message == {
         "v": 1, "type": "notification", "seq": 1, "id": n.pk, "kind": "comment",
-        "actor": {"username": "bob", "display_name": "Bob"},
-        "actors": [{"username": "bob", "display_name": "Bob"}], "count": 1,
+        "actor": {"username": "bob", "display_name": "Bob", "avatar": None},
+        "actors": [{"username": "bob", "display_name": "Bob", "avatar": None}], "count": 1,
         "text": "Bob commented on your post: “hi <b>there</b>”",
         "url": f"/posts/{post.pk}/#comment-{comment.pk}",
         "created_at": n.created_at.isoformat(), "read": False, "unread_count": 1, "unseen_count": 1,

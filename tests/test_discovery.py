@@ -44,7 +44,7 @@ def test_search_items_have_the_documented_shape(api, alice, bob, carol):
     follow(carol, bob)
     data = api.as_(alice).get(URL, {"q": "b"}).json()
     assert data == {"results": [{
-        "username": "bob", "display_name": "Bob", "follower_count": 2, "followed_by_me": True, "url": "/u/bob/",
+        "username": "bob", "display_name": "Bob", "follower_count": 2, "followed_by_me": True, "url": "/u/bob/", "avatar": None,
     }]}
     assert api.as_(carol).get(URL, {"q": "alice"}).json()["results"][0]["followed_by_me"] is False
 
@@ -114,7 +114,7 @@ def test_suggestions_friends_of_friends_by_how_many_then_most_followed(api, make
     assert len(result) == 10  # then the rest by follower count and username, up to 10
     items = api.as_(me).get(URL, {"suggested": "true"}).json()["results"]
     assert items[0] == {"username": "xena", "display_name": "", "follower_count": 3, "followed_by_me": False,
-                        "url": "/u/xena/"}
+                        "url": "/u/xena/", "avatar": None}
 
 
 def test_suggestions_for_someone_who_follows_nobody_are_the_most_followed(api, alice, bob, carol, make_user):

@@ -114,7 +114,12 @@ def test_extra_permissions_are_least_privilege(name, prefix):
         # Ends a user's live connections at log-out (only Herald's client ids, never a wildcard id).
         "iot:DeleteConnection": iot_policies.iot_arn(region, account, "client", f"{iot_policies.CLIENT_ID_PREFIX}*"),
         "lambda:InvokeFunction": f"arn:aws:lambda:{region}:{account}:function:herald-{name}",  # background tasks
+        # Pictures (feed/media.py): only the prefixes Herald writes, in the stage's own bucket.
+        **dict.fromkeys(("s3:PutObject", "s3:GetObject", "s3:DeleteObject"), [
+            f"arn:aws:s3:::{config['environment_variables']['MEDIA_BUCKET']}/{folder}/*"
+            for folder in ("avatars", "posts", "uploads")]),
     }
+    assert config["environment_variables"]["MEDIA_BUCKET"] == f"herald-media-{prefix.split('/')[1]}-replace-me"
 
 
 def test_pending_pushes_are_retried_every_minute():
@@ -131,7 +136,7 @@ def test_pending_pushes_are_retried_every_minute():
 
 def test_package_excludes_what_must_not_ship_and_hooks_exist():
     config = stage("dev")
-    for pattern in (".venv", "node_modules", "tests", "bench", "*.sqlite3", ".env", "static"):
+    for pattern in (".venv", "node_modules", "tests", "bench", "*.sqlite3", ".env", "static", "media"):
         assert pattern in config["exclude"]
     assert "staticfiles" not in config["exclude"]  # the collected files are what Lambda serves
     hooks = load_script("zappa_hooks")
@@ -326,3 +331,28 @@ def test_the_local_account_is_the_dev_stage():
     assert local.ROLE_ARN == dev["environment_variables"]["IOT_ROLE_ARN"]
     assert local.ACCOUNT == dev["environment_variables"]["IOT_ROLE_ARN"].split(":")[4]
     assert local.STAGE == "dev"
+
+
+def test_the_package_leaves_out_the_pillow_parts_herald_never_loads():
+    """AVIF, fonts and colour management (4.7 MiB zipped with their libraries) are not shipped; the
+    core, WebP and the libraries they link against are (feed/images.py decodes JPEG, PNG, GIF and
+    WebP and writes WebP). Checked against the installed Pillow's own file names."""
+    import fnmatch
+    import os
+
+    import PIL
+
+    globs = stage("dev")["exclude_glob"]
+    site = Path(PIL.__file__).parent.parent
+    names = [f"{folder}/{name}" for folder in ("PIL", "pillow.libs") if (site / folder).is_dir()
+             for name in os.listdir(site / folder)]
+
+    def dropped(name):
+        return any(fnmatch.fnmatch(name, pattern) for pattern in globs)
+
+    needed = ("PIL/_imaging.", "PIL/_webp.", "pillow.libs/libwebp", "pillow.libs/libsharpyuv", "pillow.libs/libjpeg",
+              "pillow.libs/libtiff", "pillow.libs/libopenjp2", "pillow.libs/libxcb", "pillow.libs/libXau",
+              "pillow.libs/libzstd", "pillow.libs/liblzma")
+    assert not [n for n in names if n.startswith(needed) and dropped(n)]
+    assert [n for n in names if n.startswith("PIL/_avif") and dropped(n)]
+    assert not [n for n in names if n.startswith(("PIL/_avif", "PIL/_imagingft", "PIL/_imagingcms")) and not dropped(n)]

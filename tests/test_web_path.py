@@ -125,6 +125,7 @@ CHILD = textwrap.dedent(r"""
     results["client_id"] = (credentials or {}).get("client_id")
     results["loaded_emulator"] = sorted(n for n in sys.modules if n.startswith("notifier.localiot"))
     results["loaded_dev_only"] = sorted(n for n in sys.modules if n.split(".")[0] in DEV_ONLY)
+    results["loaded_pillow"] = sorted(n for n in sys.modules if n.split(".")[0] == "PIL")
     results["attempts"] = attempts
     print("WEBPATH " + json.dumps(results))
 """)
@@ -163,4 +164,5 @@ def test_web_path_serves_pages_api_credentials_and_comments_without_dev_packages
     assert result["deleted"] == [f"/connections/{result['client_id']}"]
     assert result["loaded_dev_only"] == []
     assert result["loaded_emulator"] == []  # the web path never imports the emulator's package
+    assert result["loaded_pillow"] == []  # Pillow is loaded by a request with a picture, not before (feed/images.py)
     assert {caller for _, caller in result["attempts"]} <= {"botocore.compat"}, result["attempts"]

@@ -304,13 +304,15 @@
     form.submit();
   }
 
-  function toast(text, url, id) {
+  function toast(text, url, id, actor) {
     var box = toastBox();
     if (!box || typeof text !== "string") return;
     var shown = id ? toastsById.get(id) : null;
     if (shown && shown.isConnected) {
       shown.querySelector("a").textContent = text;
       shown.querySelector("a").href = safeUrl(url);
+      var face = avatarNode(actor, "tiny", true);
+      if (face) shown.querySelector("a").prepend(face);
       var t = toastTimers.get(shown);
       if (t) {
         clearTimeout(t.timer);
@@ -325,6 +327,8 @@
     var link = document.createElement("a");
     link.href = safeUrl(url);
     link.textContent = text;
+    var picture = avatarNode(actor, "tiny", true);
+    if (picture) link.prepend(picture);
     if (id) {
       el.dataset.id = String(id);
       toastsById.set(id, el);
@@ -349,16 +353,44 @@
     return Array.from(String(name))[0].toUpperCase();
   }
 
+  // A picture's URL from a message: a same-site path or an https: URL (the bucket's), nothing else.
+  function imageUrl(url) {
+    if (typeof url !== "string") return null;
+    if (url.charAt(0) === "/" && url.charAt(1) !== "/") return url;
+    return /^https:\/\/[^\s"'<>]+$/.test(url) ? url : null;
+  }
+
+  // The actor's picture (an <img> node, never markup), or their initial when they have none
+  // (nothing, with `bare`: where a name stands alone, as in toasts and comments).
+  function avatarNode(actor, size, bare) {
+    var urls = actor && actor.avatar;
+    var src = urls && imageUrl(urls.small);
+    if (!src && bare) return null;
+    if (!src) {
+      var span = document.createElement("span");
+      span.className = "avatar " + size;
+      span.setAttribute("aria-hidden", "true");
+      span.textContent = initial(actor);
+      return span;
+    }
+    var img = document.createElement("img");
+    img.className = "avatar " + size;
+    img.src = src;
+    var twice = imageUrl(urls.medium);
+    if (twice) img.srcset = twice + " 2x";
+    img.width = 28;
+    img.height = 28;
+    img.alt = "";
+    return img;
+  }
+
   function avatars(n) {
     var box = document.createElement("span");
     box.className = "avatars";
     box.setAttribute("aria-hidden", "true");
     var actors = Array.isArray(n.actors) && n.actors.length ? n.actors.slice(0, 3) : [n.actor];
     actors.forEach(function (actor) {
-      var a = document.createElement("span");
-      a.className = "avatar tiny";
-      a.textContent = initial(actor);
-      box.appendChild(a);
+      box.appendChild(avatarNode(actor, "tiny"));
     });
     // "+N" counts people; a new-posts item's count is of one author's posts.
     var more = n.kind === "new_post" ? 0 : (Number(n.count) || 1) - actors.length;
@@ -562,7 +594,7 @@
     // A retried push of an old event (delivered late by deliver_pending) updates the list quietly.
     // On the home page a followed author's new post has its banner ("1 new post"): no toast too.
     var banner = n.kind === "new_post" && newPostsBox && newPostsButton;
-    if (news && !banner && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n.text, n.url, id);
+    if (news && !banner && Date.now() - Date.parse(n.created_at) < TOAST_MAX_AGE_MS) toast(n.text, n.url, id, n.actor);
   }
 
   function markRead(ids) {
@@ -845,6 +877,8 @@
     name.className = "author";
     if (author.username) name.href = "/u/" + encodeURIComponent(author.username) + "/";
     name.textContent = author.display_name || author.username || "Someone";
+    var face = avatarNode(author, "small", true);
+    if (face) name.prepend(face);
     var when = document.createElement("span");
     when.className = "time";
     var time = document.createElement("time");
