@@ -1,9 +1,10 @@
 """Feed API views: thin wrappers that validate with serializers and act through feed.services."""
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from config.pagination import IntegerCursorPagination
@@ -11,14 +12,17 @@ from config.throttles import SignupThrottle, WriteThrottle
 
 import notifier
 
-from . import queries, services
+from . import queries, search, services
 from .models import Like, Post, User
 from .serializers import (
     CommentSerializer,
     FollowResultSerializer,
     LikeResultSerializer,
     MuteResultSerializer,
+    PeopleSearchPageSerializer,
+    PostSearchPageSerializer,
     PostSerializer,
+    SearchQuerySerializer,
     SignupSerializer,
     UserListSerializer,
     UserQuerySerializer,
@@ -214,3 +218,26 @@ class HomeFeedView(generics.ListAPIView):
 
     def get_queryset(self):
         return queries.home_feed(self.request.user)
+
+
+class SearchView(APIView):
+    """Find people or posts by their words, a cursor page at a time (feed.search)."""
+
+    RESULTS = {"people": (search.people, UserSummarySerializer), "posts": (search.posts, PostSerializer)}
+
+    @extend_schema(operation_id="search", parameters=[SearchQuerySerializer], responses=PolymorphicProxySerializer(
+        component_name="SearchPage", serializers=[PeopleSearchPageSerializer, PostSearchPageSerializer],
+        resource_type_field_name=None))
+    def get(self, request):
+        """`?q=TEXT&type=people|posts`: people by any word of their username or display name (an exact
+        username first, then usernames starting with TEXT, then the most followed), or posts by their
+        words (most relevant, then newest). Pages of 20 (`page_size` up to 100); follow `next`."""
+        query = SearchQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        find, serializer = self.RESULTS[data["type"]]
+        page = find(request.user, data["q"], after=search.decode_cursor(data.get("cursor")),
+                    size=data.get("page_size", search.PAGE_SIZE))
+        next_url = page.next_cursor and replace_query_param(request.build_absolute_uri(), "cursor", page.next_cursor)
+        return Response({"next": next_url, "previous": None,
+                         "results": serializer(page.items, many=True, context={"request": request}).data})
