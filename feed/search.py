@@ -31,7 +31,9 @@ MAX_LENGTH = 100  # characters of search text, once stripped
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 POST_CANDIDATES = 1000
-RANK_SCALE = 1_000_000  # relevance kept as an integer: a cursor compares it exactly
+# Relevance is kept as an integer (a cursor compares it exactly): ts_rank is a float4 (7 digits);
+# bm25 falls to about 1e-6 for a word in over half of all posts, and still has to order those.
+RANK_SCALE = {"postgresql": 10**6, "sqlite": 10**12}
 
 WORD = re.compile(r"[^\W_]+")
 # A quoted phrase, or one word with an optional leading "-"; anything else separates.
@@ -130,12 +132,12 @@ def _posts_sql(query: Query, after: tuple | None, limit: int) -> tuple[str, list
                   WHERE p.search_vector @@ to_tsquery('herald_search', %s)
                   ORDER BY p.id DESC LIMIT %s) p,
                  (SELECT to_tsquery('herald_search', %s) AS query) q"""
-        params = [RANK_SCALE, _tsquery(query), POST_CANDIDATES, _tsquery(query)]
+        params = [RANK_SCALE["postgresql"], _tsquery(query), POST_CANDIDATES, _tsquery(query)]
     else:
         hits = """
             SELECT rowid AS id, CAST(-bm25(feed_post_fts) * %s AS INTEGER) AS score
             FROM feed_post_fts WHERE feed_post_fts MATCH %s ORDER BY rowid DESC LIMIT %s"""
-        params = [RANK_SCALE, _fts5(query), POST_CANDIDATES]
+        params = [RANK_SCALE["sqlite"], _fts5(query), POST_CANDIDATES]
     sql = f"""
         SELECT id, 0, -score, -id FROM ({hits}) hits
         {"WHERE (0, -score, -id) > (%s, %s, %s)" if after else ""}
