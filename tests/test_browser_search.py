@@ -7,7 +7,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from feed import services
 
-from .browser import launch, logged_in_page, make_users
+from .browser import launch, log_in, logged_in_page, make_users
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -44,3 +44,25 @@ def test_a_surname_finds_the_person_and_the_posts_tab_finds_a_post(live_server):
         expect(page).to_have_url(re.compile(r"/people/\?q=hero&type=posts$"))
         expect(page.locator("#search-results article.post")).to_have_count(1)
         browser.close()
+
+
+def test_axe_finds_no_serious_problem_on_either_tab(live_server):
+    from .test_browser_polish import AXE, DESKTOP, PHONE, axe_problems
+
+    assert AXE.is_file(), "axe-core is missing: run make npm (npm ci)"
+    alice, bob = make_users("alice", "bob")
+    services.follow(alice, "bob")
+    services.create_post(bob, "Bob on boats")
+    problems = []
+    with sync_playwright() as p:
+        browser = launch(p)
+        for viewport in (DESKTOP, PHONE):
+            page = browser.new_context(viewport=viewport, bypass_csp=True).new_page()  # axe runs inline
+            log_in(page, live_server.url, "alice")
+            for path in ("/people/?q=bo", "/people/?q=bo&type=posts", "/people/?q=zzz&type=posts"):
+                page.goto(live_server.url + path)
+                page.wait_for_load_state("networkidle")
+                problems += [f"{viewport['width']}px {path}: {x}" for x in axe_problems(page)]
+            page.context.close()
+        browser.close()
+    assert problems == [], "axe-core found:\n" + "\n".join(problems)
