@@ -36,8 +36,9 @@ POST_CANDIDATES = 1000
 RANK_SCALE = {"postgresql": 10**6, "sqlite": 10**12}
 
 WORD = re.compile(r"[^\W_]+")
-# A quoted phrase, or one word with an optional leading "-"; anything else separates.
-PIECE = re.compile(r'"([^"]*)"?|(-?)([^\W_]+)')
+# A quoted phrase, or one word with an optional "-" before it at the start or after a space (as in
+# "pizza -napoli"; the one in "e-mail" only separates); anything else separates.
+PIECE = re.compile(r'"([^"]*)"?|(?:(?<!\S)(-))?([^\W_]+)')
 
 
 @dataclass(frozen=True)

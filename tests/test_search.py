@@ -330,3 +330,13 @@ def test_post_search_uses_the_gin_index_on_postgresql(me, alice):
         cursor.execute("EXPLAIN " + ctx.captured_queries[0]["sql"])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "feed_post_search_idx" in plan and not re.search(r"Seq Scan on feed_post\b", plan), plan
+
+
+def test_the_search_text_is_read_once_the_same_way_for_both_databases():
+    Q = search.Query
+    assert search.parse('  "Big red" e-mail -Spam napo ') == Q(
+        phrases=(("big", "red"), ("e",), ("mail",)), excluded=("spam",), prefixes=("napo",))
+    assert search.parse("pizza!") == Q(phrases=(("pizza",),))  # ends with punctuation: a whole word
+    assert search.parse("x'; DROP TABLE feed_post; --") == Q(
+        phrases=(("x",), ("drop",), ("table",), ("feed",), ("post",)))  # only letters and digits reach SQL
+    assert search.parse("& | ! :* _").empty and search.parse("-only -excluded").empty
