@@ -1,8 +1,9 @@
 """Search at 200,000 users and 1,000,000 posts: feed.search on PostgreSQL (migration 0005).
 
 Data (a PostgreSQL scratch database, rows made with INSERT … SELECT generate_series):
-- users: display names "First Last" from lists of common first names and surnames (some with
-  accents: José García), picked with a skew so some names are very common and others rare;
+- users: display names "First Last": 300 first names and 2,000 surnames (real ones first, some
+  with accents: José García, then made-up ones), name k of N picked as N · r^1.5, so the most
+  common surname is about 0.6% of all people (Smith in the US: 0.8%) and the rarest a few dozen;
   usernames first_last_<id>; half of them with a stored follower count, heavily skewed.
 - posts: 6 to 25 words each from a vocabulary of 20,000 words (200 common English words, then
   made-up words), word k picked with probability falling steeply with k (k = V · r⁵), so "the" is
@@ -59,17 +60,28 @@ COMMON = ("the and to of a in is it you that was for on are with as i his they b
           "animal point mother world near build self earth father coffee pizza music").split()
 
 
-def vocabulary() -> list[str]:
-    """COMMON, then made-up words of 2 to 4 syllables (fixed seed: the same list every run)."""
-    rng = random.Random(18)
-    syllables = [c + v for c in "bdfghklmnprstvz" for v in "aeiou"]
-    words, seen = list(COMMON), set(COMMON)
-    while len(words) < VOCABULARY:
-        word = "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))
+NAME_SKEW = 1.5  # name k of N = N · r^NAME_SKEW
+
+
+def made_up(known: list[str], count: int, seed: int, syllables=(2, 4)) -> list[str]:
+    """`known`, then made-up words of 2 to 4 syllables up to `count` (fixed seed: the same list every run)."""
+    rng = random.Random(seed)
+    parts = [c + v for c in "bdfghklmnprstvz" for v in "aeiou"]
+    words, seen = list(known), {w.lower() for w in known}
+    while len(words) < count:
+        word = "".join(rng.choice(parts) for _ in range(rng.randint(*syllables)))
         if word not in seen:
             seen.add(word)
             words.append(word)
     return words
+
+
+def vocabulary() -> list[str]:
+    return made_up(COMMON, VOCABULARY, 18)
+
+
+def names(known: list[str], count: int, seed: int) -> list[str]:
+    return [w if w in known else w.capitalize() for w in made_up(known, count, seed, (2, 3))]
 
 
 def ascii_name(name: str) -> str:
@@ -79,11 +91,13 @@ def ascii_name(name: str) -> str:
 
 
 SEARCH_INDEXES = ("feed_user_search_idx", "feed_post_search_idx")
+RARE_SURNAME = names(LAST, 2000, 2)[1900]
 
 
 def build(url: str, users: int, posts: int, words: list[str]) -> dict:
     """The rows; returns seconds per step."""
     times = {}
+    first, last = names(FIRST, 300, 1), names(LAST, 2000, 2)
     migrate(bench_env(url))
     with connect(url) as conn:
         definitions = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(%s)",
@@ -98,10 +112,10 @@ def build(url: str, users: int, posts: int, words: list[str]) -> dict:
             " SELECT '!', false, (%(fa)s::text[])[p.f] || '_' || (%(la)s::text[])[p.l] || '_' || g, '', '', '',"
             "        false, true, now(), (%(first)s::text[])[p.f] || ' ' || (%(last)s::text[])[p.l], ''"
             " FROM generate_series(1, %(n)s) g"
-            " CROSS JOIN LATERAL (SELECT 1 + floor(%(nf)s * power(random(), 2) + 0 * g)::int AS f,"
-            "                            1 + floor(%(nl)s * power(random(), 2.5) + 0 * g)::int AS l) p",
-            {"first": FIRST, "last": LAST, "fa": [ascii_name(n) for n in FIRST], "la": [ascii_name(n) for n in LAST],
-             "nf": len(FIRST), "nl": len(LAST), "n": users})
+            " CROSS JOIN LATERAL (SELECT 1 + floor(%(nf)s * power(random(), %(skew)s) + 0 * g)::int AS f,"
+            "                            1 + floor(%(nl)s * power(random(), %(skew)s) + 0 * g)::int AS l) p",
+            {"first": first, "last": last, "fa": [ascii_name(n) for n in first], "la": [ascii_name(n) for n in last],
+             "nf": len(first), "nl": len(last), "n": users, "skew": NAME_SKEW})
         conn.execute("INSERT INTO feed_userstats (user_id, follower_count)"
                      " SELECT id, floor(100000 * power(random(), 12))::bigint FROM feed_user WHERE random() < 0.5")
         times["users"] = time.perf_counter() - t0
@@ -144,7 +158,7 @@ def cases(words: list[str], url: str) -> tuple[dict, dict]:
         username = conn.execute("SELECT username FROM feed_user ORDER BY id DESC LIMIT 1").fetchone()[0]
     people = {
         "common surname 'smith'": "smith",
-        f"rare surname '{LAST[-1].lower()}'": LAST[-1].lower(),
+        f"rare surname '{RARE_SURNAME.lower()}'": RARE_SURNAME.lower(),
         "start of a first name 'mar'": "mar",
         "two words 'maria gar'": "maria gar",
         "exact username": username,
@@ -248,6 +262,7 @@ def trigram_people(connection, people_cases: dict, reps: int, summary) -> dict:
     name = "lower(username::text || ' ' || display_name::text)"
     with connection.cursor() as cursor:
         cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        cursor.execute("DROP INDEX IF EXISTS bench_user_trgm_idx")
         t0 = time.perf_counter()
         cursor.execute(f"CREATE INDEX bench_user_trgm_idx ON feed_user USING gin (({name}) gin_trgm_ops)")
         built = time.perf_counter() - t0
@@ -270,6 +285,8 @@ def trigram_people(connection, people_cases: dict, reps: int, summary) -> dict:
                 cursor.fetchall()
                 samples.append(time.perf_counter() - t0)
         out[case] = summary(samples)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX bench_user_trgm_idx")  # the measurements of Herald's own search run without it
     return out
 
 
@@ -278,12 +295,16 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--posts", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure again on the last run's database (same --users and --posts)")
     args = parser.parse_args()
     url = scratch_url("search")
-    recreate_database(url)
     words = vocabulary()
-    print(f"building {args.users:,} users and {args.posts:,} posts…", file=sys.stderr, flush=True)
-    build_times = build(url, args.users, args.posts, words)
+    build_times = {}
+    if not args.reuse:
+        recreate_database(url)
+        print(f"building {args.users:,} users and {args.posts:,} posts…", file=sys.stderr, flush=True)
+        build_times = build(url, args.users, args.posts, words)
     results = measure(url, args.reps, words)
     result = {"machine": machine(), "users": args.users, "posts": args.posts, "reps": args.reps,
               "target_p50_ms": TARGET_P50_MS, "build_seconds": build_times,

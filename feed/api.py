@@ -1,5 +1,5 @@
 """Feed API views: thin wrappers that validate with serializers and act through feed.services."""
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
@@ -19,9 +19,8 @@ from .serializers import (
     FollowResultSerializer,
     LikeResultSerializer,
     MuteResultSerializer,
-    PeopleSearchPageSerializer,
-    PostSearchPageSerializer,
     PostSerializer,
+    SearchPageSerializer,
     SearchQuerySerializer,
     SignupSerializer,
     UserListSerializer,
@@ -225,9 +224,7 @@ class SearchView(APIView):
 
     RESULTS = {"people": (search.people, UserSummarySerializer), "posts": (search.posts, PostSerializer)}
 
-    @extend_schema(operation_id="search", parameters=[SearchQuerySerializer], responses=PolymorphicProxySerializer(
-        component_name="SearchPage", serializers=[PeopleSearchPageSerializer, PostSearchPageSerializer],
-        resource_type_field_name=None))
+    @extend_schema(operation_id="search", parameters=[SearchQuerySerializer], responses=SearchPageSerializer)
     def get(self, request):
         """`?q=TEXT&type=people|posts`: people by any word of their username or display name (an exact
         username first, then usernames starting with TEXT, then the most followed), or posts by their

@@ -103,26 +103,75 @@ def _postgresql() -> bool:
 PEOPLE_VECTOR = "to_tsvector('herald_search'::regconfig, (u.username::text || ' ' || u.display_name::text))"
 
 
-def _people_sql(query: Query, handle: str, after: tuple | None, limit: int) -> tuple[str, list]:
+def _like_prefix(text: str) -> tuple[str, str]:
+    """A LIKE pattern for "starts with text" (its % and _ are plain characters), as Django writes
+    one: PostgreSQL's default escape is the backslash, and a pattern without an ESCAPE clause is
+    what lets it use the text_pattern_ops index on lower(username) (migration 0002)."""
+    pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return pattern, "" if _postgresql() else " ESCAPE '\\'"
+
+
+def _by_name_sql(handle: str, after: tuple | None, limit: int) -> tuple[str, list]:
+    """Tiers 0 and 1: the username equal to the text, then usernames starting with it, most
+    followed first (walking userstats_popular_idx from the top), then the others by id. Such a
+    username's words are the text's words (usernames are letters, digits and "_"), so the
+    username indexes answer these alone."""
+    like, escape = _like_prefix(handle)
+    prefix = f"lower(u.username) LIKE %s{escape} AND lower(u.username) <> %s"
+    start, start_params = ("AND (1, -s.follower_count, u.id) > (%s, %s, %s)", list(after)) if after else ("", [])
+    rest, rest_params = ("AND (1, 0, u.id) > (%s, %s, %s)", list(after)) if after else ("", [])
+    sql = (
+        "SELECT * FROM (SELECT u.id, 0 AS tier, COALESCE(s.follower_count, 0) AS followers FROM feed_user u"
+        " LEFT JOIN feed_userstats s ON s.user_id = u.id WHERE u.is_active AND lower(u.username) = %s) exact"
+        " UNION ALL"
+        " SELECT * FROM (SELECT u.id, 1 AS tier, s.follower_count AS followers"
+        " FROM feed_userstats s JOIN feed_user u ON u.id = s.user_id"
+        f" WHERE s.follower_count > 0 AND u.is_active AND {prefix} {start}"
+        " ORDER BY s.follower_count DESC, s.user_id LIMIT %s) followed"
+        " UNION ALL"
+        " SELECT * FROM (SELECT u.id, 1 AS tier, 0 AS followers FROM feed_user u"
+        f" WHERE u.is_active AND {prefix} {rest} AND NOT EXISTS"
+        " (SELECT 1 FROM feed_userstats s WHERE s.user_id = u.id AND s.follower_count > 0)"
+        " ORDER BY u.id LIMIT %s) others"
+    )
+    return sql, [handle, like, handle, *start_params, limit, like, handle, *rest_params, limit]
+
+
+def _by_words_sql(query: Query, handle: str, after: tuple | None, limit: int) -> tuple[str, list]:
+    """Tier 2: everyone else the words find, most followed first, then by id. The set comes from
+    the word index and is ranked whole (its cost grows with how many people the words find): a
+    walk down the follower counts would stop early for a common surname, but walks past every
+    user when the text's matches are all usernames of tier 1, and the planner cannot tell."""
+    like, escape = _like_prefix(handle)
     if _postgresql():
-        source = "feed_user u"
         match, match_params = f"{PEOPLE_VECTOR} @@ to_tsquery('herald_search', %s)", [_tsquery(query)]
     else:
-        source = "feed_user_fts f JOIN feed_user u ON u.id = f.rowid"
-        match, match_params = "feed_user_fts MATCH %s", [_fts5(query)]
-    sql = f"""
-        SELECT id, tier, -followers, id FROM (
-            SELECT u.id AS id,
-                   CASE WHEN lower(u.username) = %s THEN 0
-                        WHEN substr(lower(u.username), 1, %s) = %s THEN 1 ELSE 2 END AS tier,
-                   COALESCE(s.follower_count, 0) AS followers
-            FROM {source} LEFT JOIN feed_userstats s ON s.user_id = u.id
-            WHERE u.is_active AND {match}
-        ) ranked
-        {"WHERE (tier, -followers, id) > (%s, %s, %s)" if after else ""}
-        ORDER BY tier, followers DESC, id
-        LIMIT %s"""
-    return sql, [handle, len(handle), handle, *match_params, *(after or ()), limit]
+        match, match_params = "u.id IN (SELECT rowid FROM feed_user_fts WHERE feed_user_fts MATCH %s)", [_fts5(query)]
+    start, start_params = ("WHERE (2, -COALESCE(s.follower_count, 0), m.id) > (%s, %s, %s)", list(after)) if after else ("", [])
+    sql = (f"WITH m AS {'MATERIALIZED ' if _postgresql() else ''}(SELECT u.id FROM feed_user u"
+           f" WHERE u.is_active AND NOT lower(u.username) LIKE %s{escape} AND {match})"
+           " SELECT m.id, 2 AS tier, COALESCE(s.follower_count, 0) AS followers"
+           f" FROM m LEFT JOIN feed_userstats s ON s.user_id = m.id {start}"
+           " ORDER BY followers DESC, m.id LIMIT %s")
+    return sql, [like, *match_params, *start_params, limit]
+
+
+def _people_keys(query: Query, handle: str, after: tuple | None, limit: int) -> list[tuple]:
+    """(id, *key) of up to `limit` people after the key `after`: by name, then (when the page is
+    not full yet) by words, each one query."""
+    found = []
+    for part in (_by_name_sql, _by_words_sql):
+        if part is _by_name_sql and after and after[0] > 1:
+            continue  # the page starts after every username match
+        if part is _by_words_sql:
+            if len(found) >= limit:
+                break
+            sql, params = _by_words_sql(query, handle, after, limit - len(found))
+        else:
+            sql, params = _by_name_sql(handle, after, limit)
+        keys = sorted((tier, -followers, pk) for pk, tier, followers in _keys(sql, params))
+        found += [(key[2], *key) for key in keys if after is None or key > after][: limit - len(found)]
+    return found
 
 
 def _posts_sql(query: Query, after: tuple | None, limit: int) -> tuple[str, list]:
@@ -195,8 +244,8 @@ def people(viewer, text: str, after: tuple | None = None, size: int = PAGE_SIZE)
     if not found:
         return Page([], None)
     handle = text.strip().lower().removeprefix("@")  # "@ana", as handles are written on the site
-    sql, params = _people_sql(Query(prefixes=tuple(found)), handle, after, size + 1)
-    return _page(_keys(sql, params), size,
+    keys = _people_keys(Query(prefixes=tuple(found)), handle, after, size + 1)
+    return _page(keys, size,
                  lambda ids: people_for(viewer, User.objects.filter(pk__in=ids)))
 
 

@@ -1,7 +1,7 @@
 """API shapes and input validation for the feed (contract: README "HTTP API")."""
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from . import search
@@ -226,14 +226,10 @@ class UserListSerializer(serializers.Serializer):
     results = UserSummarySerializer(many=True)
 
 
-class _SearchPage(serializers.Serializer):
+class SearchPageSerializer(serializers.Serializer):
+    """A page of GET /api/search/: people (type=people) or posts (type=posts), never both."""
+
     next = serializers.URLField(allow_null=True, help_text="The next page, or null on the last one.")
     previous = serializers.URLField(allow_null=True, help_text="Always null: search pages go forwards.")
-
-
-class PeopleSearchPageSerializer(_SearchPage):
-    results = UserSummarySerializer(many=True)
-
-
-class PostSearchPageSerializer(_SearchPage):
-    results = PostSerializer(many=True)
+    results = PolymorphicProxySerializer(component_name="SearchResult", many=True, resource_type_field_name=None,
+                                         serializers=[UserSummarySerializer, PostSerializer])
