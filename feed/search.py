@@ -13,8 +13,8 @@ start of a word (search as you type). Every word must match. Case and accents do
   matches. Relevance is a number of the post and the query alone (PostgreSQL `ts_rank`; SQLite
   FTS5's bm25, which also weighs how rare a word is in all posts) as an integer: ascending
   (0, -score, -id), a strict order, so pages never repeat a post. The window keeps a common word
-  as cheap as a rare one: finding the newest 1,000 matches is an index walk either way, ranking
-  every one of 100,000 matches is not (bench/search.py).
+  as cheap as a rare one: finding the newest 500 matches is an index walk (or an index scan of
+  the newest posts) either way, ranking every one of 100,000 matches is not (bench/search.py).
 
 Deleted posts are deleted rows, gone from the index with them. All posts are public in Herald
 (the feed filters nothing by author), so search shows what the posts list shows.
@@ -30,7 +30,8 @@ from .queries import people_for, posts_for
 MAX_LENGTH = 100  # characters of search text, once stripped
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-POST_CANDIDATES = 1000
+POST_CANDIDATES = 500
+RECENT_POSTS = 100_000  # PostgreSQL looks among the newest this many posts first (_post_keys)
 # Relevance is kept as an integer (a cursor compares it exactly): ts_rank is a float4 (7 digits);
 # bm25 falls to about 1e-6 for a word in over half of all posts, and still has to order those.
 RANK_SCALE = {"postgresql": 10**6, "sqlite": 10**12}
@@ -174,26 +175,49 @@ def _people_keys(query: Query, handle: str, after: tuple | None, limit: int) -> 
     return found
 
 
-def _posts_sql(query: Query, after: tuple | None, limit: int) -> tuple[str, list]:
+def _posts_sql(query: Query, after: tuple | None, limit: int, newer_than: int | None = None) -> tuple[str, list]:
+    """A row (-1, number of candidates, 0, 0), then up to `limit` (id, *key) of the candidates after
+    `after`: the newest POST_CANDIDATES matches (with an id over `newer_than`, if given), best first."""
     if _postgresql():
-        hits = """
+        recent, recent_params = (" AND p.id > %s", [newer_than]) if newer_than is not None else ("", [])
+        hits = f"""
             SELECT p.id, CAST(ts_rank(p.search_vector, q.query) * %s AS bigint) AS score
             FROM (SELECT p.id, p.search_vector FROM feed_post p
-                  WHERE p.search_vector @@ to_tsquery('herald_search', %s)
+                  WHERE p.search_vector @@ to_tsquery('herald_search', %s){recent}
                   ORDER BY p.id DESC LIMIT %s) p,
                  (SELECT to_tsquery('herald_search', %s) AS query) q"""
-        params = [RANK_SCALE["postgresql"], _tsquery(query), POST_CANDIDATES, _tsquery(query)]
+        params = [RANK_SCALE["postgresql"], _tsquery(query), *recent_params, POST_CANDIDATES, _tsquery(query)]
     else:
         hits = """
             SELECT rowid AS id, CAST(-bm25(feed_post_fts) * %s AS INTEGER) AS score
             FROM feed_post_fts WHERE feed_post_fts MATCH %s ORDER BY rowid DESC LIMIT %s"""
         params = [RANK_SCALE["sqlite"], _fts5(query), POST_CANDIDATES]
     sql = f"""
-        SELECT id, 0, -score, -id FROM ({hits}) hits
-        {"WHERE (0, -score, -id) > (%s, %s, %s)" if after else ""}
-        ORDER BY score DESC, id DESC
-        LIMIT %s"""
+        WITH hits AS ({hits})
+        SELECT -1, COUNT(*), 0, 0 FROM hits
+        UNION ALL
+        SELECT * FROM (SELECT id, 0, -score, -id FROM hits
+                       {"WHERE (0, -score, -id) > (%s, %s, %s)" if after else ""}
+                       ORDER BY score DESC, id DESC LIMIT %s) page"""
     return sql, [*params, *(after or ()), limit]
+
+
+def _post_keys(query: Query, after: tuple | None, limit: int) -> list[tuple]:
+    """(id, *key) of up to `limit` posts after `after`. On PostgreSQL the newest RECENT_POSTS are
+    asked first: the index then meets a range of ids (a BitmapAnd with the primary key), so a
+    word in 1% of a million posts costs its matches among the newest 100,000, not all 10,000 of
+    them. When those hold a whole window of candidates, they are the newest POST_CANDIDATES
+    matches of all, so the answer is the same; otherwise every post is asked."""
+    newer_than = None
+    if _postgresql():
+        last = _keys("SELECT MAX(id) FROM feed_post", [])[0][0] or 0
+        newer_than = last - RECENT_POSTS if last > RECENT_POSTS else None
+    while True:
+        rows = _keys(*_posts_sql(query, after, limit, newer_than))
+        candidates = next(row[1] for row in rows if row[0] == -1)
+        if newer_than is None or candidates >= POST_CANDIDATES:
+            return [row for row in rows if row[0] != -1]
+        newer_than = None
 
 
 def _keys(sql: str, params: list) -> list[tuple]:
@@ -254,6 +278,5 @@ def posts(viewer, text: str, after: tuple | None = None, size: int = PAGE_SIZE) 
     query = parse(text)
     if query.empty:
         return Page([], None)
-    sql, params = _posts_sql(query, after, size + 1)
-    return _page(_keys(sql, params), size,
+    return _page(_post_keys(query, after, size + 1), size,
                  lambda ids: posts_for(viewer, Post.objects.filter(pk__in=ids)))

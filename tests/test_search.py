@@ -263,7 +263,7 @@ def test_api_queries_do_not_grow_with_the_page(api, me, alice, django_assert_max
     for n in (1, 15):
         while Post.objects.count() < n:
             services.create_post(alice, f"@me curlew {Post.objects.count()}")
-        with django_assert_max_num_queries(4):  # the token, the keys, the posts, their mentions
+        with django_assert_max_num_queries(5):  # the token, (PostgreSQL: the last id), the keys, the posts, mentions
             assert len(results(client.get(URL, {"q": "curlew", "type": "posts"}))) == n
         with django_assert_max_num_queries(4):  # the token, by username, by words, the people
             results(client.get(URL, {"q": "alice"}))
@@ -327,7 +327,7 @@ def test_post_search_uses_the_gin_index_on_postgresql(me, alice):
         # (bench/search.py shows the plans at 1,000,000 posts).
         assert posts(me, '"bittern"') == ["one rare bittern"]
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + ctx.captured_queries[0]["sql"])
+        cursor.execute("EXPLAIN " + next(q["sql"] for q in ctx.captured_queries if "search_vector" in q["sql"]))
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "feed_post_search_idx" in plan and not re.search(r"Seq Scan on feed_post\b", plan), plan
 
@@ -340,3 +340,29 @@ def test_the_search_text_is_read_once_the_same_way_for_both_databases():
     assert search.parse("x'; DROP TABLE feed_post; --") == Q(
         phrases=(("x",), ("drop",), ("table",), ("feed",), ("post",)))  # only letters and digits reach SQL
     assert search.parse("& | ! :* _").empty and search.parse("-only -excluded").empty
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL asks the newest posts first")
+def test_asking_the_newest_posts_first_gives_the_same_pages(me, alice, monkeypatch):
+    for i in range(40):
+        services.create_post(alice, f"wren {'often ' if i % 2 else ''}{'seldom' if i % 13 == 0 else ''} {i}")
+    monkeypatch.setattr(search, "POST_CANDIDATES", 6)
+
+    def pages(q):
+        found, after = [], None
+        while True:
+            page = search.posts(me, q, after=after, size=4)
+            found += [p.pk for p in page.items]
+            if page.next_cursor is None:
+                return found
+            after = search.decode_cursor(page.next_cursor)
+
+    for q in ("wren", "often", "seldom", "wren -often"):
+        monkeypatch.setattr(search, "RECENT_POSTS", 10**9)  # every post at once
+        everything = pages(q)
+        monkeypatch.setattr(search, "RECENT_POSTS", 10)  # the newest 10 first ("seldom": too few there)
+        with CaptureQueriesContext(connection) as ctx:
+            assert pages(q) == everything, q
+        assert any("p.id >" in query["sql"] for query in ctx.captured_queries)
+        assert len(everything) == min(6, Post.objects.filter(text__contains=q.split()[0]).count()
+                                      - (Post.objects.filter(text__contains="often").count() if "-" in q else 0))
