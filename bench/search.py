@@ -304,12 +304,18 @@ def main() -> None:
     url = scratch_url("search")
     words = vocabulary()
     build_times = {}
-    if not args.reuse:
+    if args.reuse:  # the data, and so its build times, are the last run's
+        import json
+
+        from bench.benchlib import RESULTS
+
+        build_times = json.loads((RESULTS / "search.json").read_text()).get("build_seconds", {})
+    else:
         recreate_database(url)
         print(f"building {args.users:,} users and {args.posts:,} posts…", file=sys.stderr, flush=True)
         build_times = build(url, args.users, args.posts, words)
     results = measure(url, args.reps, words)
-    result = {"machine": machine(), "users": args.users, "posts": args.posts, "reps": args.reps,
+    result = {"machine": machine(), "users": args.users, "posts": args.posts, "reps": args.reps, "reused_data": args.reuse,
               "target_p50_ms": TARGET_P50_MS, "build_seconds": build_times,
               "sizes": sizes(url), **results}
     path = write_result("search", result)
