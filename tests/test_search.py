@@ -366,3 +366,43 @@ def test_asking_the_newest_posts_first_gives_the_same_pages(me, alice, monkeypat
         assert any("p.id >" in query["sql"] for query in ctx.captured_queries)
         assert len(everything) == min(6, Post.objects.filter(text__contains=q.split()[0]).count()
                                       - (Post.objects.filter(text__contains="often").count() if "-" in q else 0))
+
+
+def test_the_migration_reverses_and_indexes_the_rows_that_exist(me, alice):
+    """feed 0005 backwards then forwards (inside this test's transaction, rolled back after): the
+    search objects go, and come back holding rows written while they were away."""
+    import importlib
+
+    migration = importlib.import_module("feed.migrations.0005_search")
+
+    class Editor:  # what the migration's functions use of a schema editor
+        def __init__(self):
+            self.connection = connection
+
+        def execute(self, sql, params=None):
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":  # the rows' deferred key checks first, as a
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # commit before migrating would
+                cursor.execute(sql, params)
+
+    def search_objects() -> int:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT COUNT(*) FROM pg_indexes WHERE indexname LIKE 'feed_%%_search_idx'")
+                indexes = cursor.fetchone()[0]
+                cursor.execute("SELECT COUNT(*) FROM information_schema.columns WHERE column_name = 'search_vector'")
+                return indexes + cursor.fetchone()[0]
+            cursor.execute("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'feed_%%_fts%%'")
+            return cursor.fetchone()[0]
+
+    services.create_post(alice, "a heron from before")
+    assert search_objects() > 0
+    migration.backward(None, Editor())
+    assert search_objects() == 0
+    services.create_post(alice, "a heron while nothing indexed")
+    alice.display_name = "Alice Heronsdóttir"
+    alice.save()
+    migration.forward(None, Editor())
+    assert set(posts(me, "heron")) == {"a heron from before", "a heron while nothing indexed"}
+    assert people(me, "heronsdottir") == ["alice"]
+    fts_intact()
