@@ -12,7 +12,7 @@ help:
 	@echo "make run    - install, migrate, load demo data, serve http://$(HOST):$(PORT)"
 	@echo "make test   - install what the tests need and run the whole suite"
 	@echo "make test-loaded - the whole suite with the CPU oversubscribed (BUSY=4 spinning processes)"
-	@echo "make bench  - push latency, fan-out, POST under fan-out, read paths at 1M rows, push throughput at 0/10/30 ms (PostgreSQL; bench/results/)"
+	@echo "make bench  - push latency, fan-out, POST under fan-out, read paths at 1M rows, push throughput at 0/10/30 ms, search at 1M posts (PostgreSQL; bench/results/)"
 	@echo "make package      - the Lambda zip from runtime requirements only (dist/)"
 	@echo "make deploy-check - zappa deploy, status, undeploy against a local moto server"
 
@@ -81,7 +81,7 @@ bench: install
 	$(BIN)/python bench/benchlib.py || exit 1; \
 	failed=""; \
 	for b in "push_latency.py --count 1000 --rate 20" "fanout.py --followers 10000 100000" \
-	         "post_under_fanout.py" "read_paths.py" "push_throughput.py" "people.py" "live_slo.py"; do \
+	         "post_under_fanout.py" "read_paths.py" "push_throughput.py" "people.py" "search.py" "live_slo.py"; do \
 	  echo "== bench/$$b"; $(BIN)/python bench/$$b || failed="$$failed $${b%% *}"; \
 	done; \
 	$(BIN)/python bench/chart.py; \

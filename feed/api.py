@@ -7,6 +7,7 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from config.pagination import IntegerCursorPagination
@@ -15,7 +16,7 @@ from config.throttles import SignupThrottle, WriteThrottle
 
 import notifier
 
-from . import media, queries, services
+from . import media, queries, search, services
 from .images import ImageRejected
 from .models import Like, Post, User
 from .serializers import (
@@ -26,6 +27,8 @@ from .serializers import (
     LikeResultSerializer,
     MuteResultSerializer,
     PostSerializer,
+    SearchPageSerializer,
+    SearchQuerySerializer,
     SignupSerializer,
     UserListSerializer,
     UserQuerySerializer,
@@ -292,3 +295,22 @@ class UploadView(APIView):
             raise DirectUploadsUnavailable()
         upload = media.presigned_upload(request.user.pk, serializer.validated_data["content_type"])
         return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)
+class SearchView(APIView):
+    """Find people or posts by their words, a cursor page at a time (feed.search)."""
+
+    RESULTS = {"people": (search.people, UserSummarySerializer), "posts": (search.posts, PostSerializer)}
+
+    @extend_schema(operation_id="search", parameters=[SearchQuerySerializer], responses=SearchPageSerializer)
+    def get(self, request):
+        """`?q=TEXT&type=people|posts`: people by any word of their username or display name (an exact
+        username first, then usernames starting with TEXT, then the most followed), or posts by their
+        words (most relevant, then newest). Pages of 20 (`page_size` up to 100); follow `next`."""
+        query = SearchQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        find, serializer = self.RESULTS[data["type"]]
+        page = find(request.user, data["q"], after=search.decode_cursor(data.get("cursor")),
+                    size=data.get("page_size", search.PAGE_SIZE))
+        next_url = page.next_cursor and replace_query_param(request.build_absolute_uri(), "cursor", page.next_cursor)
+        return Response({"next": next_url, "previous": None,
+                         "results": serializer(page.items, many=True, context={"request": request}).data})

@@ -10,7 +10,7 @@ from django.db.models import (
     Subquery,
     Value,
 )
-from django.db.models.functions import Coalesce, Lower
+from django.db.models.functions import Coalesce
 
 from . import counters
 from .models import Comment, Follow, Like, Post, User
@@ -73,8 +73,9 @@ SEARCH_MAX_LENGTH = 30  # characters of search text, once stripped
 SUGGESTION_LIMIT = 10
 
 
-def _people_for(viewer, queryset):
-    """Users with their follower count (feed.counters) and whether the viewer follows each (one query)."""
+def people_for(viewer, queryset):
+    """Users with their follower count (feed.counters) and whether the viewer follows each (one query).
+    Search results, "who to follow" and the follow button's line all show people this way."""
     qs = queryset.only("id", "username", "display_name", "avatar")
     qs = qs.annotate(follower_count=Coalesce("stats__follower_count", Value(0)))
     if viewer is not None and viewer.is_authenticated:
@@ -84,39 +85,16 @@ def _people_for(viewer, queryset):
 
 def person_for(viewer, user):
     """One user as search results and "who to follow" show them (their count, followed or not)."""
-    return _people_for(viewer, User.objects.filter(pk=user.pk)).get()
+    return people_for(viewer, User.objects.filter(pk=user.pk)).get()
 
 
 def search_users(viewer, q: str, limit: int = SEARCH_LIMIT) -> list:
-    """Active users whose username or display name starts with q (case-insensitive): an exact
-    username first, then those with followers, most followed first, then the others — username
-    matches, then display-name matches, alphabetically.
+    """The first `limit` people feed.search finds for q: any word of the username or display name
+    starting with each word of q; the exact username first, then usernames starting with q, each
+    most followed first."""
+    from .search import people
 
-    Each part is a query that stops after `limit` rows, whatever the prefix matches: one or two
-    letters match a large share of all users, and ranking all of those to show 20 took half a
-    second at 200,000 users. The followed part is ordered by the stored count itself, so
-    PostgreSQL walks userstats_popular_idx from the top when the prefix is common (and the
-    prefix indexes when it is rare); the rest are range scans of the text_pattern_ops
-    expression indexes of migration 0002 (`lower(column) LIKE 'q%'`; Django escapes % and _ in q).
-    """
-    prefix = q.lower().removeprefix("@")  # "@ana", as handles are written on the site
-    if not prefix:
-        return []
-    people = User.objects.filter(is_active=True).alias(
-        username_lower=Lower("username"), display_name_lower=Lower("display_name"))
-    by_username, by_display_name = Q(username_lower__startswith=prefix), Q(display_name_lower__startswith=prefix)
-    found = list(_people_for(viewer, people.filter(username_lower=prefix)))
-    unfollowed = people.exclude(stats__follower_count__gt=0)
-    for part, order in (
-        (people.filter(by_username | by_display_name, stats__follower_count__gt=0),
-         (F("stats__follower_count").desc(), "username")),
-        (unfollowed.filter(by_username), ("username_lower",)),
-        (unfollowed.filter(by_display_name).exclude(by_username), ("display_name_lower", "username_lower")),
-    ):
-        if len(found) >= limit:
-            break
-        found += _people_for(viewer, part.exclude(pk__in=[u.pk for u in found])).order_by(*order)[:limit - len(found)]
-    return found
+    return people(viewer, q, size=limit).items
 
 
 def suggested_users(user, limit: int = SUGGESTION_LIMIT) -> list:
@@ -130,16 +108,16 @@ def suggested_users(user, limit: int = SUGGESTION_LIMIT) -> list:
     followees = Follow.objects.filter(follower=user).values("followee_id")
     candidates = User.objects.filter(is_active=True).exclude(pk=user.pk).exclude(pk__in=followees)
     people = list(
-        _people_for(None, candidates.filter(follower_set__follower__in=followees))
+        people_for(None, candidates.filter(follower_set__follower__in=followees))
         .annotate(mutual=Count("follower_set"))
         .order_by("-mutual", "-follower_count", "username")[:limit]
     )
     if len(people) < limit:
-        popular = _people_for(None, candidates.filter(stats__follower_count__gt=0).exclude(pk__in=[u.pk for u in people]))
+        popular = people_for(None, candidates.filter(stats__follower_count__gt=0).exclude(pk__in=[u.pk for u in people]))
         # By the stored column itself (not the annotation's COALESCE), so PostgreSQL walks
         # userstats_popular_idx from the top and stops after `limit` (an incremental sort by username).
         people += list(popular.order_by(F("stats__follower_count").desc(), "username")[: limit - len(people)])
     if len(people) < limit:
-        anyone = _people_for(None, candidates.exclude(pk__in=[u.pk for u in people]))
+        anyone = people_for(None, candidates.exclude(pk__in=[u.pk for u in people]))
         people += list(anyone.order_by("username")[: limit - len(people)])
     return people

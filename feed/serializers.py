@@ -1,9 +1,10 @@
 """API shapes and input validation for the feed (contract: README "HTTP API")."""
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from . import search
 from .media import UPLOAD_CONTENT_TYPES, upload_key_belongs_to
 from .models import Comment, Post, User
 from .queries import SEARCH_MAX_LENGTH
@@ -243,10 +244,12 @@ class SearchTextField(serializers.CharField):
     """Stripped search text; its length is checked after stripping (a max_length would also put a
     maxLength on the raw parameter in the schema)."""
 
+    limit = SEARCH_MAX_LENGTH
+
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if len(value) > SEARCH_MAX_LENGTH:
-            raise serializers.ValidationError(f"Search for at most {SEARCH_MAX_LENGTH} characters.")
+        if len(value) > self.limit:
+            raise serializers.ValidationError(f"Search for at most {self.limit} characters.")
         return value
 
 
@@ -274,6 +277,47 @@ class UserQuerySerializer(serializers.Serializer):
         return attrs
 
 
+TEXT_SEARCH_PATTERN = rf"^\s*[^\s\u0000]([^\u0000]{{0,{search.MAX_LENGTH - 2}}}[^\s\u0000])?\s*$"
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "pattern": TEXT_SEARCH_PATTERN,
+                      "description": f"1 to {search.MAX_LENGTH} characters (white space at either end does not count)."})
+class TextSearchField(SearchTextField):
+    """GET /api/search/'s text: longer than a name, since posts are searched by phrases too."""
+
+    limit = search.MAX_LENGTH
+
+
+class SearchQuerySerializer(serializers.Serializer):
+    """GET /api/search/: what to find, and where a page starts."""
+
+    q = TextSearchField(
+        help_text="Words to find; the last one also matches the start of a word (search as you type). People: "
+        "every word starts a word of the username or display name. Posts: every word appears, \"quoted words\" "
+        "together, -word never.",
+        error_messages={"required": "Give q, the text to search for.",
+                        "blank": f"Type 1 to {search.MAX_LENGTH} characters to search for."},
+    )
+    type = serializers.ChoiceField(
+        choices=["people", "posts"], default="people",
+        help_text="people (the default): an exact username first, then usernames starting with q, each most "
+        "followed first. posts: most relevant first, then newest, among the newest "
+        f"{search.POST_CANDIDATES:,} matches.",
+        error_messages={"invalid_choice": "type must be people or posts."},
+    )
+    cursor = serializers.RegexField(
+        search.CURSOR_PATTERN, required=False,
+        help_text="Where the page starts: copy it from a page's `next` link.",
+        error_messages={"invalid": search.INVALID_CURSOR},
+    )
+    page_size = serializers.IntegerField(
+        required=False, min_value=1, max_value=search.MAX_PAGE_SIZE,
+        error_messages={"invalid": f"A whole number from 1 to {search.MAX_PAGE_SIZE}.",
+                        "min_value": f"A whole number from 1 to {search.MAX_PAGE_SIZE}.",
+                        "max_value": f"A whole number from 1 to {search.MAX_PAGE_SIZE}."},
+    )
+
+
 class UserSummarySerializer(serializers.ModelSerializer):
     """A person in search results and suggestions."""
 
@@ -289,3 +333,12 @@ class UserSummarySerializer(serializers.ModelSerializer):
 
 class UserListSerializer(serializers.Serializer):
     results = UserSummarySerializer(many=True)
+
+
+class SearchPageSerializer(serializers.Serializer):
+    """A page of GET /api/search/: people (type=people) or posts (type=posts), never both."""
+
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null on the last one.")
+    previous = serializers.URLField(allow_null=True, help_text="Always null: search pages go forwards.")
+    results = PolymorphicProxySerializer(component_name="SearchResult", many=True, resource_type_field_name=None,
+                                         serializers=[UserSummarySerializer, PostSerializer])

@@ -37,4 +37,5 @@ api_urlpatterns = [
     path("posts/<int:pk>/mute/", api.MuteView.as_view(), name="api-mute"),
     path("comments/<int:pk>/", api.CommentDetailView.as_view(), name="api-comment"),
     path("feed/", api.HomeFeedView.as_view(), name="api-feed"),
+    path("search/", api.SearchView.as_view(), name="api-search"),
 ]

@@ -18,7 +18,7 @@ from config import login_guard
 from config.throttles import SignupThrottle, WriteThrottle, throttle_page
 from notifier.services import open_post
 
-from . import queries, services
+from . import queries, search, services
 from .forms import CommentForm, PostForm, ProfileForm, SignupForm
 from .images import ImageRejected
 from .models import Follow, Post
@@ -342,15 +342,21 @@ class LogoutView(auth_views.LogoutView):
 
 @login_required
 def people_search(request):
-    """Find people by the start of their username or display name (`?q=`), with follow buttons;
-    who to follow below."""
+    """Search (`?q=`): the People tab (`?type=people`, the default, with follow buttons; who to follow
+    below when nobody is found) or the Posts tab (`?type=posts`), a page at a time (`?cursor=`, from
+    the page's "More results" link; a malformed one means the first page), by feed.search."""
     q = request.GET.get("q", "").strip()
-    results = None
-    if len(q) > queries.SEARCH_MAX_LENGTH:
-        messages.error(request, f"Search for at most {queries.SEARCH_MAX_LENGTH} characters.")
+    kind = "posts" if request.GET.get("type") == "posts" else "people"
+    page = None
+    if len(q) > search.MAX_LENGTH:
+        messages.error(request, f"Search for at most {search.MAX_LENGTH} characters.")
     elif q:
-        results = queries.search_users(request.user, q)
-    return render(request, "feed/search.html", {"q": q, "results": results})
+        try:
+            after = search.decode_cursor(request.GET.get("cursor"))
+        except ValueError:
+            after = None
+        page = (search.posts if kind == "posts" else search.people)(request.user, q, after=after)
+    return render(request, "feed/search.html", {"q": q, "kind": kind, "page": page})
 
 
 NEWER_LIMIT = 50  # cards at most per GET /feed/newer/ (the banner asks again for more)
