@@ -206,7 +206,7 @@ def test_api_people_and_posts_pages(api, me, alice, bob):
     client = api.as_(me)
     data = client.get(URL, {"q": "bo"}).json()  # type=people by default
     assert data == {"next": None, "previous": None, "results": [{
-        "username": "bob", "display_name": "Bob", "follower_count": 1, "followed_by_me": True, "url": "/u/bob/"}]}
+        "username": "bob", "display_name": "Bob", "follower_count": 1, "followed_by_me": True, "url": "/u/bob/", "avatar": None}]}
     items = results(client.get(URL, {"q": "heron", "type": "posts"}))
     assert [(i["id"], i["text"], i["author"]["username"], i["url"]) for i in items] == [
         (post.pk, "Herons at dawn", "bob", f"/posts/{post.pk}/")]
