@@ -45,8 +45,10 @@ def home_feed(user):
 
 
 def comments_for(post):
+    """The post's comments, oldest first, each with how many replies it has."""
     return (
         Comment.objects.filter(post=post).select_related("author")
+        .annotate(reply_count=count_of(Comment, parent=OuterRef("pk")))
         .prefetch_related(Prefetch("mentions", queryset=User.objects.only("id", "username")))
         .order_by("id")
     )

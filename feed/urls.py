@@ -33,6 +33,7 @@ api_urlpatterns = [
     path("posts/<int:pk>/comments/", api.CommentListView.as_view(), name="api-comments"),
     path("posts/<int:pk>/like/", api.LikeView.as_view(), name="api-like"),
     path("posts/<int:pk>/mute/", api.MuteView.as_view(), name="api-mute"),
+    path("posts/<int:pk>/follow/", api.PostFollowView.as_view(), name="api-post-follow"),
     path("comments/<int:pk>/", api.CommentDetailView.as_view(), name="api-comment"),
     path("feed/", api.HomeFeedView.as_view(), name="api-feed"),
 ]
