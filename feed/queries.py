@@ -54,6 +54,19 @@ def comments_for(post):
     )
 
 
+def threads(comments) -> list:
+    """Top-level comments in order, each with `thread`: its replies in order (one level deep)."""
+    comments = list(comments)
+    replies = {}
+    for comment in comments:
+        if comment.parent_id is not None:
+            replies.setdefault(comment.parent_id, []).append(comment)
+    top = [c for c in comments if c.parent_id is None]
+    for comment in top:
+        comment.thread = replies.get(comment.pk, [])
+    return top
+
+
 def profile_stats(user) -> dict:
     return {
         "follower_count": counters.follower_count(user),
