@@ -193,9 +193,9 @@ class Comment(Writing):
 class PostFollow(models.Model):
     """Whether someone is told of new top-level comments on a post (feed.services.add_comment).
 
-    The author follows their own post when it is written, and commenting follows a post; an
-    explicit unfollow is kept as a row with `following=False`, so a later comment does not follow
-    it again. One row per person and post (the unique constraint), written under the post's lock:
+    A post's author follows it without a row (feed.services._followers), and commenting follows a
+    post; an explicit unfollow is kept as a row with `following=False`, so a later comment does
+    not follow it again. One row per person and post (the unique constraint), written under the post's lock:
     following and unfollowing are idempotent and take turns with the comments they affect."""
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="follows")

@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -93,7 +94,6 @@ def create_post(author: User, text: str) -> Post:
     with transaction.atomic():
         counters.hold([author.pk])  # the author's writes take turns with deleting the account
         post = Post.objects.create(author=author, text=text)
-        PostFollow.objects.create(post=post, user=author)  # told of the comments on it (unless unfollowed)
         mentioned = _mentioned_users(text)
         if mentioned:
             post.mentions.add(*mentioned)
@@ -186,14 +186,12 @@ def add_comment(author: User, post_id: int, text: str, parent_id: int | None = N
         told = {author.pk}
         reply_ids = sorted({replied_to.author_id, thread.author_id} - told) if thread else []
         told.update(reply_ids)
-        owner_ids = [post.author_id] if thread is None and post.author_id not in told else []
+        followers = set() if thread else _followers(post)
+        owner_ids = [post.author_id] if post.author_id in followers - told else []
         told.update(owner_ids)
         mention_ids = [u.pk for u in mentioned if u.pk not in told]
         told.update(mention_ids)
-        follower_ids = [] if thread else list(
-            PostFollow.objects.filter(post=post, following=True).exclude(user_id__in=told)
-            .values_list("user_id", flat=True)
-        )
+        follower_ids = sorted(followers - told)
         # One send: every recipient's state is locked in one ascending sweep.
         notifier.send([
             Notice(Kind.REPLY, reply_ids, text=f"{author.name} replied to your comment: “{preview}”",
@@ -207,6 +205,15 @@ def add_comment(author: User, post_id: int, text: str, parent_id: int | None = N
         ])
         live.comment_added(comment)  # open post pages show it, once this commits
     return comment
+
+
+def _followers(post: Post) -> set[int]:
+    """Who follows the post: its rows that say so, and its author unless they unfollowed it (an
+    author follows their own post without a row: posts from before follows, or made in bulk)."""
+    rows = dict(PostFollow.objects.filter(Q(following=True) | Q(user_id=post.author_id), post=post)
+                .values_list("user_id", "following"))
+    return {uid for uid, following in rows.items() if following} | (
+        set() if post.author_id in rows else {post.author_id})
 
 
 @survives_deletions
@@ -227,9 +234,13 @@ def follow_post(user: User, post_id: int, following: bool = True) -> bool:
 
 
 def follows_post(user: User, post_id: int) -> bool:
-    """Whether the user is told of new comments on this post."""
-    return bool(user.is_authenticated
-                and PostFollow.objects.filter(post_id=post_id, user=user, following=True).exists())
+    """Whether the user is told of new comments on this post (its author is, unless they unfollowed it)."""
+    if not user.is_authenticated:
+        return False
+    row = PostFollow.objects.filter(post_id=post_id, user=user).values_list("following", flat=True).first()
+    if row is not None:
+        return row
+    return Post.objects.filter(pk=post_id, author=user).exists()
 
 
 def _remention(writing, text: str) -> list[User]:

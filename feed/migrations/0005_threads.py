@@ -6,20 +6,19 @@ BATCH = 2000
 
 
 def follow_existing(apps, schema_editor):
-    """Before this, every post's author and every commenter was told of each later comment: they
-    start out following those posts, so nobody stops hearing about a conversation they were in."""
-    Post, Comment, PostFollow = (apps.get_model("feed", name) for name in ("Post", "Comment", "PostFollow"))
-    pairs = Post.objects.order_by("pk").values_list("pk", "author_id").iterator(chunk_size=BATCH)
+    """Before this, everyone who commented on a post was told of each later comment: they start
+    out following those posts, so nobody stops hearing about a conversation they were in. (Authors
+    follow their own posts without a row.)"""
+    Comment, PostFollow = apps.get_model("feed", "Comment"), apps.get_model("feed", "PostFollow")
     commenters = (Comment.objects.order_by("post_id", "author_id").values_list("post_id", "author_id")
                   .distinct().iterator(chunk_size=BATCH))
-    for rows in (pairs, commenters):
-        batch = []
-        for post_id, user_id in rows:
-            batch.append(PostFollow(post_id=post_id, user_id=user_id, following=True))
-            if len(batch) == BATCH:
-                PostFollow.objects.bulk_create(batch, ignore_conflicts=True)
-                batch = []
-        PostFollow.objects.bulk_create(batch, ignore_conflicts=True)
+    batch = []
+    for post_id, user_id in commenters:
+        batch.append(PostFollow(post_id=post_id, user_id=user_id, following=True))
+        if len(batch) == BATCH:
+            PostFollow.objects.bulk_create(batch, ignore_conflicts=True)
+            batch = []
+    PostFollow.objects.bulk_create(batch, ignore_conflicts=True)
 
 
 class Migration(migrations.Migration):
