@@ -14,10 +14,12 @@ import notifier
 from . import queries, services
 from .models import Comment, Like, Post, User
 from .serializers import (
+    CommentEditSerializer,
     CommentSerializer,
     FollowResultSerializer,
     LikeResultSerializer,
     MuteResultSerializer,
+    PostEditSerializer,
     PostFollowResultSerializer,
     PostSerializer,
     SignupSerializer,
@@ -140,11 +142,11 @@ class PostDetailView(generics.RetrieveDestroyAPIView):
     def get_queryset(self):
         return queries.posts_for(self.request.user)
 
-    @extend_schema(request=PostSerializer, responses=PostSerializer)
+    @extend_schema(request=PostEditSerializer, responses=PostSerializer)
     def patch(self, request, pk):
         """Edit your post's text (`{text}`, validated as when posting); it gains `edited_at`."""
         generics.get_object_or_404(Post.objects.only("pk"), pk=pk)  # a missing post is a 404 whatever was sent
-        serializer = self.get_serializer(data=request.data)
+        serializer = PostEditSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.edit_post(request.user, pk, serializer.validated_data["text"])
         return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
@@ -173,11 +175,11 @@ class CommentListView(generics.ListCreateAPIView):
 class CommentDetailView(APIView):
     throttle_classes = [WriteThrottle]
 
-    @extend_schema(request=CommentSerializer, responses=CommentSerializer)
+    @extend_schema(request=CommentEditSerializer, responses=CommentSerializer)
     def patch(self, request, pk):
         """Edit your comment's text (`{text}`, validated as when commenting); it gains `edited_at`."""
         generics.get_object_or_404(Comment.objects.only("pk"), pk=pk)  # a missing comment is a 404 whatever was sent
-        serializer = CommentSerializer(data=request.data)
+        serializer = CommentEditSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         comment = services.edit_comment(request.user, pk, serializer.validated_data["text"])
         return Response(CommentSerializer(queries.comments_for(comment.post_id).get(pk=pk)).data)

@@ -132,6 +132,31 @@ class LikeResultSerializer(serializers.Serializer):
     like_count = serializers.IntegerField()
 
 
+class _WholeBody(serializers.Serializer):
+    """A PATCH body that is never partial: an edit sends the text, required as when creating.
+    (drf-spectacular marks a PATCH body partial, which would document every field as optional.)"""
+
+    @property
+    def partial(self):
+        return False
+
+    @partial.setter
+    def partial(self, value):
+        pass
+
+
+class PostEditSerializer(_WholeBody):
+    """PATCH /api/posts/{id}/: the new text, required and checked as when posting."""
+
+    text = TextField(what="Post")
+
+
+class CommentEditSerializer(_WholeBody):
+    """PATCH /api/comments/{id}/: the new text, required and checked as when commenting."""
+
+    text = TextField(what="Comment")
+
+
 class PostFollowResultSerializer(serializers.Serializer):
     post = serializers.IntegerField()
     following = serializers.BooleanField()
