@@ -57,6 +57,16 @@ def test_an_inline_reply_shows_threaded_live_in_the_other_window(live_server, li
         expect(alice_page.locator(f"#post-{post.pk} .comment-count")).to_have_text("3")
         bob_page.wait_for_timeout(300)
         expect(bob_page.locator(f"#comment-{reply.pk}")).to_have_count(1)  # push and htmx: shown once
+
+        # Alice answers the reply that arrived live (its Reply box built by live.js): it joins the
+        # same thread, in both windows.
+        theirs.locator(f"#reply-box-{reply.pk} > summary").click()
+        alice_page.fill(f"#reply-text-{reply.pk}", "answering the reply")
+        alice_page.click(f"#reply-button-{reply.pk}")
+        answer = alice_page.locator(f"#replies-{top.pk} > li.comment.reply", has_text="answering the reply")
+        expect(answer).to_have_count(1, timeout=TIMEOUT)
+        assert Comment.objects.get(text="answering the reply").parent_id == top.pk
+        expect(bob_page.locator(f"#replies-{top.pk} > li.comment.reply")).to_have_count(2, timeout=TIMEOUT)
         browser.close()
 
 

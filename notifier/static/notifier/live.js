@@ -749,7 +749,8 @@
     textBox.appendChild(text);
     li.append(name, " ", when, " ", textBox);
     if (c.edited_at) markEdited(textBox, c.edited_at);
-    if (author.username && author.username === body.dataset.username) li.append(" ", deleteForm(c.id));
+    li.append(" ", replyBox(c.id, name.textContent));
+    if (author.username && author.username === body.dataset.username) li.append(" ", editLink(c.id), " ", deleteForm(c.id));
     if (!c.parent) {
       li.classList.remove("reply");
       var thread = document.createElement("ol"); // where its replies go
@@ -923,6 +924,57 @@
     button.textContent = "Delete";
     form.appendChild(button);
     return form;
+  }
+
+  // The Reply box and the Edit link the server renders (templates/feed/_comment.html), for a
+  // comment built from a message: the same plain forms, sent by htmx.
+  function replyBox(commentId, authorName) {
+    var id = Number(commentId);
+    var box = document.createElement("details");
+    box.className = "reply-box";
+    box.id = "reply-box-" + id;
+    var summary = document.createElement("summary");
+    summary.className = "action";
+    summary.textContent = "Reply";
+    var action = "/posts/" + livePost + "/";
+    var form = postForm(action, { parent: String(id) });
+    form.className = "reply-form";
+    form.noValidate = true;
+    form.setAttribute("hx-post", action);
+    form.setAttribute("hx-target", "this");
+    form.setAttribute("hx-swap", "outerHTML");
+    var label = document.createElement("label");
+    label.className = "sr-only";
+    label.htmlFor = "reply-text-" + id;
+    label.textContent = "Reply to " + authorName;
+    var text = document.createElement("textarea");
+    text.name = "text";
+    text.id = "reply-text-" + id;
+    text.rows = 2;
+    text.maxLength = 2000;
+    text.placeholder = "Reply to " + authorName + "…";
+    var foot = document.createElement("div");
+    foot.className = "composer-foot";
+    var button = document.createElement("button");
+    button.className = "button small";
+    button.id = "reply-button-" + id;
+    button.textContent = "Reply";
+    foot.appendChild(button);
+    form.append(label, text, foot);
+    box.append(summary, form);
+    return box;
+  }
+
+  function editLink(commentId) {
+    var url = "/comments/" + Number(commentId) + "/edit/";
+    var a = document.createElement("a");
+    a.className = "action edit-link";
+    a.href = url;
+    a.setAttribute("hx-get", url);
+    a.setAttribute("hx-target", "#comment-body-" + Number(commentId));
+    a.setAttribute("hx-swap", "outerHTML");
+    a.textContent = "Edit";
+    return a;
   }
 
   function commentArrived(c) {
