@@ -150,7 +150,7 @@ def _fallbacks(post: Post) -> dict:
 
 
 def _commented_on(author: User, post: Post) -> str:
-    """ "commented on your post" is the author's own text; the others read whose post it is."""
+    """What the post's other followers read (its author reads "commented on your post")."""
     return f"{author.name} commented on {'their' if author.pk == post.author_id else post.author.name + '’s'} post"
 
 
