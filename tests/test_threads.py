@@ -222,6 +222,23 @@ def test_notifications_show_the_current_text_after_an_edit(api, alice, bob, caro
     assert_count_exact(alice, bob, carol)  # an edit is not news: counts do not move
 
 
+def test_a_post_edited_before_its_fan_out_reaches_its_followers_with_the_new_text(settings, alice, bob, carol):
+    from feed import fanout
+
+    from .conftest import DATABASE_TASKS
+
+    services.follow(bob, "alice")
+    services.follow(carol, "alice")
+    settings.TASKS = DATABASE_TASKS  # queued, not run: the chunks run below, after the edit
+    post = services.create_post(alice, "first draft")
+    services.edit_post(alice, post.pk, "final text @carol")
+    for after, upto in fanout.chunk_bounds(alice.pk):
+        fanout.fan_out_chunk.call(post.pk, after, upto)
+    assert Notification.objects.get(recipient=bob, kind="new_post").text == "Alice posted: “final text @carol”"
+    assert kinds_of(carol) == ["mention"]  # newly mentioned: a mention, not also the new post
+    assert_count_exact(bob, carol)
+
+
 def test_an_edit_tells_only_newly_mentioned_people_once(alice, bob, carol, make_user):
     dave, erin = make_user("dave"), make_user("erin")
     post = services.create_post(alice, "hello @bob")
