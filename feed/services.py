@@ -225,8 +225,8 @@ def follow_post(user: User, post_id: int, following: bool = True) -> bool:
         post = _lock_post(post_id)
         counters.hold([user.pk])
         row, created = PostFollow.objects.get_or_create(post=post, user=user, defaults={"following": following})
-        if created:
-            return True
+        if created:  # the author followed it already, without a row
+            return following != (post.author_id == user.pk)
         if row.following == following:
             return False
         PostFollow.objects.filter(pk=row.pk).update(following=following)

@@ -127,7 +127,8 @@ def test_the_old_blanket_rule_is_gone_unfollowing_is_kept(api, alice, bob, carol
     assert PostFollow.objects.get(post=post, user=bob).following is False
     later = services.add_comment(carol, post.pk, "third")
     assert told(later.pk) == {("alice", "comment")}
-    # The author can unfollow their own post too.
+    # The author follows their own post already, and can unfollow it too.
+    assert api.as_(alice).post(f"/api/posts/{post.pk}/follow/").status_code == 200
     api.as_(alice).delete(f"/api/posts/{post.pk}/follow/")
     assert told(services.add_comment(carol, post.pk, "fourth").pk) == set()
 
@@ -357,3 +358,22 @@ def test_htmx_reply_and_edit_answer_with_fragments(client, alice, bob):
     assert "@alice" in cancel and "<textarea" not in cancel
     toggled = client.post(f"/posts/{post.pk}/follow/", {"action": "unfollow"}, **htmx).content.decode()
     assert 'id="post-follow-button" aria-pressed="false">Follow post' in toggled
+
+
+def test_the_migration_makes_earlier_commenters_followers(alice, bob, carol):
+    """Before follows, commenting once meant hearing of every later comment: the migration keeps that
+    for conversations people were in (authors follow their own posts without a row)."""
+    import importlib
+    from pathlib import Path
+
+    from django.apps import apps
+
+    [path] = Path(__file__).resolve().parent.parent.glob("feed/migrations/*_threads.py")
+    migration = importlib.import_module(f"feed.migrations.{path.stem}")
+    post = services.create_post(alice, "old conversation")
+    Comment.objects.create(post=post, author=bob, text="from before follows")
+    Comment.objects.create(post=post, author=bob, text="twice")
+    services.follow_post(carol, post.pk, False)
+    migration.follow_existing(apps, None)
+    assert set(PostFollow.objects.values_list("user__username", "following")) == {("bob", True), ("carol", False)}
+    assert told(services.add_comment(carol, post.pk, "a new one").pk) == {("alice", "comment"), ("bob", "comment")}
