@@ -45,7 +45,7 @@ class PostAdmin(ServiceDeleteMixin, LargeTableAdmin):
     search_fields = ["text", "author__username"]
     list_filter = ["created_at"]
     raw_id_fields = ["author"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["created_at", "edited_at"]
     filter_horizontal = ["mentions"]
     # No date_hierarchy: it reads MIN/MAX and the distinct years of created_at (not indexed) on
     # every render of the list, a scan of the whole table.
@@ -62,8 +62,8 @@ class CommentAdmin(ServiceDeleteMixin, LargeTableAdmin):
     list_select_related = ["author", "post__author"]
     search_fields = ["text", "author__username"]
     list_filter = ["created_at"]
-    raw_id_fields = ["author", "post"]
-    readonly_fields = ["created_at"]
+    raw_id_fields = ["author", "post", "parent"]
+    readonly_fields = ["created_at", "edited_at"]
     filter_horizontal = ["mentions"]
 
     @admin.display(description="text")

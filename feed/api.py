@@ -18,14 +18,17 @@ import notifier
 
 from . import media, queries, search, services
 from .images import ImageRejected
-from .models import Like, Post, User
+from .models import Comment, Like, Post, User
 from .serializers import (
     AvatarInputSerializer,
     AvatarResultSerializer,
+    CommentEditSerializer,
     CommentSerializer,
     FollowResultSerializer,
     LikeResultSerializer,
     MuteResultSerializer,
+    PostEditSerializer,
+    PostFollowResultSerializer,
     PostSerializer,
     SearchPageSerializer,
     SearchQuerySerializer,
@@ -170,6 +173,15 @@ class PostDetailView(generics.RetrieveDestroyAPIView):
     def get_queryset(self):
         return queries.posts_for(self.request.user)
 
+    @extend_schema(request=PostEditSerializer, responses=PostSerializer)
+    def patch(self, request, pk):
+        """Edit your post's text (`{text}`, validated as when posting); it gains `edited_at`."""
+        generics.get_object_or_404(Post.objects.only("pk"), pk=pk)  # a missing post is a 404 whatever was sent
+        serializer = PostEditSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.edit_post(request.user, pk, serializer.validated_data["text"])
+        return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+
     def destroy(self, request, *args, **kwargs):
         services.delete_post(request.user, self.kwargs["pk"])
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -187,11 +199,21 @@ class CommentListView(generics.ListCreateAPIView):
         return queries.comments_for(post)
 
     def perform_create(self, serializer):
-        serializer.instance = services.add_comment(self.request.user, self.kwargs["pk"], serializer.validated_data["text"])
+        serializer.instance = services.add_comment(self.request.user, self.kwargs["pk"], serializer.validated_data["text"],
+                                                   serializer.validated_data.get("parent_id"))
 
 
 class CommentDetailView(APIView):
     throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=CommentEditSerializer, responses=CommentSerializer)
+    def patch(self, request, pk):
+        """Edit your comment's text (`{text}`, validated as when commenting); it gains `edited_at`."""
+        generics.get_object_or_404(Comment.objects.only("pk"), pk=pk)  # a missing comment is a 404 whatever was sent
+        serializer = CommentEditSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        comment = services.edit_comment(request.user, pk, serializer.validated_data["text"])
+        return Response(CommentSerializer(queries.comments_for(comment.post_id).get(pk=pk)).data)
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, pk):
@@ -234,6 +256,26 @@ class MuteView(APIView):
     @extend_schema(request=None, responses={200: MuteResultSerializer})
     def delete(self, request, pk):
         services.mute_post(request.user, pk, False)
+        return self._result(request, pk, status.HTTP_200_OK)
+
+
+class PostFollowView(APIView):
+    """Follow a post (be told of new top-level comments on it) or unfollow it (kept: commenting
+    later does not follow it again)."""
+
+    throttle_classes = [WriteThrottle]
+
+    def _result(self, request, pk, code):
+        return Response({"post": pk, "following": services.follows_post(request.user, pk)}, status=code)
+
+    @extend_schema(request=None, responses={200: PostFollowResultSerializer, 201: PostFollowResultSerializer})
+    def post(self, request, pk):
+        changed = services.follow_post(request.user, pk, True)
+        return self._result(request, pk, status.HTTP_201_CREATED if changed else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={200: PostFollowResultSerializer})
+    def delete(self, request, pk):
+        services.follow_post(request.user, pk, False)
         return self._result(request, pk, status.HTTP_200_OK)
 
 

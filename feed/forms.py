@@ -58,6 +58,9 @@ class PostForm(_TextForm):
 
 class CommentForm(_TextForm):
     what = "Comment"
+    # A reply: the comment replied to (feed.services.add_comment checks it is on the post).
+    parent = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput,
+                                error_messages={"invalid": "That is not a comment you can reply to."})
 
 
 class SignupForm(UserCreationForm):

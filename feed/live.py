@@ -9,8 +9,11 @@ returns it too, so a page that reconnects knows whether it missed anything). Pub
 commit, best effort (notifier.broadcast_on_commit: not stored, not retried). Open post pages
 subscribe to `notifier.topics.post_comments_topic(post_id)` and apply (notifier/static/notifier/live.js):
 
-- `{"v":1, "type":"comment", "post", "seq", "comment": {"id", "author": {"username", "display_name"},
-  "text", "mentions": [username], "created_at", "url"}, "comment_count", "like_count"}` — a new comment;
+- `{"v":1, "type":"comment", "post", "seq", "comment": {"id", "parent", "author": {"username",
+  "display_name"}, "text", "mentions": [username], "created_at", "url"}, "comment_count", "like_count"}`
+  — a new comment (`parent`: the top-level comment a reply is under, else null);
+- `{"v":1, "type":"edit", "post", "seq", "target": "post"|"comment", "id", "text", "mentions": [username],
+  "edited_at", "comment_count", "like_count"}` — the post's or a comment's new text;
 - `{"v":1, "type":"comment_removed", "post", "seq", "comment": id, "comment_count", "like_count"}`;
 - `{"v":1, "type":"post_counts", "post", "seq", "comment_count", "like_count"}` — a like or unlike.
 
@@ -47,6 +50,7 @@ def comment_added(comment: Comment) -> None:
         "type": "comment",
         "comment": {
             "id": comment.pk,
+            "parent": comment.parent_id,
             "author": actor_dict(comment.author),
             "text": comment.text,
             "mentions": [user.username for user in comment.mentions.all()],
@@ -62,3 +66,16 @@ def comment_removed(post_id: int, comment_id: int) -> None:
 
 def counts_changed(post_id: int) -> None:
     _publish(post_id, {"type": "post_counts"})
+
+
+def edited(writing: Post | Comment) -> None:
+    """The post or one of its comments has new text: open pages replace what they show."""
+    is_comment = isinstance(writing, Comment)
+    _publish(writing.post_id if is_comment else writing.pk, {
+        "type": "edit",
+        "target": "comment" if is_comment else "post",
+        "id": writing.pk,
+        "text": writing.text,
+        "mentions": [user.username for user in writing.mentions.all()],
+        "edited_at": writing.edited_at.isoformat(),
+    })

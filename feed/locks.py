@@ -7,9 +7,11 @@ from django.db import connection
 from .models import Post
 
 # How a write holds the post it is about (PostgreSQL row locks; SQLite serialises writers):
-# - DELETE (FOR UPDATE): deleting it waits for every writer below, and they for it;
+# - DELETE (FOR UPDATE): deleting it waits for every writer below, and they for it; editing it too,
+#   so a fan-out chunk (KEEP) writes the followers' items wholly before the edit or after it;
 # - COMMENT (FOR NO KEY UPDATE): comments, removed comments and likes on one post take turns, so
-#   each comment sees every earlier one (who gets a `reply`), a like never races an unlike, and the
+#   each comment sees every earlier one and who follows the post (following and unfollowing a post
+#   take turns with them too), a like never races an unlike, edits of comments are ordered, and the
 #   counts each live message carries (feed.live) are exact and numbered in order; foreign-key checks
 #   of new rows pointing at the post are not blocked;
 # - KEEP (FOR KEY SHARE): the post cannot be deleted meanwhile, and nothing else waits (the chunks

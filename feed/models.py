@@ -146,6 +146,8 @@ class Writing(models.Model):
     author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="%(class)ss")
     text = models.CharField(max_length=MAX_TEXT_LENGTH, validators=[validate_text])
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the author last changed the text (feed.services.edit_post / edit_comment); null until then.
+    edited_at = models.DateTimeField(null=True, blank=True)
     mentions = models.ManyToManyField(User, related_name="mentioned_in_%(class)ss", blank=True)
 
     class Meta:
@@ -201,16 +203,46 @@ class Post(Writing):
 
 class Comment(Writing):
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="comments")
+    # The top-level comment this one replies to (threads are one level deep: feed.services.add_comment
+    # attaches a reply to a reply to its thread's top-level comment). SET_NULL, not CASCADE: deleting
+    # a comment must not silently delete other people's replies (nor leave their notifications
+    # behind); a reply whose comment goes stays, as a comment of its own.
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies")
 
     class Meta(Writing.Meta):
         ordering = ["id"]
-        indexes = [models.Index(fields=["post", "id"], name="comment_post_idx")]
+        indexes = [
+            models.Index(fields=["post", "id"], name="comment_post_idx"),
+            # A thread's replies, oldest first; and the SET_NULL when their comment goes.
+            models.Index(fields=["parent", "id"], condition=models.Q(parent__isnull=False), name="comment_parent_idx"),
+        ]
 
     def __str__(self):
         return f"comment #{self.pk} on post #{self.post_id}"
 
     def get_absolute_url(self):
         return reverse("post-detail", args=[self.post_id]) + f"#comment-{self.pk}"
+
+
+class PostFollow(models.Model):
+    """Whether someone is told of new top-level comments on a post (feed.services.add_comment).
+
+    A post's author follows it without a row (feed.services._followers), and commenting follows a
+    post; an explicit unfollow is kept as a row with `following=False`, so a later comment does
+    not follow it again. One row per person and post (the unique constraint), written under the post's lock:
+    following and unfollowing are idempotent and take turns with the comments they affect."""
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="follows")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="post_follows")
+    following = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # (The user's foreign-key index serves deleting an account; this one leads with the post.)
+        constraints = [models.UniqueConstraint(fields=["post", "user"], name="postfollow_once")]
+
+    def __str__(self):
+        return f"{self.user_id} {'follows' if self.following else 'unfollowed'} post #{self.post_id}"
 
 
 class Like(models.Model):

@@ -45,11 +45,26 @@ def home_feed(user):
 
 
 def comments_for(post):
+    """The post's comments, oldest first, each with how many replies it has."""
     return (
         Comment.objects.filter(post=post).select_related("author")
+        .annotate(reply_count=count_of(Comment, parent=OuterRef("pk")))
         .prefetch_related(Prefetch("mentions", queryset=User.objects.only("id", "username")))
         .order_by("id")
     )
+
+
+def threads(comments) -> list:
+    """Top-level comments in order, each with `thread`: its replies in order (one level deep)."""
+    comments = list(comments)
+    replies = {}
+    for comment in comments:
+        if comment.parent_id is not None:
+            replies.setdefault(comment.parent_id, []).append(comment)
+    top = [c for c in comments if c.parent_id is None]
+    for comment in top:
+        comment.thread = replies.get(comment.pk, [])
+    return top
 
 
 def profile_stats(user) -> dict:

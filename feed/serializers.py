@@ -158,9 +158,9 @@ class PostSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Post
-        fields = ["id", "author", "text", "created_at", "comment_count", "like_count", "liked", "mentions", "url",
-                  "live_seq", "image", "image_alt", "upload"]
-        read_only_fields = ["live_seq"]
+        fields = ["id", "author", "text", "created_at", "edited_at", "comment_count", "like_count", "liked", "mentions",
+                  "url", "live_seq", "image", "image_alt", "upload"]
+        read_only_fields = ["live_seq", "edited_at"]
 
     def validate(self, attrs):
         one_picture(attrs)
@@ -206,15 +206,27 @@ class UploadSerializer(serializers.Serializer):
 
 
 class CommentSerializer(serializers.ModelSerializer):
+    """A comment. Threads are one level deep: `parent` is the top-level comment a reply is under
+    (null for a top-level comment), `replies` how many replies a top-level comment has. A post's
+    comment list stays one flat page of all its comments, oldest first, so a thread is never split
+    across pages in a way a client cannot put back together: group replies under `parent`."""
+
     author = ActorSerializer(read_only=True)
     text = TextField(what="Comment")
+    parent = serializers.IntegerField(
+        source="parent_id", required=False, allow_null=True, min_value=1, max_value=2**63 - 1,
+        help_text="On create: the id of a comment on the same post to reply to (a reply to a reply joins its "
+                  "thread). In responses: the top-level comment this reply is under, or null.",
+        error_messages={"invalid": "parent must be the id of a comment on this post."},
+    )
+    replies = serializers.IntegerField(source="reply_count", read_only=True, default=0, help_text="Replies to this comment (0 for a reply).")
     mentions = serializers.SlugRelatedField(many=True, read_only=True, slug_field="username")
     url = serializers.CharField(source="get_absolute_url", read_only=True)
 
     class Meta:
         model = Comment
-        fields = ["id", "post", "author", "text", "created_at", "mentions", "url"]
-        read_only_fields = ["post"]
+        fields = ["id", "post", "parent", "replies", "author", "text", "created_at", "edited_at", "mentions", "url"]
+        read_only_fields = ["post", "edited_at"]
 
 
 class FollowResultSerializer(serializers.Serializer):
@@ -227,6 +239,36 @@ class LikeResultSerializer(serializers.Serializer):
     post = serializers.IntegerField()
     liked = serializers.BooleanField()
     like_count = serializers.IntegerField()
+
+
+class _WholeBody(serializers.Serializer):
+    """A PATCH body that is never partial: an edit sends the text, required as when creating.
+    (drf-spectacular marks a PATCH body partial, which would document every field as optional.)"""
+
+    @property
+    def partial(self):
+        return False
+
+    @partial.setter
+    def partial(self, value):
+        pass
+
+
+class PostEditSerializer(_WholeBody):
+    """PATCH /api/posts/{id}/: the new text, required and checked as when posting."""
+
+    text = TextField(what="Post")
+
+
+class CommentEditSerializer(_WholeBody):
+    """PATCH /api/comments/{id}/: the new text, required and checked as when commenting."""
+
+    text = TextField(what="Comment")
+
+
+class PostFollowResultSerializer(serializers.Serializer):
+    post = serializers.IntegerField()
+    following = serializers.BooleanField()
 
 
 class MuteResultSerializer(serializers.Serializer):

@@ -14,7 +14,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 import notifier
 from notifier import Notice
@@ -24,7 +26,7 @@ from notifier.services import withdraw_post
 
 from . import counters, fanout, live, media
 from .locks import COMMENT, DELETE, lock_post
-from .models import Comment, Follow, Like, Post, User
+from .models import Comment, Follow, Like, Post, PostFollow, User
 from .text import clean_text, excerpt, mentioned_usernames
 
 
@@ -160,40 +162,163 @@ def _fallbacks(post: Post) -> dict:
     }
 
 
+def _commented_on(author: User, post: Post) -> str:
+    """What the post's other followers read (its author reads "commented on your post")."""
+    return f"{author.name} commented on {'their' if author.pk == post.author_id else post.author.name + '’s'} post"
+
+
 @survives_deletions
-def add_comment(author: User, post_id: int, text: str) -> Comment:
-    """Comment on a post and tell, once each and in this order of precedence: the post's author
-    (`comment`), the people mentioned (`mention`), everyone else who commented before (`reply`)."""
+def add_comment(author: User, post_id: int, text: str, parent_id: int | None = None) -> Comment:
+    """Comment on a post, or with `parent_id` reply to one of its comments (threads are one level
+    deep: a reply to a reply joins the thread of the top-level comment it is under).
+
+    Tells, once each and in this order of precedence: the authors of the comment replied to and of
+    its thread's top-level comment (`reply`); for a top-level comment the post's author (`comment`);
+    the people mentioned (`mention`); for a top-level comment everyone else following the post
+    (`comment`, feed.models.PostFollow). Commenting follows the post, unless the commenter
+    unfollowed it before (that choice stays)."""
     text = clean_text(text, what="Comment")
     with transaction.atomic():
         post = _lock_post(post_id)
         counters.hold([author.pk])
-        comment = Comment.objects.create(post=post, author=author, text=text)
+        replied_to = None
+        if parent_id is not None:
+            # Under the post's lock: the comment cannot be deleted (or moved) meanwhile.
+            replied_to = Comment.objects.filter(pk=parent_id, post=post).select_related("parent").first()
+            if replied_to is None:
+                raise ValidationError("You can only reply to a comment on this post.", code="parent")
+        thread = replied_to and (replied_to.parent or replied_to)
+        comment = Comment.objects.create(post=post, author=author, text=text, parent=thread)
+        PostFollow.objects.get_or_create(post=post, user=author)  # an explicit unfollow stays
         mentioned = _mentioned_users(text)
         if mentioned:
             comment.mentions.add(*mentioned)
         url = comment.get_absolute_url()
         preview = excerpt(text)
         refs = dict(actor=author, url=url, post_ref=post.pk, comment_ref=comment.pk)
-        told = {author.pk, post.author_id}
+        told = {author.pk}
+        reply_ids = sorted({replied_to.author_id, thread.author_id} - told) if thread else []
+        told.update(reply_ids)
+        followers = set() if thread else _followers(post)
+        owner_ids = [post.author_id] if post.author_id in followers - told else []
+        told.update(owner_ids)
         mention_ids = [u.pk for u in mentioned if u.pk not in told]
         told.update(mention_ids)
-        earlier = list(
-            Comment.objects.filter(post=post, pk__lt=comment.pk).exclude(author_id__in=told)
-            .order_by().values_list("author_id", flat=True).distinct()
-        )
+        follower_ids = sorted(followers - told)
         # One send: every recipient's state is locked in one ascending sweep.
         notifier.send([
-            Notice(Kind.COMMENT, [post.author_id], text=f"{author.name} commented on your post: “{preview}”",
+            Notice(Kind.REPLY, reply_ids, text=f"{author.name} replied to your comment: “{preview}”",
+                   dedupe_key=f"reply:{comment.pk}", **refs),
+            Notice(Kind.COMMENT, owner_ids, text=f"{author.name} commented on your post: “{preview}”",
                    dedupe_key=f"comment:{comment.pk}", **refs),
             Notice(Kind.MENTION, mention_ids, text=f"{author.name} mentioned you in a comment: “{preview}”",
                    dedupe_key=f"mention:comment:{comment.pk}", **refs),
-            Notice(Kind.REPLY, earlier,
-                   text=f"{author.name} also commented on "
-                        f"{'their' if author.pk == post.author_id else post.author.name + '’s'} post: “{preview}”",
-                   dedupe_key=f"reply:{comment.pk}", **refs),
+            Notice(Kind.COMMENT, follower_ids, text=f"{_commented_on(author, post)}: “{preview}”",
+                   dedupe_key=f"comment:{comment.pk}", **refs),
         ])
         live.comment_added(comment)  # open post pages show it, once this commits
+    return comment
+
+
+def _followers(post: Post) -> set[int]:
+    """Who follows the post: its rows that say so, and its author unless they unfollowed it (an
+    author follows their own post without a row: posts from before follows, or made in bulk)."""
+    rows = dict(PostFollow.objects.filter(Q(following=True) | Q(user_id=post.author_id), post=post)
+                .values_list("user_id", "following"))
+    return {uid for uid, following in rows.items() if following} | (
+        set() if post.author_id in rows else {post.author_id})
+
+
+@survives_deletions
+def follow_post(user: User, post_id: int, following: bool = True) -> bool:
+    """Follow (or unfollow) a post's conversation: new top-level comments on it. Idempotent; an
+    unfollow is remembered, so commenting later does not follow the post again. Returns whether
+    that changed anything. Under the post's lock, like the comments that read who follows."""
+    with transaction.atomic():
+        post = _lock_post(post_id)
+        counters.hold([user.pk])
+        row, created = PostFollow.objects.get_or_create(post=post, user=user, defaults={"following": following})
+        if created:  # the author followed it already, without a row
+            return following != (post.author_id == user.pk)
+        if row.following == following:
+            return False
+        PostFollow.objects.filter(pk=row.pk).update(following=following)
+        return True
+
+
+def follows_post(user: User, post_id: int) -> bool:
+    """Whether the user is told of new comments on this post (its author is, unless they unfollowed it)."""
+    if not user.is_authenticated:
+        return False
+    row = PostFollow.objects.filter(post_id=post_id, user=user).values_list("following", flat=True).first()
+    if row is not None:
+        return row
+    return Post.objects.filter(pk=post_id, author=user).exists()
+
+
+def _remention(writing, text: str) -> list[User]:
+    """Point the post's or comment's mentions at who the new text names; returns those it did not
+    name before (only they may be told)."""
+    mentioned = _mentioned_users(text)
+    before = set(writing.mentions.values_list("pk", flat=True))
+    writing.mentions.set(mentioned)
+    return [u for u in mentioned if u.pk not in before]
+
+
+@survives_deletions
+def edit_post(user: User, post_id: int, text: str) -> Post:
+    """Change a post's text (its author only). Notifications about it quote the new text; people
+    it newly mentions get a `mention`, unless they were told of the post already. Holds the post
+    FOR UPDATE (as a delete does): a follower fan-out chunk in flight holds it too, so every chunk
+    writes either before the edit (and its text is revised) or after it (with the new text)."""
+    text = clean_text(text, what="Post")
+    with transaction.atomic():
+        post = _lock_post(post_id, DELETE)
+        if post.author_id != user.pk:
+            raise PermissionDenied("You can only edit your own posts.")
+        if text == post.text:
+            return post
+        counters.hold([user.pk])
+        old, post.text, post.edited_at = post.text, text, timezone.now()
+        post.save(update_fields=["text", "edited_at"])
+        added = _remention(post, text)
+        notifier.revise_excerpt(excerpt(old), excerpt(text), post_ref=post.pk)
+        already = notifier.told(post_ref=post.pk)
+        notifier.notify(
+            Kind.MENTION, [u for u in added if u.pk not in already], actor=user, url=post.get_absolute_url(),
+            post_ref=post.pk, text=f"{user.name} mentioned you in a post: “{excerpt(text)}”",
+            dedupe_key=f"mention:post:{post.pk}",
+        )
+        live.edited(post)
+    return post
+
+
+@survives_deletions
+def edit_comment(user: User, comment_id: int, text: str) -> Comment:
+    """Change a comment's text (its author only), as edit_post does for a post."""
+    text = clean_text(text, what="Comment")
+    post_id = Comment.objects.values_list("post_id", flat=True).get(pk=comment_id)
+    with transaction.atomic():
+        lock_post(post_id)  # the post first, as everywhere
+        comment = Comment.objects.select_for_update().filter(pk=comment_id).first()
+        if comment is None:  # deleted meanwhile
+            raise Comment.DoesNotExist(f"No comment {comment_id}.")
+        if comment.author_id != user.pk:
+            raise PermissionDenied("You can only edit your own comments.")
+        if text == comment.text:
+            return comment
+        counters.hold([user.pk])
+        old, comment.text, comment.edited_at = comment.text, text, timezone.now()
+        comment.save(update_fields=["text", "edited_at"])
+        added = _remention(comment, text)
+        notifier.revise_excerpt(excerpt(old), excerpt(text), comment_ref=comment.pk)
+        already = notifier.told(comment_ref=comment.pk)
+        notifier.notify(
+            Kind.MENTION, [u for u in added if u.pk not in already], actor=user, url=comment.get_absolute_url(),
+            post_ref=post_id, comment_ref=comment.pk, text=f"{user.name} mentioned you in a comment: “{excerpt(text)}”",
+            dedupe_key=f"mention:comment:{comment.pk}",
+        )
+        live.edited(comment)
     return comment
 
 

@@ -6,9 +6,9 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -21,7 +21,7 @@ from notifier.services import open_post
 from . import queries, search, services
 from .forms import CommentForm, PostForm, ProfileForm, SignupForm
 from .images import ImageRejected
-from .models import Follow, Post
+from .models import Comment, Follow, Post
 from .pagination import keyset_page
 
 
@@ -164,6 +164,8 @@ def post_detail(request, pk):
     if request.method == "POST":
         if not request.user.is_authenticated:
             return redirect(f"/accounts/login/?next={post.get_absolute_url()}")
+        if request.POST.get("parent"):
+            return _reply(request, post, form)
         if form.is_valid():
             comment = services.add_comment(request.user, post.pk, form.cleaned_data["text"])
             if _htmx(request):
@@ -178,9 +180,93 @@ def post_detail(request, pk):
         # Reading the post is reading what one was told about it: its notifications go read and
         # the badge clears, here and in every open tab (before rendering: the page shows it).
         open_post(request.user, post.pk)
-    comments = queries.comments_for(post)
+    comments = queries.threads(queries.comments_for(post))
     muted = request.user.is_authenticated and notifier.muted(request.user, post.pk)
-    return render(request, "feed/post_detail.html", {"post": post, "comments": comments, "form": form, "muted": muted})
+    return render(request, "feed/post_detail.html", {"post": post, "comments": comments, "form": form, "muted": muted,
+                                                     "following": services.follows_post(request.user, post.pk)})
+
+
+def _reply(request, post, form):
+    """A reply form's POST (templates/feed/_reply_form.html). Without htmx: to the new reply, or
+    back to the comment with the error as a message; with htmx: the form again (cleared, or with
+    its error and text) and the reply appended to its thread out of band."""
+    comment, error = None, ""
+    if form.is_valid():
+        try:
+            comment = services.add_comment(request.user, post.pk, form.cleaned_data["text"], form.cleaned_data["parent"])
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    else:
+        error = " ".join(message for messages_ in form.errors.values() for message in messages_)
+    parent = form.cleaned_data.get("parent")
+    if not _htmx(request):
+        if comment is not None:
+            return redirect(comment.get_absolute_url())
+        messages.error(request, error)
+        return redirect(post.get_absolute_url() + (f"#comment-{parent}" if parent else ""))
+    replied_to = Comment.objects.select_related("author").filter(pk=parent, post=post).first() if parent else None
+    if replied_to is None:  # not a comment of this post (or deleted meanwhile)
+        return HttpResponseBadRequest(error or "That comment is gone.", content_type="text/plain")
+    context = {"replied_to": replied_to, "reply_error": error, "reply_text": request.POST.get("text", "") if error else ""}
+    if comment is not None:
+        context["post"] = queries.posts_for(request.user).get(pk=post.pk)  # its new comment count
+        context["new_reply"] = queries.comments_for(post).get(pk=comment.pk)
+    return render(request, "feed/_reply_form.html", context)
+
+
+@login_required
+@require_POST
+@throttle_page(WriteThrottle)
+def post_follow(request, pk):
+    """Follow (or, with action=unfollow, unfollow) this post's new comments."""
+    following = request.POST.get("action") != "unfollow"
+    done = _act(request, services.follow_post, request.user, pk, following)
+    if _htmx(request):
+        return render(request, "feed/_post_follow_form.html", {
+            "post": {"pk": pk}, "following": services.follows_post(request.user, pk), "changed": done,
+        })
+    if done:
+        messages.success(request, "Following: you will be told of new comments on this post." if following
+                         else "Unfollowed: you won't be told of new comments on this post.")
+    return redirect("post-detail", pk=pk)
+
+
+def _edit(request, writing, kind: str, edit, form_class):
+    """Edit a post or comment: with htmx the form in place of its text (and the new text, or the
+    text again on Cancel, in place of the form); without, a page of its own and back to it."""
+    if writing.author_id != request.user.pk:
+        raise PermissionDenied(f"You can only edit your own {kind}s.")
+    edit_url = reverse(f"{kind}-edit", args=[writing.pk])
+    context = {"writing": writing, "kind": kind, "edit_url": edit_url}
+    if request.method == "GET" and request.GET.get("cancel") and _htmx(request):
+        return render(request, "feed/_writing_text.html", context)
+    form = form_class(request.POST or None, initial={"text": writing.text}, prefix=f"{kind}-{writing.pk}")
+    if request.method == "POST" and form.is_valid():
+        try:
+            writing = edit(request.user, writing.pk, form.cleaned_data["text"])
+        except ValidationError as exc:
+            form.add_error("text", exc)
+        except ObjectDoesNotExist:
+            raise Http404("It was deleted.") from None
+        else:
+            if _htmx(request):
+                return render(request, "feed/_writing_text.html", {**context, "writing": writing})
+            messages.success(request, "Saved.")
+            return redirect(writing.get_absolute_url())
+    context["form"] = form
+    return render(request, "feed/_edit_form.html" if _htmx(request) else "feed/edit.html", context)
+
+
+@login_required
+@throttle_page(WriteThrottle)
+def post_edit(request, pk):
+    return _edit(request, get_object_or_404(Post, pk=pk), "post", services.edit_post, PostForm)
+
+
+@login_required
+@throttle_page(WriteThrottle)
+def comment_edit(request, pk):
+    return _edit(request, get_object_or_404(Comment, pk=pk), "comment", services.edit_comment, CommentForm)
 
 
 @login_required

@@ -97,3 +97,17 @@ def withdraw(**kwargs):
     from .services import withdraw as _withdraw
 
     return _withdraw(**kwargs)
+
+
+def revise_excerpt(old, new, **refs):
+    """An edit: notifications about the post or comment quote its new text; see services.revise_excerpt."""
+    from .services import revise_excerpt as _revise_excerpt
+
+    return _revise_excerpt(old, new, **refs)
+
+
+def told(**refs):
+    """Who has a notification about this post or comment; see services.told."""
+    from .services import told as _told
+
+    return _told(**refs)

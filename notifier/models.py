@@ -38,8 +38,8 @@ from django.utils import timezone
 
 class Kind(models.TextChoices):
     # Labels read as "Don't notify me about: …" on the settings page.
-    COMMENT = "comment", "Comments on your posts"
-    REPLY = "reply", "Replies in threads you joined"
+    COMMENT = "comment", "Comments on posts you follow"
+    REPLY = "reply", "Replies to your comments"
     LIKE = "like", "Likes of your posts"
     FOLLOW = "follow", "New followers"
     MENTION = "mention", "Mentions of you"

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Concat, Left, Length
 from django.utils import timezone
 
 from . import Notice, delivery, envelope, groups, removals
@@ -329,6 +329,33 @@ def _remove(condition: Q) -> dict[int, list[int]]:
     PendingPush.objects.filter(notification__in=Notification.objects.filter(condition).values("pk")).delete()
     Notification.objects.filter(condition).delete()
     return removed
+
+
+def _about(post_ref: int | None, comment_ref: int | None):
+    """Notifications about a comment, or about a post itself (not its comments)."""
+    if comment_ref is not None:
+        return Notification.objects.filter(comment_ref=comment_ref)
+    return Notification.objects.filter(post_ref=post_ref, comment_ref__isnull=True)
+
+
+def revise_excerpt(old: str, new: str, *, post_ref: int | None = None, comment_ref: int | None = None) -> int:
+    """A post or comment was edited: the notifications about it that quote its old excerpt
+    (“…” at the end of their text) quote the new one. Rewritten in the edit's transaction rather
+    than rendered from the object when read, so reading the inbox stays the same few queries and
+    notifier still knows nothing of feed's objects. Counts and seqs do not change: an edit is not
+    news. Returns how many were rewritten."""
+    old_quoted, new_quoted = f"“{old}”", f"“{new}”"
+    if old_quoted == new_quoted:
+        return 0
+    return _about(post_ref, comment_ref).filter(text__endswith=old_quoted).update(
+        text=Left(Concat(Left("text", Length("text") - len(old_quoted)), Value(new_quoted)), groups.TEXT_LENGTH),
+    )
+
+
+def told(*, post_ref: int | None = None, comment_ref: int | None = None) -> set[int]:
+    """Who has a notification about this comment, or about this post itself: an edit that adds
+    a mention tells nobody in here a second time."""
+    return set(_about(post_ref, comment_ref).order_by().values_list("recipient_id", flat=True))
 
 
 def withdraw_post(post_ref: int, *, kind: str, group: str, actor, posted_at, earlier: Iterable[groups.Shown],

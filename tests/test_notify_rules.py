@@ -30,12 +30,13 @@ def test_comment_notifies_post_author(alice, bob):
     assert_count_exact(alice, bob)
 
 
-def test_reply_notifies_earlier_commenters_once(alice, bob, carol):
+def test_commenting_follows_the_post_so_later_comments_notify_once_each(alice, bob, carol):
     post = services.create_post(alice, "hello")
     services.add_comment(bob, post.pk, "first")
     services.add_comment(bob, post.pk, "second")
     services.add_comment(carol, post.pk, "third")
-    assert kinds_of(bob) == ["reply"]
+    assert kinds_of(bob) == ["comment"]  # carol's; never his own
+    assert Notification.objects.get(recipient=bob).text == "Carol commented on Alice’s post: “third”"
     assert kinds_of(alice) == ["comment", "comment", "comment"]
     assert kinds_of(carol) == []
 
@@ -80,7 +81,7 @@ def test_post_author_who_is_mentioned_gets_one_notification(alice, bob):
     assert kinds_of(alice) == ["comment"]
 
 
-def test_mentioned_earlier_commenter_gets_mention_not_reply(alice, bob, carol):
+def test_mentioned_follower_gets_mention_not_comment(alice, bob, carol):
     post = services.create_post(alice, "hello")
     services.add_comment(carol, post.pk, "first")
     services.add_comment(bob, post.pk, "@carol agreed")
@@ -127,10 +128,10 @@ def test_deleting_a_post_removes_its_notifications_and_keeps_counts_exact(alice,
     services.add_comment(carol, post.pk, "reply")
     services.like(bob, post.pk)
     services.like(bob, other.pk)
-    # Alice's two posts are one item for bob (it shows the newest, `other`); his reply about the
-    # doomed post is read.
-    assert kinds_of(bob) == ["new_post", "reply"]
-    notifier.services.mark_read(bob, Notification.objects.get(recipient=bob, kind="reply").pk)
+    # Alice's two posts are one item for bob (it shows the newest, `other`); the comment on the
+    # doomed post he follows (he commented) is read.
+    assert kinds_of(bob) == ["new_post", "comment"]
+    notifier.services.mark_read(bob, Notification.objects.get(recipient=bob, kind="comment").pk)
     assert state_of(bob).unread_count == 1
 
     services.delete_post(alice, post.pk)

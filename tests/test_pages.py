@@ -330,16 +330,16 @@ def test_counts_are_worded_with_plurals(client, alice, bob, carol):
     assert '<span class="sr-only"> likes</span>' in html  # anonymous: the count, no button
 
 
-def test_a_reply_on_the_authors_own_post_says_their_post(alice, bob):
+def test_a_comment_by_the_author_on_their_own_post_says_their_post(alice, bob):
     post = services.create_post(alice, "hello")
     services.add_comment(bob, post.pk, "first")
-    services.add_comment(alice, post.pk, "thanks")  # the author replies under their own post
-    assert Notification.objects.get(recipient=bob, kind="reply").text == "Alice also commented on their post: “thanks”"
+    services.add_comment(alice, post.pk, "thanks")  # the author comments under their own post
+    assert Notification.objects.get(recipient=bob, kind="comment").text == "Alice commented on their post: “thanks”"
     carol = User.objects.create_user("carol2", password=PASSWORD, display_name="Carol")
     services.add_comment(carol, post.pk, "me too")
-    texts = set(Notification.objects.filter(kind="reply", comment_ref__isnull=False)
-                .exclude(text__contains="their").values_list("text", flat=True))
-    assert texts == {"Carol also commented on Alice’s post: “me too”"}
+    texts = set(Notification.objects.filter(kind="comment", comment_ref__isnull=False)
+                .exclude(text__contains="their").exclude(recipient=alice).values_list("text", flat=True))
+    assert texts == {"Carol commented on Alice’s post: “me too”"}
 
 
 @pytest.mark.parametrize("path, data, field", [

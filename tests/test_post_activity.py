@@ -26,7 +26,8 @@ def test_a_comment_is_published_to_the_post_topic_after_commit(alice, bob, memor
     [message] = post_messages(memory_publisher, post)
     assert message == {
         "v": 1, "type": "comment", "post": post.pk, "seq": 2,  # the like was 1
-        "comment": {"id": comment.pk, "author": {"username": "bob", "display_name": "Bob", "avatar": None}, "text": "<b>hi</b> @alice",
+        "comment": {"id": comment.pk, "parent": None, "author": {"username": "bob", "display_name": "Bob", "avatar": None},
+                    "text": "<b>hi</b> @alice",
                     "mentions": ["alice"], "created_at": comment.created_at.isoformat(),
                     "url": f"/posts/{post.pk}/#comment-{comment.pk}"},
         "comment_count": 1, "like_count": 1,

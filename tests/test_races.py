@@ -233,9 +233,9 @@ def check_consistency(users, *, withdrawn: bool = False, bumped: bool = False):
 
 def expected_for_comments(post_ids) -> dict[int, set]:
     """Who each comment on these posts must have told, and how: the post's author (comment), the
-    people it mentions (mention), everyone who commented on the post before it (reply); each
-    person once, in that precedence, never the commenter. Comments on one post are serialized by
-    the post's lock, so "before" is comment id order."""
+    people it mentions (mention), everyone else following the post, which commenting on it does
+    (comment); each person once, in that precedence, never the commenter. Comments on one post are
+    serialized by the post's lock, so "before" is comment id order. (Top-level comments only.)"""
     expected = {}
     authors = dict(Post.objects.filter(pk__in=post_ids).values_list("pk", "author_id"))
     mentions = defaultdict(set)
@@ -253,7 +253,7 @@ def expected_for_comments(post_ids) -> dict[int, set]:
             want.add((authors[post_id], "comment"))
         want |= {(uid, "mention") for uid in mentions[pk] - told}
         told |= mentions[pk]
-        want |= {(uid, "reply") for uid in earlier[post_id] - told}
+        want |= {(uid, "comment") for uid in earlier[post_id] - told}
         expected[pk] = want
         earlier[post_id].add(author_id)
     return expected

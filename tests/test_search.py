@@ -369,11 +369,11 @@ def test_asking_the_newest_posts_first_gives_the_same_pages(me, alice, monkeypat
 
 
 def test_the_migration_reverses_and_indexes_the_rows_that_exist(me, alice):
-    """feed 0006 backwards then forwards (inside this test's transaction, rolled back after): the
+    """feed 0007 backwards then forwards (inside this test's transaction, rolled back after): the
     search objects go, and come back holding rows written while they were away."""
     import importlib
 
-    migration = importlib.import_module("feed.migrations.0006_search")
+    migration = importlib.import_module("feed.migrations.0007_search")
 
     class Editor:  # what the migration's functions use of a schema editor
         def __init__(self):

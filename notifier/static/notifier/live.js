@@ -30,7 +30,9 @@
  *   `offline` event at once.
  * - On a post page (an element with data-live-post="<id>") it also subscribes to that post's public
  *   topic: new comments appear in place (once each, by id, with their mentions linked and, on
- *   your own, a Delete button), removed ones go, and the comment and like counts follow (see
+ *   your own, a Delete button; a reply under its comment), removed ones go (their replies stay,
+ *   as comments), edits replace the post's or a comment's text and show "edited" with the time,
+ *   and the comment and like counts follow (see
  *   feed/live.py for the messages). Messages are numbered per post (`seq`); one that arrives after
  *   a newer one is dropped. Once subscribed (and after every reconnect, when the tab becomes
  *   visible, and on the same half-minute timer) the page asks the post API whether anything
@@ -744,7 +746,7 @@
   // The same comment or post can arrive twice: by push and by the writer's own no-reload form
   // (htmx appends the server's rendering). Whatever comes second goes; a server-rendered item
   // (with its author's controls) wins over one built from a message.
-  function keepOnce(container, selector) {
+  function keepOnce(container, selector, deep) {
     if (!container || !window.MutationObserver) return;
     new MutationObserver(function () {
       var seen = new Map();
@@ -759,7 +761,7 @@
           el.remove();
         }
       });
-    }).observe(container, { childList: true });
+    }).observe(container, { childList: true, subtree: Boolean(deep) }); // deep: replies in their threads too
   }
   keepOnce(document.getElementById("feed"), "article.post[id]");
 
@@ -809,6 +811,7 @@
           postSeq = seq;
           postCounts({ post: livePost, comment_count: post.comment_count, like_count: post.like_count });
         }
+        if (post.edited_at) edited({ target: "post", id: livePost, text: post.text, mentions: post.mentions, edited_at: post.edited_at });
         var touched = (syncTouched = new Set());
         var ids = new Set();
         function page(url) {
@@ -888,9 +891,61 @@
     var text = document.createElement("div");
     text.className = "comment-text is-live";
     text.append.apply(text, withLinks(String(c.text || ""), c.mentions));
-    li.append(name, " ", when, " ", text);
-    if (author.username && author.username === body.dataset.username) li.append(" ", deleteForm(c.id));
+    var textBox = document.createElement("div"); // as templates/feed/_writing_text.html: edits find it
+    textBox.className = "writing-body";
+    textBox.id = "comment-body-" + Number(c.id);
+    textBox.appendChild(text);
+    li.append(name, " ", when, " ", textBox);
+    if (c.edited_at) markEdited(textBox, c.edited_at);
+    li.append(" ", replyBox(c.id, name.textContent));
+    if (author.username && author.username === body.dataset.username) li.append(" ", editLink(c.id), " ", deleteForm(c.id));
+    if (!c.parent) {
+      li.classList.remove("reply");
+      var thread = document.createElement("ol"); // where its replies go
+      thread.className = "replies";
+      thread.id = "replies-" + Number(c.id);
+      li.appendChild(thread);
+    } else {
+      li.classList.add("reply");
+    }
     return li;
+  }
+
+  // ---- Edits (the `edit` message, and what a re-read finds): the text is rebuilt as a new
+  // comment's is, and an "edited" mark with its time (the full date in its title) follows it.
+  function markEdited(textBox, editedAt) {
+    var mark = Array.prototype.find.call(textBox.children, function (el) { return el.classList.contains("edited"); });
+    if (!mark) {
+      mark = document.createElement("span");
+      mark.className = "edited";
+      mark.append("edited ", document.createElement("time"));
+      textBox.appendChild(mark);
+    }
+    var time = mark.querySelector("time");
+    time.dateTime = String(editedAt);
+    var date = new Date(editedAt);
+    time.title = "Edited " + (isNaN(date) ? String(editedAt) : date.toLocaleString());
+    time.textContent = window.heraldTime ? window.heraldTime.ago(editedAt) : "just now";
+  }
+
+  function shownEdit(textBox) {
+    var time = textBox.querySelector(":scope > .edited time");
+    return time ? time.getAttribute("datetime") : null;
+  }
+
+  function edited(m) {
+    var kind = m.target === "post" ? "post" : "comment";
+    var textBox = document.getElementById(kind + "-body-" + Number(m.id));
+    // Not shown, or being edited in this tab (the form is in its place): the form's Save or
+    // Cancel brings the server's rendering back.
+    if (!textBox || textBox.tagName === "FORM" || !m.edited_at) return;
+    var shown = shownEdit(textBox);
+    if (shown && Date.parse(shown) >= Date.parse(m.edited_at)) return; // this one or a newer one is shown
+    var text = textBox.querySelector(":scope > ." + kind + "-text");
+    if (!text) return;
+    text.classList.add("is-live");
+    text.replaceChildren.apply(text, withLinks(String(m.text || ""), m.mentions));
+    markEdited(textBox, m.edited_at);
   }
 
   // As the server's with_mentions filter: "@name" links to the profile when that user was mentioned
@@ -1019,14 +1074,72 @@
     return form;
   }
 
+  // The Reply box and the Edit link the server renders (templates/feed/_comment.html), for a
+  // comment built from a message: the same plain forms, sent by htmx.
+  function replyBox(commentId, authorName) {
+    var id = Number(commentId);
+    var box = document.createElement("details");
+    box.className = "reply-box";
+    box.id = "reply-box-" + id;
+    var summary = document.createElement("summary");
+    summary.className = "action";
+    summary.textContent = "Reply";
+    var action = "/posts/" + livePost + "/";
+    var form = postForm(action, { parent: String(id) });
+    form.className = "reply-form";
+    form.noValidate = true;
+    form.setAttribute("hx-post", action);
+    form.setAttribute("hx-target", "this");
+    form.setAttribute("hx-swap", "outerHTML");
+    var label = document.createElement("label");
+    label.className = "sr-only";
+    label.htmlFor = "reply-text-" + id;
+    label.textContent = "Reply to " + authorName;
+    var text = document.createElement("textarea");
+    text.name = "text";
+    text.id = "reply-text-" + id;
+    text.rows = 2;
+    text.maxLength = 2000;
+    text.placeholder = "Reply to " + authorName + "…";
+    var foot = document.createElement("div");
+    foot.className = "composer-foot";
+    var button = document.createElement("button");
+    button.className = "button small";
+    button.id = "reply-button-" + id;
+    button.textContent = "Reply";
+    foot.appendChild(button);
+    form.append(label, text, foot);
+    box.append(summary, form);
+    return box;
+  }
+
+  function editLink(commentId) {
+    var url = "/comments/" + Number(commentId) + "/edit/";
+    var a = document.createElement("a");
+    a.className = "action edit-link";
+    a.href = url;
+    a.setAttribute("hx-get", url);
+    a.setAttribute("hx-target", "#comment-body-" + Number(commentId));
+    a.setAttribute("hx-swap", "outerHTML");
+    a.textContent = "Edit";
+    return a;
+  }
+
   function commentArrived(c) {
     var list = document.getElementById("comment-list");
     var id = c && Number(c.id);
-    if (!list || !id || document.getElementById("comment-" + id)) return; // never twice
+    if (list && id && document.getElementById("comment-" + id)) {
+      if (c.edited_at) edited({ target: "comment", id: id, text: c.text, mentions: c.mentions, edited_at: c.edited_at });
+      return; // never twice (a re-read may still bring its newer text)
+    }
+    if (!list || !id) return;
+    // A reply goes under its comment, in its thread (or, its comment not shown, in the list).
+    var thread = c.parent && document.getElementById("replies-" + Number(c.parent));
+    if (thread) list = thread;
     var empty = list.querySelector("li.empty");
     if (empty) empty.remove();
     // In id order, even if two arrive out of order.
-    var next = Array.prototype.find.call(list.querySelectorAll("li.comment[id^='comment-']"), function (li) {
+    var next = Array.prototype.find.call(list.querySelectorAll(":scope > li.comment[id^='comment-']"), function (li) {
       return Number(li.id.slice("comment-".length)) > id;
     });
     var item = commentItem(c);
@@ -1036,8 +1149,18 @@
 
   function commentRemoved(id) {
     var li = document.getElementById("comment-" + Number(id));
-    if (li) li.remove();
     var list = document.getElementById("comment-list");
+    // Its replies stay, as comments of their own (as the server keeps them), in id order.
+    var orphans = li ? li.querySelectorAll(":scope > ol.replies > li.comment") : [];
+    if (li) li.remove();
+    Array.prototype.forEach.call(orphans, function (reply) {
+      reply.classList.remove("reply");
+      var replyId = Number(reply.id.slice("comment-".length));
+      var next = Array.prototype.find.call(list.querySelectorAll(":scope > li.comment[id^='comment-']"), function (el) {
+        return Number(el.id.slice("comment-".length)) > replyId;
+      });
+      list.insertBefore(reply, next || null);
+    });
     if (list && !list.querySelector("li.comment") && !list.querySelector("li.empty")) {
       var empty = document.createElement("li");
       empty.className = "empty";
@@ -1046,7 +1169,7 @@
     }
   }
 
-  if (livePost) keepOnce(document.getElementById("comment-list"), "li.comment[id]");
+  if (livePost) keepOnce(document.getElementById("comment-list"), "li.comment[id]", true);
 
   function onPostMessage(message) {
     if (Number(message.post) !== livePost) return;
@@ -1060,6 +1183,7 @@
     if (syncTouched && message.comment) syncTouched.add(Number(message.type === "comment" ? message.comment.id : message.comment));
     if (message.type === "comment") commentArrived(message.comment);
     else if (message.type === "comment_removed") commentRemoved(message.comment);
+    else if (message.type === "edit") edited(message);
     else if (message.type !== "post_counts") return;
     postCounts(message);
   }

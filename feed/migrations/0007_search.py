@@ -95,6 +95,6 @@ def backward(apps, schema_editor):
 
 class Migration(migrations.Migration):
 
-    dependencies = [("feed", "0005_images")]
+    dependencies = [("feed", "0006_threads")]
 
     operations = [migrations.RunPython(forward, backward, elidable=False)]
