@@ -27,7 +27,7 @@
   const UNDO_MS = 5000;
   const deleteDialog = document.getElementById("delete-dialog");
   const undoBar = document.getElementById("undo-bar");
-  let waiting = null; // {form, kind, hidden: [elements], timer}
+  let waiting = null; // {form, kind, id, hidden: [the elements it took off the page], timer}
 
   function itemOf(form) {
     return form.closest("article.post, li.comment");
