@@ -322,6 +322,10 @@ def test_axe_finds_no_problem_on_the_main_pages(live_server, make_user):
             page.locator("form[data-delete] button").first.click()
             expect(page.locator("#delete-dialog")).to_be_visible()
             problems += [f"{viewport['width']}px / (delete dialog): {x}" for x in axe_problems(page)]
+            page.click("#delete-dialog-confirm")
+            expect(page.locator("#undo-bar")).to_contain_text("Post deleted")
+            problems += [f"{viewport['width']}px / (undo bar): {x}" for x in axe_problems(page)]
+            page.locator("#undo-bar button").click()  # undone: nothing is sent
             page.context.close()
         browser.close()
     print("\n".join(problems) or "axe: no violations")
