@@ -105,8 +105,8 @@ def test_tap_targets_on_a_phone(live_server, notified):
         page = browser.new_context(viewport=PHONE).new_page()
         log_in(page, base, "bob")
         page.goto(f"{base}/")
-        for selector in ("a.bell", ".nav-links > a:has-text('Home')", ".nav-links > a:has-text('Profile')",
-                         ".nav-links button:has-text('Log out')"):
+        for selector in ("a.bell", "#account-menu summary", "nav.tabbar a:has-text('Home')",
+                         "nav.tabbar a:has-text('Profile')"):
             b = box(page, selector)
             assert b["height"] >= 44, f"{selector}: {b}"
             assert b["width"] >= 24, f"{selector}: {b}"
@@ -271,7 +271,8 @@ def test_log_out_says_so(live_server, make_user):
         expect(page).to_have_url(f"{base}/accounts/login/")
         expect(page.locator(".messages")).to_contain_text("You have been logged out.")
         log_in(page, base, "alice")
-        page.click(".nav-links button:has-text('Log out')")
+        page.click("#account-menu summary")
+        page.click("#nav-logout button:has-text('Log out')")
         expect(page.locator(".messages")).to_contain_text("You have been logged out.")
         assert User.objects.count() == 1
         browser.close()

@@ -3,11 +3,158 @@
 (function () {
   "use strict";
 
-  // A form with data-confirm="Question?" asks before it is sent.
-  document.addEventListener("submit", (event) => {
-    const question = event.target.dataset && event.target.dataset.confirm;
-    if (question && !window.confirm(question)) event.preventDefault();
-  });
+  // --- The account menu (a <details> in the navbar): Escape or a click elsewhere closes it.
+  const menu = document.getElementById("account-menu");
+  if (menu) {
+    document.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || !menu.open) return;
+      menu.open = false;
+      menu.querySelector("summary").focus();
+    });
+    document.addEventListener("click", (event) => {
+      if (menu.open && !menu.contains(event.target)) menu.open = false;
+    });
+  }
+
+  // --- Deleting a post or a comment (a form with data-delete="post|comment" and data-api, its
+  // DELETE URL). An in-page dialog asks; once confirmed the item disappears and "Post deleted ·
+  // Undo" shows for UNDO_MS. The DELETE request itself waits out that time, so Undo only has to
+  // not send it: nothing is deleted and restored on the server, and the removal of the
+  // notifications about it happens once, as for any delete. Leaving the page, or hiding the tab (a
+  // phone may then discard it without another event), sends what is still waiting at once, with
+  // fetch's keepalive, so a delete the user saw happen is never lost. One waits at a time: a second
+  // delete sends the first. Without script the form posts to the page's delete URL, as before.
+  const UNDO_MS = 5000;
+  const deleteDialog = document.getElementById("delete-dialog");
+  const undoBar = document.getElementById("undo-bar");
+  let waiting = null; // {form, kind, id, hidden: [the elements it took off the page], timer}
+
+  function itemOf(form) {
+    return form.closest("article.post, li.comment");
+  }
+
+  // What disappears with it: a post's own page shows its mute form and comments too.
+  function partsOf(form, kind) {
+    const item = itemOf(form);
+    const parts = item ? [item] : [];
+    if (kind === "post" && item) {
+      const id = item.id.replace("post-", "");
+      document.querySelectorAll(`#mute-form, [data-live-post="${id}"]`).forEach((el) => parts.push(el));
+    }
+    return parts;
+  }
+
+  function ask(kind) {
+    return new Promise((resolve) => {
+      document.getElementById("delete-dialog-title").textContent = `Delete this ${kind}?`;
+      deleteDialog.returnValue = "";
+      deleteDialog.addEventListener("close", () => resolve(deleteDialog.returnValue === "confirm"), { once: true });
+      deleteDialog.showModal();
+    });
+  }
+
+  function showBar(children) {
+    undoBar.replaceChildren(...children);
+  }
+
+  function clearBar() {
+    undoBar.replaceChildren();
+  }
+
+  function fail(entry, text) {
+    entry.hidden.forEach((el) => { el.hidden = false; });
+    const p = document.createElement("span");
+    p.textContent = `Error: the ${entry.kind} was not deleted. ${text}`;
+    showBar([p]);
+    setTimeout(() => { if (undoBar.firstChild === p) clearBar(); }, 2 * UNDO_MS);
+  }
+
+  function gone(entry) {
+    const item = entry.hidden[0];
+    if (entry.kind === "post" && document.querySelector(`[data-live-post="${item.id.replace("post-", "")}"]`)) {
+      window.location.assign("/"); // its own page has nothing left to show
+      return;
+    }
+    const next = item.nextElementSibling;
+    if (undoBar.contains(document.activeElement)) {
+      (next && next.querySelector("a, button") || document.getElementById("main")).focus();
+    }
+    entry.hidden.forEach((el) => el.remove());
+    // The post's page puts back "No comments yet." and re-reads the comment count (live.js).
+    document.dispatchEvent(new CustomEvent("herald:deleted", { detail: { kind: entry.kind, id: entry.id } }));
+  }
+
+  function send() {
+    const entry = waiting;
+    if (!entry) return;
+    waiting = null;
+    clearTimeout(entry.timer);
+    clearBar();
+    const token = entry.form.querySelector("[name=csrfmiddlewaretoken]");
+    fetch(entry.form.dataset.api, {
+      method: "DELETE", credentials: "same-origin", keepalive: true,
+      headers: { "X-CSRFToken": token ? token.value : "", Accept: "application/json" },
+    }).then((response) => {
+      if (response.ok || response.status === 404) gone(entry); // 404: it is gone already
+      else if (response.status === 429) fail(entry, "Too many actions at once. Try again shortly.");
+      else fail(entry, "Reload the page and try again.");
+    }, () => fail(entry, "Herald could not be reached. Check your connection and try again."));
+  }
+
+  function undo() {
+    const entry = waiting;
+    if (!entry) return;
+    waiting = null;
+    clearTimeout(entry.timer);
+    clearBar();
+    entry.hidden.forEach((el) => { el.hidden = false; });
+    const button = entry.form.querySelector("button");
+    if (button) button.focus();
+  }
+
+  function deleteLater(form, kind) {
+    send(); // the one still waiting goes now
+    const hidden = partsOf(form, kind);
+    if (!hidden.length) return;
+    hidden.forEach((el) => { el.hidden = true; });
+    waiting = { form, kind, hidden, id: Number(hidden[0].id.replace(/^\D+/, "")), timer: setTimeout(send, UNDO_MS) };
+    const text = document.createElement("span");
+    text.textContent = `${kind === "post" ? "Post" : "Comment"} deleted`;
+    const dot = document.createElement("span");
+    dot.setAttribute("aria-hidden", "true");
+    dot.textContent = "·";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Undo";
+    button.addEventListener("click", undo);
+    showBar([text, dot, button]);
+    button.focus();
+  }
+
+  if (deleteDialog && undoBar) {
+    document.addEventListener("submit", (event) => {
+      const form = event.target;
+      const kind = form instanceof HTMLFormElement && form.dataset.delete;
+      if (!kind || !form.dataset.api || typeof deleteDialog.showModal !== "function") return;
+      event.preventDefault();
+      const opener = form.querySelector("button");
+      ask(kind).then((confirmed) => {
+        if (confirmed) deleteLater(form, kind);
+        else if (opener) opener.focus();
+      });
+    });
+    // The dialog keeps the keyboard: Tab and Shift+Tab go round its buttons (Escape cancels).
+    deleteDialog.addEventListener("keydown", (event) => {
+      if (event.key !== "Tab") return;
+      const buttons = [...deleteDialog.querySelectorAll("button")];
+      const at = buttons.indexOf(document.activeElement);
+      const to = (at + (event.shiftKey ? -1 : 1) + buttons.length) % buttons.length;
+      event.preventDefault();
+      buttons[to].focus();
+    });
+    window.addEventListener("pagehide", send);
+    document.addEventListener("visibilitychange", () => { if (document.visibilityState === "hidden") send(); });
+  }
 
   // --- Character counters: "1,987 left" under a textarea with a maxlength (the composer and the
   // comment form). They count characters as the server does (code points: an emoji is one, not

@@ -13,7 +13,7 @@
   }
 
   function posts() {
-    return Array.prototype.slice.call(document.querySelectorAll("article.post"));
+    return Array.prototype.slice.call(document.querySelectorAll("article.post:not([hidden])")); // not one waiting to be deleted
   }
 
   function move(step) {

@@ -182,12 +182,15 @@
       var count = message.unseen_count;
       counts.unseen = { value: count, seq: seq, rank: rank };
       if (!badge) return;
-      badge.textContent = String(count);
       badge.dataset.unseen = String(count);
-      badge.classList.toggle("is-zero", count === 0);
       setTitle(count);
-      var bell = badge.closest(".bell");
-      if (bell) bell.setAttribute("aria-label", "Notifications, " + count + " new");
+      // Every badge of the page says it: the navbar's bell and, on phones, the tab bar's.
+      document.querySelectorAll(".bell-count").forEach(function (el) {
+        el.textContent = String(count);
+        el.classList.toggle("is-zero", count === 0);
+        var link = el.closest("a");
+        if (link) link.setAttribute("aria-label", "Notifications, " + count + " new");
+      });
     }
   }
 
@@ -840,6 +843,15 @@
 
   var syncPostNow = oneAtATime(syncPost);
 
+  // This page deleted one of its comments (feed.js, after its Undo time): it goes, and the post is
+  // re-read for its counts even if the live message about it never comes.
+  document.addEventListener("herald:deleted", function (event) {
+    if (!livePost || event.detail.kind !== "comment") return;
+    commentRemoved(event.detail.id);
+    postGap = true;
+    syncPostNow();
+  });
+
   function plural(n, word) {
     return word + (n === 1 ? "" : "s");
   }
@@ -1063,10 +1075,8 @@
     var action = "/comments/" + Number(commentId) + "/delete/";
     var form = postForm(action, { post: String(livePost) });
     form.className = "inline";
-    form.setAttribute("hx-post", action);
-    form.setAttribute("hx-target", "closest li.comment");
-    form.setAttribute("hx-swap", "outerHTML");
-    form.setAttribute("hx-confirm", "Delete this comment?");
+    form.dataset.delete = "comment"; // feed.js asks, then sends the API's DELETE (with Undo)
+    form.dataset.api = "/api/comments/" + Number(commentId) + "/";
     var button = document.createElement("button");
     button.className = "action danger";
     button.textContent = "Delete";
@@ -1144,7 +1154,6 @@
     });
     var item = commentItem(c);
     list.insertBefore(item, next || null);
-    if (window.htmx && window.htmx.process) window.htmx.process(item); // its Delete form, if it is yours
   }
 
   function commentRemoved(id) {
