@@ -173,9 +173,9 @@ def add_comment(author: User, post_id: int, text: str, parent_id: int | None = N
     deep: a reply to a reply joins the thread of the top-level comment it is under).
 
     Tells, once each and in this order of precedence: the authors of the comment replied to and of
-    its thread's top-level comment (`reply`); for a top-level comment the post's author (`comment`);
-    the people mentioned (`mention`); for a top-level comment everyone else following the post
-    (`comment`, feed.models.PostFollow). Commenting follows the post, unless the commenter
+    its thread's top-level comment (`reply`); the post's author, while following it (`comment`: a
+    conversation on your post is yours to hear, replies too); the people mentioned (`mention`); for
+    a top-level comment everyone else following the post (`comment`, feed.models.PostFollow). Commenting follows the post, unless the commenter
     unfollowed it before (that choice stays)."""
     text = clean_text(text, what="Comment")
     with transaction.atomic():
@@ -199,17 +199,17 @@ def add_comment(author: User, post_id: int, text: str, parent_id: int | None = N
         told = {author.pk}
         reply_ids = sorted({replied_to.author_id, thread.author_id} - told) if thread else []
         told.update(reply_ids)
-        followers = set() if thread else _followers(post)
+        followers = _followers(post)
         owner_ids = [post.author_id] if post.author_id in followers - told else []
         told.update(owner_ids)
         mention_ids = [u.pk for u in mentioned if u.pk not in told]
         told.update(mention_ids)
-        follower_ids = sorted(followers - told)
+        follower_ids = [] if thread else sorted(followers - told)  # a thread's chatter stays in it
         # One send: every recipient's state is locked in one ascending sweep.
         notifier.send([
             Notice(Kind.REPLY, reply_ids, text=f"{author.name} replied to your comment: “{preview}”",
                    dedupe_key=f"reply:{comment.pk}", **refs),
-            Notice(Kind.COMMENT, owner_ids, text=f"{author.name} commented on your post: “{preview}”",
+            Notice(Kind.COMMENT, owner_ids, text=f"{author.name} {'replied on' if thread else 'commented on'} your post: “{preview}”",
                    dedupe_key=f"comment:{comment.pk}", **refs),
             Notice(Kind.MENTION, mention_ids, text=f"{author.name} mentioned you in a comment: “{preview}”",
                    dedupe_key=f"mention:comment:{comment.pk}", **refs),

@@ -59,7 +59,10 @@ def test_the_person_replied_to_gets_a_reply_and_not_also_a_comment(alice, bob, c
     post = services.create_post(alice, "hello")
     top = services.add_comment(bob, post.pk, "first")  # bob follows the post now
     reply = services.add_comment(carol, post.pk, "agreed", parent_id=top.pk)
-    assert told(reply.pk) == {("bob", "reply")}  # the post's followers hear of top-level comments only
+    # The post's author hears of every comment on it, replies too; its other followers (bob, here
+    # as the one replied to) hear of top-level comments only.
+    assert told(reply.pk) == {("bob", "reply"), ("alice", "comment")}
+    assert Notification.objects.get(recipient=alice, comment_ref=reply.pk).text == "Carol replied on your post: “agreed”"
     n = Notification.objects.get(recipient=bob)
     assert n.text == "Carol replied to your comment: “agreed”"
     assert n.url == f"/posts/{post.pk}/#comment-{reply.pk}"
@@ -72,10 +75,11 @@ def test_a_reply_to_a_reply_tells_both_people_once(alice, bob, carol, make_user)
     top = services.add_comment(bob, post.pk, "first")
     middle = services.add_comment(carol, post.pk, "second", parent_id=top.pk)
     last = services.add_comment(dave, post.pk, "@carol @bob @alice third", parent_id=middle.pk)
-    # The person replied to and the thread's starter: reply (not also mention); alice: mention.
-    assert told(last.pk) == {("carol", "reply"), ("bob", "reply"), ("alice", "mention")}
+    # The person replied to and the thread's starter: reply (not also mention); alice, the post's
+    # author: comment (before mention, as for a top-level comment).
+    assert told(last.pk) == {("carol", "reply"), ("bob", "reply"), ("alice", "comment")}
     own = services.add_comment(carol, post.pk, "talking to myself", parent_id=middle.pk)
-    assert told(own.pk) == {("bob", "reply")}  # never yourself
+    assert told(own.pk) == {("bob", "reply"), ("alice", "comment")}  # never yourself
 
 
 def test_a_reply_to_your_own_comment_on_a_muted_post_or_muted_kind_tells_nobody(alice, bob, carol):
@@ -96,7 +100,7 @@ def test_deleting_a_comment_keeps_its_replies_as_comments(api, alice, bob, carol
     services.delete_comment(bob, top.pk)
     reply.refresh_from_db()
     assert reply.parent_id is None
-    assert told(reply.pk) == {("bob", "reply")}  # carol's reply still exists, so does what it told
+    assert told(reply.pk) == {("bob", "reply"), ("alice", "comment")}  # carol's reply still exists, so does what it told
     listing = api.as_(bob).get(f"/api/posts/{post.pk}/comments/").json()["results"]
     assert [(c["id"], c["parent"]) for c in listing] == [(reply.pk, None)]
 
