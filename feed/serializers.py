@@ -28,6 +28,11 @@ class TextField(serializers.CharField):
         # to_internal_value is reached, and every text must pass through clean_text.
         if data is not serializers.empty and data is not None and not isinstance(data, str):
             raise serializers.ValidationError(f"{self.what} text must be a string.")  # not 0, true, [..]
+        if isinstance(data, str) and len(data) > MAX_TEXT_LENGTH:
+            # As the schema says: the text as sent, before white space around it is stripped (a
+            # page's form counts after, as the browser's counter does; an API client counts its own).
+            raise serializers.ValidationError(
+                f"{self.what} is too long: {len(data)} characters, the limit is {MAX_TEXT_LENGTH}.")
         value = super().run_validation(data)
         try:
             return clean_text(value, what=self.what)

@@ -136,3 +136,19 @@ def test_the_api_takes_json_and_says_so_to_a_form(api, alice):
     assert api.post("/api/token/", {"username": "alice", "password": PASSWORD}, format="multipart").status_code == 415
     r = api.post("/api/token/", f"username=alice&password={PASSWORD}", content_type="application/x-www-form-urlencoded")
     assert r.status_code == 200 and r.json()["token"]
+
+
+@pytest.mark.django_db
+def test_api_text_is_counted_as_sent_as_its_schema_says(api, alice):
+    """The schema's maxLength (2,000) holds for the text as sent: 2,001 characters are a 400 even
+    when white space around them would be stripped to 2,000; 2,000 with it are taken, stripped."""
+    api.as_(alice)
+    over = "\u0085" + "x" * 2000
+    post = api.post("/api/posts/", {"text": "hello"}, format="json").json()
+    for method, path in (("post", "/api/posts/"), ("patch", f"/api/posts/{post['id']}/"),
+                         ("post", f"/api/posts/{post['id']}/comments/")):
+        answer = getattr(api, method)(path, {"text": over}, format="json")
+        assert answer.status_code == 400, (method, path)
+        assert "too long: 2001 characters" in answer.json()["errors"]["text"][0]
+    taken = api.post("/api/posts/", {"text": " " + "x" * 1998 + "\n"}, format="json")
+    assert taken.status_code == 201 and taken.json()["text"] == "x" * 1998

@@ -73,8 +73,8 @@ def test_phone_has_a_one_row_header_and_a_live_tab_bar(live_server, live_push):
         expect(page.locator("#bell-count")).to_have_text("1", timeout=5_000)
         expect(page.locator("#tab-bell-count")).to_have_text("1")
         expect(page.locator("#tab-bell-count")).to_be_visible()
-        expect(page.locator("nav.tabbar a.tab-bell")).to_have_accessible_name("Notifications, 1 new")
-        expect(page.locator("a.bell")).to_have_accessible_name("Notifications, 1 new")
+        expect(page.locator("nav.tabbar a.tab-bell")).to_have_accessible_name("Notifications 1 new")
+        expect(page.locator("a.bell")).to_have_accessible_name("Notifications 1 new")
 
         tabs.nth(2).click()
         expect(page).to_have_url(f"{base}/notifications/")

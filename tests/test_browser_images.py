@@ -63,6 +63,7 @@ def test_a_picture_with_alt_text_from_the_composer_and_a_bad_file_refused(live_s
         browser = launch(p)
         page = logged_in_page(browser, base, "alice")
         page.goto(f"{base}/")
+        expect(page.locator("#id_image_alt")).to_be_hidden()  # until a picture is chosen
         page.fill("#id_text", "a bad file")
         page.set_input_files("#id_image", str(bad))
         page.click("#post-button")

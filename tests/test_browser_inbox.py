@@ -76,8 +76,8 @@ def test_icons_dots_and_sections_on_the_page_and_on_live_rows(live_server, live_
         assert order == ["today", "row", "row", "week", "row", "earlier", "row"]
 
         # Follow back: htmx swaps the button, the page stays.
-        expect(row(page, follow).get_by_role("button", name="Follow Carol back")).to_be_visible()
-        row(page, follow).get_by_role("button", name="Follow Carol back").click()
+        expect(row(page, follow).get_by_role("button", name="Follow back Carol")).to_be_visible()
+        row(page, follow).get_by_role("button", name="Follow back Carol").click()
         expect(row(page, follow).get_by_role("button", name="Unfollow Carol")).to_be_visible(timeout=TIMEOUT)
         assert Follow.objects.filter(follower=alice, followee=carol).exists()
         assert page.evaluate("performance.getEntriesByType('navigation').length") == 1

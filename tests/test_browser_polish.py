@@ -12,6 +12,7 @@ from feed import services
 from feed.models import Follow, Post, User
 
 from .browser import launch, log_in
+from .pictures import picture, upload
 from .conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -269,12 +270,14 @@ def test_profile_header_fits_a_phone(live_server, make_user):
 
 # --- axe-core ---------------------------------------------------------------------------------
 
-# The pages axe checks, at both widths: add a page here (with {post} for the post's id). Visitors'
-# pages are checked logged out, the rest logged in as bob.
+# The pages axe checks, at both widths: add a page here ({post}: alice's post, with a picture and a
+# thread; {own}: bob's post; {comment}: bob's comment). Visitors' pages are checked logged out, the
+# rest logged in as bob.
 AXE_ANONYMOUS_PAGES = ["/", "/accounts/login/", "/accounts/signup/", "/no-such-page/"]
 AXE_PAGES = ["/", "/posts/{post}/", "/u/alice/", "/u/bob/", "/u/alice/followers/", "/people/?q=a",
-             "/people/", "/notifications/", "/settings/notifications/", "/settings/profile/",
-             "/settings/password/", "/posts/999999/"]
+             "/people/?q=harbour&type=posts", "/people/", "/notifications/", "/notifications/?filter=mentions",
+             "/notifications/?filter=unread", "/settings/notifications/", "/settings/profile/",
+             "/settings/password/", "/posts/{own}/edit/", "/comments/{comment}/edit/", "/posts/999999/"]
 # Best-practice rules that must run too (axe runs them by default; said here so it stays so).
 AXE_RULES = {rule: {"enabled": True} for rule in ("landmark-unique", "page-has-heading-one", "region")}
 
@@ -296,10 +299,15 @@ def test_axe_finds_no_problem_on_the_main_pages(live_server, make_user):
     bob = make_user("bob", display_name="Bob")
     services.follow(bob, "alice")
     services.follow(alice, "bob")
-    post = services.create_post(alice, "Sunrise over the harbour, @bob")
-    services.create_post(bob, "Three things I learned this week")
-    services.add_comment(bob, post.pk, "Beautiful! @alice")
+    services.set_avatar(alice, upload(picture(120, 90)))
+    alice.refresh_from_db()
+    post = services.create_post(alice, "Sunrise over the harbour, @bob https://example.org/harbour",
+                                image=upload(picture(400, 300)), image_alt="The harbour at sunrise")
+    own = services.create_post(bob, "Three things I learned this week")
+    comment = services.add_comment(bob, post.pk, "Beautiful! @alice")
+    services.add_comment(alice, post.pk, "Thank you, @bob", parent_id=comment.pk)  # a thread; bob: reply
     services.like(bob, post.pk)
+    services.follow(make_user("carol", display_name="Carol"), "bob")  # bob: a follower to follow back
     base = live_server.url
     problems = []
     with sync_playwright() as p:
@@ -311,7 +319,7 @@ def test_axe_finds_no_problem_on_the_main_pages(live_server, make_user):
                 problems += [f"{viewport['width']}px {path} (anonymous): {x}" for x in axe_problems(page)]
             log_in(page, base, "bob")
             for path in AXE_PAGES:
-                page.goto(base + path.format(post=post.pk))
+                page.goto(base + path.format(post=post.pk, own=own.pk, comment=comment.pk))
                 page.wait_for_load_state("networkidle")
                 problems += [f"{viewport['width']}px {path}: {x}" for x in axe_problems(page)]
             # What opens in place: the account menu, and the dialog a delete asks in.

@@ -217,7 +217,7 @@ def test_navbar_has_a_labelled_search_form(client, alice):
     client.force_login(alice)
     html = client.get("/").content.decode()
     assert '<form class="nav-search" method="get" action="/people/" role="search" aria-label="Quick search">' in html
-    assert '<label for="nav-search-q" class="sr-only">Search people</label>' in html
+    assert '<label for="nav-search-q" class="sr-only">Search people and posts</label>' in html
     assert '<input type="search" id="nav-search-q" name="q"' in html
     assert 'href="/static/feed/discovery.css"' in html
 

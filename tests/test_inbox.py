@@ -277,11 +277,11 @@ def test_follow_back_only_for_people_not_followed_yet(client, alice, bob, carol,
     services.follow(bob, "alice")  # joins carol's follow group: bob is its newest actor
     client.force_login(alice)
     html = client.get("/notifications/").content.decode()
-    assert html.count("Follow back") == 1 and 'action="/u/bob/follow/"' in html
+    assert html.count(">Follow back</button>") == 1 and 'action="/u/bob/follow/"' in html
     assert 'id="follow-button"' not in html  # one of many on the page: no page-wide id
     services.follow(alice, "bob")
     html = client.get("/notifications/").content.decode()
-    assert "Follow back" not in html
+    assert ">Follow back</button>" not in html
 
 
 def test_follow_back_answers_htmx_with_the_button_alone(client, alice, bob):
@@ -308,7 +308,7 @@ def test_follow_back_costs_one_query_for_the_whole_page(client, alice, make_user
         Notification.objects.create(recipient=alice, actor=fan, kind="follow", seq=fan.pk, text="{actors} followed",
                                     url=f"/u/{fan.username}/")
     assert _page_queries(client, "/notifications/") == small
-    assert client.get("/notifications/").content.decode().count("Follow back") == 10
+    assert client.get("/notifications/").content.decode().count(">Follow back</button>") == 10
 
 
 # --- Infinite scroll -----------------------------------------------------------------------------

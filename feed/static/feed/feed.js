@@ -284,6 +284,21 @@
 
   function setUp(root) {
     root.querySelectorAll(".composer-form textarea[maxlength], .comment-form textarea[maxlength]").forEach(setUpCounter);
+    root.querySelectorAll(".composer-picture").forEach(setUpPicture);
+  }
+
+  // --- The composer's picture: the alt-text field shows once a picture is chosen (or when it holds
+  // text or an error), so an empty composer stays small; without JavaScript both always show.
+  function setUpPicture(box) {
+    const file = box.querySelector("input[type=file]");
+    const alt = box.querySelector("input[type=text]");
+    const altField = alt && alt.closest(".composer-picture-field");
+    if (!file || !altField) return;
+    const sync = () => {
+      altField.hidden = !(file.files.length || alt.value || altField.classList.contains("has-error"));
+    };
+    file.addEventListener("change", sync);
+    sync();
   }
 
   // --- Errors: the first invalid field of the page gets the focus on load (its error paragraph

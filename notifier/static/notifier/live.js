@@ -189,7 +189,11 @@
         el.textContent = String(count);
         el.classList.toggle("is-zero", count === 0);
         var link = el.closest("a");
-        if (link) link.setAttribute("aria-label", "Notifications, " + count + " new");
+        // The tab bar's link says it in words after its visible "Notifications" (an aria-label
+        // there would hide what it shows); the icon-only bell says it in its label.
+        var words = link && link.querySelector(".bell-words");
+        if (words) words.textContent = count ? " " + count + " new" : "";
+        else if (link) link.setAttribute("aria-label", count ? "Notifications " + count + " new" : "Notifications");
       });
     }
   }
@@ -366,7 +370,7 @@
   }
 
   // The actor's picture (an <img> node, never markup), or their initial when they have none
-  // (nothing, with `bare`: where a name stands alone, as in toasts and comments).
+  // (nothing, with `bare`: where a name stands alone, as in toasts).
   function avatarNode(actor, size, bare) {
     var urls = actor && actor.avatar;
     var src = urls && imageUrl(urls.small);
@@ -892,7 +896,7 @@
     name.className = "author";
     if (author.username) name.href = "/u/" + encodeURIComponent(author.username) + "/";
     name.textContent = author.display_name || author.username || "Someone";
-    var face = avatarNode(author, "small", true);
+    var face = avatarNode(author, "small");
     if (face) name.prepend(face);
     var when = document.createElement("span");
     when.className = "time";
