@@ -8,12 +8,12 @@ from . import search
 from .media import UPLOAD_CONTENT_TYPES, upload_key_belongs_to
 from .models import Comment, Post, User
 from .queries import SEARCH_MAX_LENGTH
-from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text
+from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text, normalize_newlines
 
 
 @extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH,
                      "pattern": r"^[^\u0000]*[^\u0000\s][^\u0000]*$",
-                     "description": "Not blank (at least one character other than white space); no NUL characters."})
+                     "description": "Not blank (at least one character other than white space); no NUL characters. A CRLF line break counts as one character."})
 class TextField(serializers.CharField):
     """Post/comment text: stripped, non-blank, at most 2,000 characters, with a readable message."""
 
@@ -28,11 +28,12 @@ class TextField(serializers.CharField):
         # to_internal_value is reached, and every text must pass through clean_text.
         if data is not serializers.empty and data is not None and not isinstance(data, str):
             raise serializers.ValidationError(f"{self.what} text must be a string.")  # not 0, true, [..]
-        if isinstance(data, str) and len(data) > MAX_TEXT_LENGTH:
-            # As the schema says: the text as sent, before white space around it is stripped (a
-            # page's form counts after, as the browser's counter does; an API client counts its own).
+        sent = normalize_newlines(data) if isinstance(data, str) else ""
+        if len(sent) > MAX_TEXT_LENGTH:
+            # As the schema says, the text as sent counts, white space around it included (a CRLF
+            # line break is one character, as everywhere); only then is it stripped.
             raise serializers.ValidationError(
-                f"{self.what} is too long: {len(data)} characters, the limit is {MAX_TEXT_LENGTH}.")
+                f"{self.what} is too long: {len(sent)} characters, the limit is {MAX_TEXT_LENGTH}.")
         value = super().run_validation(data)
         try:
             return clean_text(value, what=self.what)

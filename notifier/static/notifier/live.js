@@ -896,8 +896,7 @@
     name.className = "author";
     if (author.username) name.href = "/u/" + encodeURIComponent(author.username) + "/";
     name.textContent = author.display_name || author.username || "Someone";
-    var face = avatarNode(author, "small");
-    if (face) name.prepend(face);
+    var face = avatarNode(author, "small"); // beside the name, as the server renders it
     var when = document.createElement("span");
     when.className = "time";
     var time = document.createElement("time");
@@ -911,7 +910,7 @@
     textBox.className = "writing-body";
     textBox.id = "comment-body-" + Number(c.id);
     textBox.appendChild(text);
-    li.append(name, " ", when, " ", textBox);
+    li.append(face, name, " ", when, " ", textBox);
     if (c.edited_at) markEdited(textBox, c.edited_at);
     li.append(" ", replyBox(c.id, name.textContent));
     if (author.username && author.username === body.dataset.username) li.append(" ", editLink(c.id), " ", deleteForm(c.id));
