@@ -321,6 +321,9 @@
   document.addEventListener("htmx:afterSwap", (event) => {
     const form = event.detail.elt;
     if (!(form instanceof Element) || !form.matches(".composer-form, .comment-form")) return;
+    // Set up at once, in the task that swapped it in: htmx:load comes only after the settle delay,
+    // and what is typed before then must clear the error all the same.
+    setUp(form);
     // A form swapped in with an error focuses its field (else htmx keeps the focus on the button).
     focusFirstInvalid(form);
   });
