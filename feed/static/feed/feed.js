@@ -357,7 +357,14 @@
       delete form.dataset.uploading;
       key.value = uploaded;
       input.value = "";
-      form.requestSubmit(submitter && submitter.form === form ? submitter : undefined);
+      // Disabled, the emptied input is not even an empty part; the form's data is read during
+      // requestSubmit (by htmx or the browser), so it is enabled again for the next picture.
+      input.disabled = true;
+      try {
+        form.requestSubmit(submitter && submitter.form === form ? submitter : undefined);
+      } finally {
+        input.disabled = false;
+      }
     }, (error) => {
       delete form.dataset.uploading;
       pictureError(input, error.message);
