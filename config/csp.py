@@ -6,6 +6,8 @@ cross-origin connection a page makes; its origin follows the settings of the mom
 emulator's port, or the AWS IoT data endpoint), so it is added per response rather than frozen at
 start-up.
 """
+from urllib.parse import urlsplit
+
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from csp.middleware import CSPMiddleware as BaseCSPMiddleware
 from django.conf import settings
@@ -38,6 +40,24 @@ def live_push_origins() -> list[str]:
     return [f"wss://*.iot.{settings.AWS_REGION}.amazonaws.com"]  # the endpoint is discovered later
 
 
+def upload_origins() -> list[str]:
+    """With MEDIA_BUCKET, where the browser sends a picture straight to the bucket (the url of
+    feed.media.presigned_upload's POST: botocore's virtual-host name for the bucket, or the origin
+    of a custom S3 endpoint, where it addresses the bucket by path). Nothing else of S3."""
+    if not settings.MEDIA_BUCKET:
+        return []
+    endpoint = _s3_endpoint()
+    if endpoint:
+        parts = urlsplit(endpoint)
+        return [f"{parts.scheme}://{parts.netloc}"]
+    return [f"https://{settings.MEDIA_BUCKET}.s3.amazonaws.com"]
+
+
+def _s3_endpoint() -> str:
+    options = settings.STORAGES.get("default", {}).get("OPTIONS", {})
+    return options.get("endpoint_url") or getattr(settings, "AWS_S3_ENDPOINT_URL", "") or ""
+
+
 # Swagger UI (/api/docs/) sets inline styles; that page alone may.
 SWAGGER_UI = {"style-src": [UNSAFE_INLINE]}
 
@@ -46,6 +66,9 @@ class CSPMiddleware(BaseCSPMiddleware):
     def get_policy_parts(self, request, response, report_only=False):
         parts = super().get_policy_parts(request, response, report_only)
         update = dict(parts.update or {})
-        update["connect-src"] = [*live_push_origins(), *update.get("connect-src", [])]
+        update["connect-src"] = [*live_push_origins(), *upload_origins(), *update.get("connect-src", [])]
+        if settings.MEDIA_BUCKET and _s3_endpoint():
+            # A custom endpoint serves the pictures too (settings.py names only S3's own hosts).
+            update["img-src"] = [*upload_origins(), *update.get("img-src", [])]
         parts.update = update
         return parts

@@ -48,11 +48,8 @@ def picture_from(validated: dict, field: str = "image"):
     then deleted whatever happens), or None. A refused picture is a 400 naming the field."""
     key = validated.get("upload")
     try:
-        if key:
-            with media.take_upload(key) as upload:
-                yield upload
-        else:
-            yield validated.get(field)
+        with media.picture(validated.get(field), key) as picture:
+            yield picture
     except ImageRejected as exc:
         raise ValidationError({"upload" if key else field: [str(exc)]}) from None
 

@@ -3,6 +3,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.utils.text import normalize_newlines
 
+from . import media
 from .models import User
 from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text
 
@@ -17,6 +18,43 @@ class PictureField(forms.FileField):
         kwargs.setdefault("required", False)
         kwargs.setdefault("widget", forms.FileInput(attrs={"accept": PICTURE_TYPES}))
         super().__init__(**kwargs)
+
+
+class DirectUploadForm:
+    """A form whose picture may also arrive as the key of a direct upload: with S3 storage, feed.js
+    sends a chosen file from the browser straight to the bucket (POST /api/uploads/, a presigned
+    POST), past API Gateway's payload limit, and the form carries only the key, in a hidden
+    `upload` field. Without a bucket that field does not exist and the file goes with the form.
+
+    The key is held to the API's rule (media.upload_key_belongs_to: one of the uploader's own) and
+    read through the API's path (media.picture → take_upload: checked, processed, deleted); its
+    refusals are errors of the visible picture field (`picture_field`), where the person looks."""
+
+    picture_field = "image"
+
+    def __init__(self, *args, uploader=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.uploader = uploader
+        # Where feed.js asks for a presigned POST (templates: data-direct-upload), or False.
+        self.direct_upload = uploader is not None and media.direct_uploads_available()
+        if self.direct_upload:
+            self.fields["upload"] = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        key = cleaned.get("upload")
+        if key and not media.upload_key_belongs_to(key, self.uploader.pk):
+            self.add_error(self.picture_field, media.NOT_YOUR_UPLOAD)
+        elif key and cleaned.get(self.picture_field):
+            self.add_error(self.picture_field, "The picture came twice (as a file and as an upload): choose it again.")
+        return cleaned
+
+    def has_picture(self) -> bool:
+        return bool(self.cleaned_data.get(self.picture_field) or self.cleaned_data.get("upload"))
+
+    def picture(self):
+        """The chosen picture for the service that stores it (a context manager, media.picture)."""
+        return media.picture(self.cleaned_data.get(self.picture_field), self.cleaned_data.get("upload", ""))
 
 
 class TextField(forms.CharField):
@@ -41,7 +79,7 @@ class _TextForm(forms.Form):
         return clean_text(self.cleaned_data.get("text"), what=self.what)
 
 
-class PostForm(_TextForm):
+class PostForm(DirectUploadForm, _TextForm):
     what = "Post"
     image = PictureField(label="Picture", help_text="JPEG, PNG, WebP or GIF, up to 10 MB.")
     image_alt = TextField(
@@ -51,7 +89,7 @@ class PostForm(_TextForm):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("image_alt") and not cleaned.get("image"):
+        if cleaned.get("image_alt") and not self.has_picture():
             self.add_error("image_alt", "Alt text describes a picture: choose one to go with it.")
         return cleaned
 
@@ -76,7 +114,8 @@ class SignupForm(UserCreationForm):
         return username
 
 
-class ProfileForm(forms.ModelForm):
+class ProfileForm(DirectUploadForm, forms.ModelForm):
+    picture_field = "avatar_image"
     avatar_image = PictureField(label="Avatar", help_text="A picture of you: its centre square is used. "
                                 "JPEG, PNG, WebP or GIF, up to 10 MB.")
     remove_avatar = forms.BooleanField(label="Remove my avatar (show my initial)", required=False)

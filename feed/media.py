@@ -126,6 +126,9 @@ def presigned_upload(user_id: int, content_type: str) -> dict:
     return {"url": post["url"], "fields": post["fields"], "key": key, "expires_at": expires_at}
 
 
+NOT_YOUR_UPLOAD = "That is not one of your uploads."  # the refusal of a key that fails the rule below
+
+
 def upload_key_belongs_to(key: str, user_id: int) -> bool:
     prefix = f"{UPLOAD_PREFIX}/{user_id}/"
     rest = key[len(prefix):] if isinstance(key, str) and key.startswith(prefix) else ""
@@ -152,6 +155,19 @@ def take_upload(key: str):
             yield ContentFile(fh.read(), name=key)
     finally:
         default_storage.delete(key)
+
+
+@contextlib.contextmanager
+def picture(file, key: str = ""):
+    """The picture a request brought, for the service that stores it: its uploaded `file`, or the
+    object of its direct upload `key` (read back and deleted whatever happens, `take_upload`), or
+    None. One path for the API and the pages, so a picture is checked the same way however it
+    came; the caller turns ImageRejected into its own kind of error (a 400, a form error)."""
+    if key:
+        with take_upload(key) as upload:
+            yield upload
+    else:
+        yield file
 
 
 def _missing(exc: Exception) -> bool:

@@ -5,7 +5,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 
 from . import search
-from .media import UPLOAD_CONTENT_TYPES, upload_key_belongs_to
+from .media import NOT_YOUR_UPLOAD, UPLOAD_CONTENT_TYPES, upload_key_belongs_to
 from .models import Comment, Post, User
 from .queries import SEARCH_MAX_LENGTH
 from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text, normalize_newlines
@@ -92,7 +92,7 @@ class UploadKeyField(serializers.CharField):
     def to_internal_value(self, data):
         key = super().to_internal_value(data)
         if key and not upload_key_belongs_to(key, self.context["request"].user.pk):
-            raise serializers.ValidationError("That is not one of your uploads.")
+            raise serializers.ValidationError(NOT_YOUR_UPLOAD)
         return key
 
 

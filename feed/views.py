@@ -54,13 +54,15 @@ def _act(request, action, *args) -> bool:
     return True
 
 
-def _with_picture(form, field: str, action, *args, **kwargs):
-    """Run a service call that stores a picture: its result, or None with the refusal (not an
-    image, too large, damaged) as the field's error, nothing stored."""
+def _with_picture(form, store):
+    """Run `store(picture)`, a service call that stores the form's picture (its file, or its direct
+    upload read back from storage, forms.DirectUploadForm): its result, or None with the refusal
+    (not an image, too large, damaged, no such upload) as the picture field's error, nothing stored."""
     try:
-        return action(*args, **kwargs)
+        with form.picture() as picture:
+            return store(picture)
     except ImageRejected as exc:
-        form.add_error(field, str(exc))
+        form.add_error(form.picture_field, str(exc))
         return None
 
 
@@ -71,15 +73,15 @@ def home(request):
         if request.method == "POST":
             return redirect_to_login(request.get_full_path())
         return render(request, "feed/landing.html")
-    form = PostForm(request.POST or None, request.FILES or None)
+    form = PostForm(request.POST or None, request.FILES or None, uploader=request.user)
     post = None
     if request.method == "POST" and form.is_valid():
-        post = _with_picture(form, "image", services.create_post, request.user, form.cleaned_data["text"],
-                             image=form.cleaned_data.get("image"), image_alt=form.cleaned_data.get("image_alt", ""))
+        post = _with_picture(form, lambda picture: services.create_post(
+            request.user, form.cleaned_data["text"], image=picture, image_alt=form.cleaned_data.get("image_alt", "")))
     if post is not None:
         if _htmx(request):
             new_post = queries.posts_for(request.user).get(pk=post.pk)
-            return render(request, "feed/_composer.html", {"form": PostForm(), "new_post": new_post})
+            return render(request, "feed/_composer.html", {"form": PostForm(uploader=request.user), "new_post": new_post})
         messages.success(request, "Posted.")
         return redirect("home")
     if request.method == "POST" and _htmx(request):  # errors: 200, so htmx swaps the form in
@@ -341,10 +343,10 @@ def signup(request):
 
 @login_required
 def edit_profile(request):
-    form = ProfileForm(request.POST or None, request.FILES or None, instance=request.user)
+    form = ProfileForm(request.POST or None, request.FILES or None, instance=request.user, uploader=request.user)
     if request.method == "POST" and form.is_valid():
-        if form.cleaned_data.get("avatar_image"):
-            _with_picture(form, "avatar_image", services.set_avatar, request.user, form.cleaned_data["avatar_image"])
+        if form.has_picture():
+            _with_picture(form, lambda picture: services.set_avatar(request.user, picture))
         elif form.cleaned_data.get("remove_avatar"):
             services.remove_avatar(request.user)
     if request.method == "POST" and form.is_valid():

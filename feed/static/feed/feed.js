@@ -282,6 +282,95 @@
     if (over.counterOver) over.counterOver();
   }, true);
 
+  // --- Pictures straight to storage (a form with data-direct-upload: S3 storage, where API
+  // Gateway would refuse a big photo sent through Herald). On submit with a chosen file: ask
+  // Herald for a presigned POST, send the file there, put the key it answered in the hidden
+  // `upload` field, clear the file input (the file never goes to Herald) and submit again the
+  // normal way, so htmx (or the browser) sends the form with its key. Any failure is the picture
+  // field's error, as the server would show it, and the rest of the form is kept.
+  function firstError(answer) {
+    const errors = answer && answer.errors ? Object.values(answer.errors) : [];
+    return (errors.length && errors[0][0]) || (answer && answer.detail) || "";
+  }
+
+  async function uploadDirect(form, file) {
+    const token = form.querySelector("[name=csrfmiddlewaretoken]");
+    let response;
+    try {
+      response = await fetch(form.dataset.directUpload, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": token ? token.value : "" },
+        body: JSON.stringify({ content_type: file.type || "application/octet-stream" }),
+      });
+    } catch (error) {
+      throw new Error("Herald could not be reached. Check your connection and try again.");
+    }
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(firstError(answer) || "The picture could not be sent. Reload the page and try again.");
+    const body = new FormData();
+    Object.entries(answer.fields).forEach(([name, value]) => body.append(name, value));
+    body.append("file", file); // last: S3 ignores fields after the file
+    try {
+      response = await fetch(answer.url, { method: "POST", body });
+    } catch (error) {
+      throw new Error("The picture could not be sent. Check your connection and try again.");
+    }
+    if (!response.ok) throw new Error("The picture was refused: choose a JPEG, PNG, WebP or GIF of at most 10 MB.");
+    return answer.key;
+  }
+
+  function pictureError(input, text) {
+    const id = `${input.id}-error`;
+    const old = document.getElementById(id);
+    if (old) old.remove();
+    const p = document.createElement("p");
+    p.className = "error";
+    p.id = id;
+    const prefix = document.createElement("span");
+    prefix.className = "error-prefix";
+    prefix.textContent = "Error:";
+    p.append(prefix, ` ${text}`);
+    const field = input.closest(".composer-picture-field, .field");
+    (field || input.parentElement).append(p);
+    if (field) field.classList.add("has-error");
+    input.setAttribute("aria-invalid", "true");
+    describe(input, id);
+    input.focus();
+  }
+
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.dataset.directUpload) return;
+    const input = form.querySelector("input[type=file]");
+    const key = form.querySelector("input[name=upload]");
+    if (form.dataset.uploading) {
+      event.preventDefault(); // a second click while the picture is on its way
+      event.stopImmediatePropagation();
+      return;
+    }
+    if (!input || !key || !input.files.length) return; // nothing to send first: the normal way
+    event.preventDefault();
+    event.stopImmediatePropagation(); // before htmx's own submit handler
+    const submitter = event.submitter;
+    form.dataset.uploading = "1";
+    uploadDirect(form, input.files[0]).then((uploaded) => {
+      delete form.dataset.uploading;
+      key.value = uploaded;
+      input.value = "";
+      // Disabled, the emptied input is not even an empty part; the form's data is read during
+      // requestSubmit (by htmx or the browser), so it is enabled again for the next picture.
+      input.disabled = true;
+      try {
+        form.requestSubmit(submitter && submitter.form === form ? submitter : undefined);
+      } finally {
+        input.disabled = false;
+      }
+    }, (error) => {
+      delete form.dataset.uploading;
+      pictureError(input, error.message);
+    });
+  }, true);
+
   function setUp(root) {
     root.querySelectorAll(".composer-form textarea[maxlength], .comment-form textarea[maxlength]").forEach(setUpCounter);
     root.querySelectorAll(".composer-picture").forEach(setUpPicture);
