@@ -26,10 +26,13 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from limits import counters
+
 from . import images
 
 UPLOAD_PREFIX = "uploads"
 UPLOAD_EXPIRES = 300  # seconds a presigned POST may be used
+UPLOAD_CLAIM_SECONDS = 3600  # how long a taken upload key stays taken: well past its POST's life
 UPLOAD_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
 
 
@@ -139,7 +142,14 @@ def upload_key_belongs_to(key: str, user_id: int) -> bool:
 def take_upload(key: str):
     """The uploaded object as a file to check and process; it is deleted afterwards whatever
     happens (a refused picture leaves nothing behind, an accepted one lives on as its
-    re-encoded copy). ImageRejected when there is no such upload, or it is over the size limit."""
+    re-encoded copy). ImageRejected when there is no such upload, or it is over the size limit.
+
+    A key is taken once: two requests with it at once (a double submit, two tabs) would both read
+    the object before either deleted it, and make two posts of one upload. The first to count it
+    in the shared limit counters (limits.counters: atomic, committed at once, seen by every
+    process) takes it; the other is refused, and the object is left to the one that took it."""
+    if counters.hit(f"upload:{key}", UPLOAD_CLAIM_SECONDS).count > 1:
+        raise images.ImageRejected("This upload was used already; upload the image again.")
     try:
         try:
             size = default_storage.size(key)

@@ -139,7 +139,7 @@ def test_a_direct_upload_becomes_a_post_picture_and_the_upload_is_deleted(s3, ap
 
     # The same key again: it was used up.
     r = api.as_(alice).put("/api/users/me/avatar/", {"upload": upload["key"]}, format="json")
-    assert r.status_code == 400 and "no such upload" in r.json()["errors"]["upload"][0]
+    assert r.status_code == 400 and "used already" in r.json()["errors"]["upload"][0]
 
 
 def test_a_direct_upload_that_is_not_a_picture_is_refused_and_deleted(s3, api, alice, bob):
@@ -165,3 +165,20 @@ def test_an_oversized_object_is_refused_without_being_read(s3, api, alice, monke
     r = api.as_(alice).put("/api/users/me/avatar/", {"upload": key}, format="json")
     assert r.status_code == 400 and "larger than" in r.json()["errors"]["upload"][0]
     assert keys(s3) == set()
+
+
+def test_an_upload_key_is_taken_once_even_by_requests_at_the_same_moment(s3, api, alice):
+    """Two requests with one key at once (a double submit): the second comes while the first still
+    reads the object, before it is deleted; it is refused and leaves the object to the first."""
+    upload = presign(api, alice)
+    assert send(upload, picture(80, 60)).status_code in (200, 204)
+    with media.take_upload(upload["key"]) as first:
+        with pytest.raises(media.images.ImageRejected, match="used already"):
+            with media.take_upload(upload["key"]):
+                pass
+        assert keys(s3, "uploads/") == {upload["key"]}  # still there for the one that took it
+        assert first.read()[:4] == b"\x89PNG"
+    assert keys(s3, "uploads/") == set()
+    # Through the API: the key is spent.
+    r = api.as_(alice).post("/api/posts/", {"text": "again", "upload": upload["key"]}, format="json")
+    assert r.status_code == 400 and "used already" in r.json()["errors"]["upload"][0]
