@@ -92,6 +92,9 @@ def test_likes_update_one_item_in_place_and_unlikes_take_it_back(live_server, li
         # The badge took the removed item out of its count: only the comment is unseen now.
         expect(page.locator("#bell-count")).to_have_attribute("data-unseen", "1")
         expect(page.locator("#bell-count")).to_have_text("1")
+        # The removed item's toast went with it; the comment's stays.
+        expect(page.locator("#toasts .toast", has_text="liked your post")).to_have_count(0)
+        expect(page.locator("#toasts .toast", has_text="Bob commented on your post")).to_have_count(1)
         # One toast per piece of news, the like's changed in place; none for what was not news.
         assert toasts(page) == ["Bob liked your post: “grouping works”", "Bob commented on your post: “a comment”"]
         assert page.evaluate("performance.getEntriesByType('navigation').length") == 1

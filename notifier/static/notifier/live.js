@@ -624,6 +624,8 @@
     ids.forEach(function (id) {
       known.delete(Number(id));
       newPostGone(Number(id));
+      var shown = toastsById.get(Number(id)); // a toast must not lead to what is gone
+      if (shown) dismissToast(shown);
       if (!list) return;
       var li = findItem(list, Number(id));
       if (li) li.remove();
