@@ -148,7 +148,10 @@ class PreferencesView(APIView):
     def put(self, request):
         body = PreferencesSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        return Response(services.set_preferences(request.user, **body.validated_data))
+        fields = dict(body.validated_data)
+        if "channels" in fields:
+            fields["channels_on"] = fields.pop("channels")
+        return Response(services.set_preferences(request.user, **fields))
 
 
 class MarkReadView(APIView):

@@ -46,6 +46,13 @@ class Kind(models.TextChoices):
     NEW_POST = "new_post", "Posts from people you follow"
 
 
+class Digest(models.TextChoices):
+    """How often the email digest of unseen notifications goes out."""
+    OFF = "off", "Off"
+    HOURLY = "hourly", "Hourly"
+    DAILY = "daily", "Daily"
+
+
 # How activity of a grouped kind joins its group: MEMBERS groups count distinct actors (a second
 # like by the same person changes nothing; unlike takes them out); NEWEST groups (one author's new
 # posts) have one actor and move to the newest post (an older post arriving late changes nothing).
@@ -70,6 +77,11 @@ class NotificationState(models.Model):
     unseen_count = models.PositiveIntegerField(default=0, db_default=0)
     # Kinds this user is never notified of, comma-separated (checked inside the set-based write).
     muted_kinds = models.CharField(max_length=120, blank=True, default="", db_default="")
+    # Per-channel kinds turned off (see notifier.channels): Web Push, the email digest; and how
+    # often the digest goes out.
+    push_off = models.CharField(max_length=120, blank=True, default="", db_default="")
+    email_off = models.CharField(max_length=120, blank=True, default="like,new_post", db_default="like,new_post")
+    email_digest = models.CharField(max_length=8, choices=Digest.choices, default=Digest.DAILY, db_default=Digest.DAILY)
 
     class Meta:
         constraints = [

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from . import inbox
 from .envelope import actor_list
-from .models import Kind, Notification
+from .models import Digest, Kind, Notification
 
 
 class NotificationActorSerializer(serializers.Serializer):
@@ -44,16 +44,34 @@ class SeenResultSerializer(serializers.Serializer):
     unseen_count = serializers.IntegerField()
 
 
+def _kind_list(help_text: str):
+    return serializers.ListField(
+        child=serializers.ChoiceField(choices=Kind.choices), max_length=len(Kind.values), required=False,
+        help_text=help_text,
+    )
+
+
+class ChannelsSerializer(serializers.Serializer):
+    web_push = _kind_list("Kinds sent to this user's devices by Web Push.")
+    email = _kind_list("Kinds listed in the email digest.")
+
+
 class PreferencesSerializer(serializers.Serializer):
     """What a user is not notified about. PUT replaces the fields it names."""
 
-    muted_kinds = serializers.ListField(
-        child=serializers.ChoiceField(choices=Kind.choices), max_length=len(Kind.values), required=False,
-        help_text="Kinds never stored or pushed: " + ", ".join(Kind.values) + ".",
-    )
+    muted_kinds = _kind_list("Kinds never stored or sent on any channel: " + ", ".join(Kind.values) + ".")
     muted_posts = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), max_length=1000, required=False,
         help_text="Posts whose comments, replies, likes and mentions are never stored or pushed.",
+    )
+    channels = ChannelsSerializer(
+        required=False,
+        help_text="The kinds each channel beyond the inbox carries. A muted kind is on no channel. "
+        "PUT replaces the lists it names.",
+    )
+    email_digest = serializers.ChoiceField(
+        choices=Digest.choices, required=False,
+        help_text="How often the email digest of unseen notifications goes out (to a verified address).",
     )
 
 

@@ -27,7 +27,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Concat, Left, Length
 from django.utils import timezone
 
-from . import Notice, delivery, envelope, groups, removals
+from . import Notice, channels, delivery, envelope, groups, removals
 from .envelope import actor_dict
 from .models import GROUPED, MEMBERS, Kind, MutedPost, Notification, NotificationActor, NotificationState, PendingPush
 from .sql import among, table
@@ -522,22 +522,38 @@ def mark_seen(user) -> int:
 
 
 def preferences(user) -> dict:
+    """What the user is told about, where: muted kinds and posts (nowhere), the kinds each other
+    channel carries (never a muted one), and how often the email digest goes out."""
     uid = _user_id(user)
+    state = NotificationState.of(uid)
     return {
-        "muted_kinds": NotificationState.of(uid).muted_kind_list,
+        "muted_kinds": state.muted_kind_list,
         "muted_posts": list(MutedPost.objects.filter(user_id=uid).order_by("post_ref").values_list("post_ref", flat=True)),
+        "channels": {channel: channels.kinds_on(state, channel) for channel in channels.CHANNELS},
+        "email_digest": state.email_digest,
     }
 
 
-def set_preferences(user, *, muted_kinds: list[str] | None = None, muted_posts: list[int] | None = None) -> dict:
-    """Replace the muted kinds and / or posts (validated by the caller). Takes effect for every
-    notification written after the commit; what is stored stays."""
+def set_preferences(user, *, muted_kinds: list[str] | None = None, muted_posts: list[int] | None = None,
+                    channels_on: dict[str, list[str]] | None = None, email_digest: str | None = None) -> dict:
+    """Replace the fields given (validated by the caller): muted kinds and / or posts, the kinds
+    on for each channel named in `channels_on`, the digest's cadence. Takes effect for every
+    notification written after the commit; what is stored stays.
+
+    A channel's list names the kinds it carries; a muted kind in it stays off everywhere (muting
+    wins), and turning the mute off later brings back the channel setting the user chose."""
     uid = _user_id(user)
+    changes = {}
+    if muted_kinds is not None:
+        changes["muted_kinds"] = channels.join(muted_kinds)
+    for channel, kinds in (channels_on or {}).items():
+        changes[channels.OFF_FIELD[channel]] = channels.off_for(channel, kinds)
+    if email_digest is not None:
+        changes["email_digest"] = email_digest
     with transaction.atomic():
         _lock_states([uid])
-        if muted_kinds is not None:
-            kinds = [k for k in Kind.values if k in set(muted_kinds)]
-            NotificationState.objects.filter(pk=uid).update(muted_kinds=",".join(kinds))
+        if changes:
+            NotificationState.objects.filter(pk=uid).update(**changes)
         if muted_posts is not None:
             MutedPost.objects.filter(user_id=uid).exclude(post_ref__in=muted_posts).delete()
             MutedPost.objects.bulk_create([MutedPost(user_id=uid, post_ref=p) for p in set(muted_posts)],

@@ -197,7 +197,8 @@ def test_seen_needs_a_login(api):
 def test_a_muted_kind_is_neither_stored_nor_pushed(api, alice, bob, memory_publisher, on_commit):
     api.as_(alice)
     r = api.put("/api/notifications/preferences/", {"muted_kinds": ["like", "follow"]}, format="json")
-    assert r.status_code == 200 and r.json() == {"muted_kinds": ["like", "follow"], "muted_posts": []}
+    assert r.status_code == 200
+    assert {k: r.json()[k] for k in ("muted_kinds", "muted_posts")} == {"muted_kinds": ["like", "follow"], "muted_posts": []}
     post = services.create_post(alice, "p")
     with on_commit():
         services.like(bob, post.pk)
@@ -251,8 +252,8 @@ def test_preferences_reject_bad_input_with_a_400(api, alice):
 def test_preferences_replace_only_what_they_name(api, alice):
     notes.set_preferences(alice, muted_kinds=["like"], muted_posts=[5, 7])
     api.as_(alice)
-    assert api.put("/api/notifications/preferences/", {"muted_posts": [7, 9]}, format="json").json() == {
-        "muted_kinds": ["like"], "muted_posts": [7, 9]}
+    body = api.put("/api/notifications/preferences/", {"muted_posts": [7, 9]}, format="json").json()
+    assert {k: body[k] for k in ("muted_kinds", "muted_posts")} == {"muted_kinds": ["like"], "muted_posts": [7, 9]}
     assert MutedPost.objects.filter(user=alice).count() == 2
     assert notifier.muted(alice, 9) and not notifier.muted(alice, 5)
 
@@ -271,3 +272,39 @@ def test_a_deleted_account_leaves_every_group_it_was_in(api, alice, bob, carol, 
     services.delete_account(bob)
     assert [n["kind"] for n in items(api, alice)] == ["like"]  # the follow item had only bob left
     assert_count_exact(alice)
+
+
+# --- per-channel preferences ------------------------------------------------------------------------
+
+ALL_KINDS = ["comment", "reply", "like", "follow", "mention", "new_post"]
+
+
+def test_channel_defaults_keep_likes_and_new_posts_out_of_email(api, alice):
+    body = api.as_(alice).get("/api/notifications/preferences/").json()
+    assert body["channels"] == {"web_push": ALL_KINDS, "email": ["comment", "reply", "follow", "mention"]}
+    assert body["email_digest"] == "daily"
+
+
+def test_channels_replace_only_the_lists_they_name_and_muting_wins(api, alice):
+    api.as_(alice)
+    r = api.put("/api/notifications/preferences/", {"channels": {"email": ["like", "mention"]}, "email_digest": "hourly"},
+                format="json")
+    assert r.status_code == 200
+    assert r.json()["channels"] == {"web_push": ALL_KINDS, "email": ["like", "mention"]}
+    assert r.json()["email_digest"] == "hourly"
+    r = api.put("/api/notifications/preferences/", {"muted_kinds": ["mention"]}, format="json")
+    assert r.json()["channels"] == {"web_push": ["comment", "reply", "like", "follow", "new_post"], "email": ["like"]}
+    # Unmuting brings back what the user chose for each channel.
+    r = api.put("/api/notifications/preferences/", {"muted_kinds": []}, format="json")
+    assert r.json()["channels"]["email"] == ["like", "mention"] and r.json()["email_digest"] == "hourly"
+    r = api.put("/api/notifications/preferences/", {"channels": {"web_push": []}}, format="json")
+    assert r.json()["channels"] == {"web_push": [], "email": ["like", "mention"]}
+
+
+def test_channel_preferences_reject_bad_input_with_a_400(api, alice):
+    api.as_(alice)
+    for body in ({"channels": {"email": ["poke"]}}, {"channels": {"email": "like"}}, {"channels": []},
+                 {"email_digest": "weekly"}, {"email_digest": None}):
+        r = api.put("/api/notifications/preferences/", body, format="json")
+        assert r.status_code == 400, body
+    assert api.get("/api/notifications/preferences/").json()["email_digest"] == "daily"
