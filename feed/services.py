@@ -278,18 +278,7 @@ def edit_post(user: User, post_id: int, text: str) -> Post:
             raise PermissionDenied("You can only edit your own posts.")
         if text == post.text:
             return post
-        counters.hold([user.pk])
-        old, post.text, post.edited_at = post.text, text, timezone.now()
-        post.save(update_fields=["text", "edited_at"])
-        added = _remention(post, text)
-        notifier.revise_excerpt(excerpt(old), excerpt(text), post_ref=post.pk)
-        already = notifier.told(post_ref=post.pk)
-        notifier.notify(
-            Kind.MENTION, [u for u in added if u.pk not in already], actor=user, url=post.get_absolute_url(),
-            post_ref=post.pk, text=f"{user.name} mentioned you in a post: “{excerpt(text)}”",
-            dedupe_key=f"mention:post:{post.pk}",
-        )
-        live.edited(post)
+        _rewrite(user, post, text, "post", refs={"post_ref": post.pk})
     return post
 
 
@@ -307,19 +296,27 @@ def edit_comment(user: User, comment_id: int, text: str) -> Comment:
             raise PermissionDenied("You can only edit your own comments.")
         if text == comment.text:
             return comment
-        counters.hold([user.pk])
-        old, comment.text, comment.edited_at = comment.text, text, timezone.now()
-        comment.save(update_fields=["text", "edited_at"])
-        added = _remention(comment, text)
-        notifier.revise_excerpt(excerpt(old), excerpt(text), comment_ref=comment.pk)
-        already = notifier.told(comment_ref=comment.pk)
-        notifier.notify(
-            Kind.MENTION, [u for u in added if u.pk not in already], actor=user, url=comment.get_absolute_url(),
-            post_ref=post_id, comment_ref=comment.pk, text=f"{user.name} mentioned you in a comment: “{excerpt(text)}”",
-            dedupe_key=f"mention:comment:{comment.pk}",
-        )
-        live.edited(comment)
+        _rewrite(user, comment, text, "comment", refs={"post_ref": post_id, "comment_ref": comment.pk})
     return comment
+
+
+def _rewrite(user: User, item, text: str, what: str, *, refs: dict) -> None:
+    """An edit's writes, inside the caller's transaction and locks: the new text, the quotes in
+    notifications about the item revised, a `mention` for each person newly mentioned who was not
+    told of the item already, and the live `edit` message."""
+    counters.hold([user.pk])
+    old, item.text, item.edited_at = item.text, text, timezone.now()
+    item.save(update_fields=["text", "edited_at"])
+    added = _remention(item, text)
+    own = {f"{what}_ref": item.pk}  # notifications about this item itself
+    notifier.revise_excerpt(excerpt(old), excerpt(text), **own)
+    already = notifier.told(**own)
+    notifier.notify(
+        Kind.MENTION, [u for u in added if u.pk not in already], actor=user, url=item.get_absolute_url(),
+        text=f"{user.name} mentioned you in a {what}: “{excerpt(text)}”", dedupe_key=f"mention:{what}:{item.pk}",
+        **refs,
+    )
+    live.edited(item)
 
 
 def delete_comment(user: User, comment_id: int) -> None:
