@@ -112,8 +112,15 @@ class SignupSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["username", "password", "display_name"]
-        extra_kwargs = {"display_name": {"required": False}}
+        fields = ["username", "password", "display_name", "email"]
+        extra_kwargs = {
+            "display_name": {"required": False},
+            "email": {"required": False, "write_only": True, "help_text": (
+                "Optional. Digests and password resets go to it once confirmed by the link mailed to it.")},
+        }
+
+    def validate_email(self, value):
+        return User.objects.normalize_email(value or "")
 
     def validate_username(self, value):
         if User.objects.named(value).exists():
@@ -129,7 +136,12 @@ class SignupSerializer(serializers.ModelSerializer):
         return attrs
 
     def create(self, validated_data):
-        return User.objects.create_user(**validated_data)
+        from .emails import send_verification
+
+        user = User.objects.create_user(**validated_data)
+        if user.email:
+            send_verification(user)  # throttled per account; a brand-new one is far from its limit
+        return user
 
 
 class UserSerializer(serializers.ModelSerializer):

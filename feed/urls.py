@@ -25,6 +25,12 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
+    path("accounts/email/verify/<str:token>/", views.email_verify, name="email-verify"),
+    path("settings/email/resend/", views.email_verify_resend, name="email-verify-resend"),
+    path("accounts/password/reset/", views.password_reset, name="password-reset"),
+    path("accounts/password/reset/sent/", views.password_reset_sent, name="password-reset-sent"),
+    path("accounts/password/reset/complete/", views.password_reset_complete, name="password-reset-complete"),
+    path("accounts/reset/<uidb64>/<token>/", views.password_reset_confirm, name="password-reset-confirm"),
 ]
 
 api_urlpatterns = [
