@@ -235,3 +235,27 @@ def test_forgot_password_is_throttled_per_client_and_per_address(addresses, on_c
     client = Client(REMOTE_ADDR="10.9.9.9")
     codes = [client.post("/accounts/password/reset/", {"email": f"x{i}@example.com"}).status_code for i in range(4)]
     assert codes == [302, 302, 302, 429]
+
+
+def test_the_web_path_does_not_import_the_mail_libraries():
+    """django-ses (and boto3's SES client), cryptography (SNS signatures) and aiosmtpd load only
+    where they are used: serving pages, sign-up and the unsubscribe page import none of them."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, config.wsgi\n"
+        "from django.test import Client\n"
+        "c = Client()\n"
+        "assert c.get('/accounts/signup/').status_code == 200\n"
+        "assert c.get('/accounts/password/reset/').status_code == 200\n"
+        "assert c.get('/email/unsubscribe/nonsense/').status_code == 404\n"
+        "print(sorted(m for m in ('django_ses', 'cryptography', 'aiosmtpd') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", "ALLOWED_HOSTS": "testserver",
+           "DATABASE_URL": "sqlite:///:memory:"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
