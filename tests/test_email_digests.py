@@ -344,3 +344,15 @@ def test_two_runs_at_once_send_each_user_one_email(file_backed_sqlite, settings)
           "run-3": lambda r: digests.plan("daily")}, rounds=2)
     assert sorted(sent) == sorted(r.email for r in readers)
     assert DigestDelivery.objects.filter(sent_at__isnull=False).count() == 30
+
+
+@pytest.mark.django_db
+def test_admin_lists_digests_and_verified_addresses(reader, bob, post, on_commit):
+    services.add_comment(bob, post.pk, "x")
+    run(on_commit)
+    admin = User.objects.create_superuser("root", password="pw-123456789")
+    client = Client()
+    client.force_login(admin)
+    page = client.get("/admin/notifier/digestdelivery/?q=alice")
+    assert page.status_code == 200 and b"alice" in page.content
+    assert client.get(f"/admin/feed/user/{reader.pk}/change/").status_code == 200
