@@ -173,8 +173,15 @@ def release(user_id: int, start: datetime) -> None:
 
 
 def _finish(user_id: int, start: datetime, *, upto_seq: int, count: int, sent: bool) -> None:
-    DigestDelivery.objects.filter(user_id=user_id, window_start=start).update(
-        sent_at=timezone.now() if sent else None, upto_seq=upto_seq, item_count=count)
+    """Mark the claim sent (or empty). On PostgreSQL without waiting for the disk: a mark lost
+    with the database server only makes the next digest repeat these items, and waiting for the
+    flush was a third of a batch's time."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        DigestDelivery.objects.filter(user_id=user_id, window_start=start).update(
+            sent_at=timezone.now() if sent else None, upto_seq=upto_seq, item_count=count)
 
 
 def permanent(exc: BaseException) -> bool:
