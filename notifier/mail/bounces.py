@@ -123,6 +123,9 @@ class SesEventsView(SESEventWebhookView):
                 message = None
             if not isinstance(message, dict):
                 return HttpResponseBadRequest("The SNS message does not hold an SES event.")
+        # Verified here whatever django-ses's AWS_SES_VERIFY_EVENT_SIGNATURES says.
+        if not self.verify_event_message(notification):
+            return HttpResponseBadRequest("Signature verification failed.")
         return super().post(request, *args, **kwargs)
 
     def verify_event_message(self, notification):
