@@ -210,6 +210,30 @@ def test_a_failed_send_releases_its_claim_and_the_retry_sends(reader, bob, carol
 
 
 @pytest.mark.django_db
+def test_a_batch_that_breaks_while_composing_releases_the_users_it_did_not_reach(make_user, monkeypatch):
+    author = make_user("author")
+    readers = [verify(make_user(f"r{i}")) for i in range(3)]
+    for r in readers:
+        services.follow(author, r.username)
+    real, calls = digests.unseen_items, []
+
+    def breaks_on_the_second(state, **kwargs):
+        calls.append(state.user_id)
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return real(state, **kwargs)
+
+    monkeypatch.setattr(digests, "unseen_items", breaks_on_the_second)
+    with pytest.raises(RuntimeError):
+        digests.send_digest_batch.call("daily", digests.window_start("daily").isoformat(), 0, 10**9)
+    assert [m.to for m in mail.outbox] == [[readers[0].email]]
+    assert list(DigestDelivery.objects.values_list("user_id", flat=True)) == [readers[0].pk]
+    monkeypatch.setattr(digests, "unseen_items", real)
+    digests.send_digest_batch.call("daily", digests.window_start("daily").isoformat(), 0, 10**9)
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for r in readers)
+
+
+@pytest.mark.django_db
 def test_command_plans_batches_of_the_batch_size(make_user, on_commit, settings):
     settings.DIGEST_BATCH_SIZE = 2
     author = make_user("author")

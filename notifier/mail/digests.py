@@ -117,10 +117,11 @@ def send_digest_batch(cadence: str, start_iso: str, after_id: int, upto_id: int)
         return 0
     from django.core.mail import get_connection
 
-    sent, failed = 0, []
+    sent, failed, done = 0, [], set()
     mail = get_connection()
     try:
         for user, message, upto_seq, count in compose_all(claimed, cadence, start):
+            done.add(user.pk)
             if message is None:
                 _finish(user.pk, start, upto_seq=upto_seq, count=0, sent=False)
                 continue
@@ -138,6 +139,15 @@ def send_digest_batch(cadence: str, start_iso: str, after_id: int, upto_id: int)
                 continue
             _finish(user.pk, start, upto_seq=upto_seq, count=count, sent=True)
             sent += 1
+    except BaseException:
+        # Composing failed (the database went away...): the users not reached yet are released
+        # for the task's retry; the one being sent when it failed, if any, keeps its claim.
+        try:
+            for uid in sorted(set(claimed) - done):
+                release(uid, start)
+        except Exception:  # the database is gone too: those claims stay (at most once); the next digest covers them
+            log.exception("digest claims of users %s not released", sorted(set(claimed) - done)[:10])
+        raise
     finally:
         mail.close()
     if failed:
