@@ -380,3 +380,33 @@ def test_admin_lists_digests_and_verified_addresses(reader, bob, post, on_commit
     page = client.get("/admin/notifier/digestdelivery/?q=alice")
     assert page.status_code == 200 and b"alice" in page.content
     assert client.get(f"/admin/feed/user/{reader.pk}/change/").status_code == 200
+
+
+# --- the transport on Lambda: SES through django-ses ------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_digest_through_ses_with_django_ses(reader, bob, post, on_commit, settings, monkeypatch):
+    """EMAIL_BACKEND=ses: django-ses's SESBackend sends the raw multipart message with botocore's
+    `ses` client (SendRawEmail), here against moto."""
+    import boto3
+    from moto import mock_aws
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    settings.EMAIL_BACKEND = "django_ses.SESBackend"
+    settings.DEFAULT_FROM_EMAIL = "Herald <digest@herald.example>"
+    services.add_comment(bob, post.pk, "via SES")
+    with mock_aws():
+        from moto.ses.models import ses_backends
+
+        boto3.client("ses", region_name="us-east-1").verify_domain_identity(Domain="herald.example")
+        run(on_commit)
+        [raw] = ses_backends["123456789012"]["us-east-1"].sent_messages
+    assert set(raw.destinations) == {"alice@example.com"} and raw.source == "Herald <digest@herald.example>"
+    message = email.message_from_string(raw.raw_data, policy=email.policy.default)
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "via SES" in message.get_body(("plain",)).get_content()
+    assert DigestDelivery.objects.get(user=reader).sent_at is not None
