@@ -259,3 +259,23 @@ def test_the_web_path_does_not_import_the_mail_libraries():
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.django_db
+def test_no_digest_until_the_link_is_opened(bob, on_commit):
+    from feed import services
+    from notifier.mail import digests
+
+    with on_commit():
+        Client().post("/accounts/signup/", {"username": "hal", "email": "hal@example.com",
+                                            "password1": PASSWORD, "password2": PASSWORD})
+    link = link_in(mail.outbox[0], "/accounts/email/verify/")
+    services.follow(bob, "hal")
+    with on_commit():
+        digests.plan("daily")
+    assert len(mail.outbox) == 1  # the verification mail only
+    Client().get(link)
+    with on_commit():
+        digests.plan("daily")
+    assert [m.to for m in mail.outbox][1:] == [["hal@example.com"]]
+    assert "Bob started following you." in mail.outbox[1].body
