@@ -17,6 +17,7 @@ mails per address (PASSWORD_RESET_PER_ADDRESS_PER_HOUR) on top of the per-client
 import hashlib
 import logging
 import math
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
@@ -41,6 +42,12 @@ VERIFY_SALT = "herald.email.verify"
 
 class BadLink(Exception):
     """A verification link that cannot verify anything; the message says why, for the page."""
+
+
+def _same_address(a: str, b: str) -> bool:
+    """Equal once Unicode-normalised and case-folded (what Django's own reset form compares, so a
+    look-alike address that only the database's case-insensitive match finds gets no mail)."""
+    return unicodedata.normalize("NFKC", a).casefold() == unicodedata.normalize("NFKC", b).casefold()
 
 
 def _address_tag(address: str) -> str:
@@ -128,7 +135,7 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
 
     def get_users(self, email):
         candidates = User.objects.filter(email__iexact=email, is_active=True, email_verified_at__isnull=False)
-        return [u for u in candidates if u.has_usable_password() and auth_forms._unicode_ci_compare(email, u.email)]
+        return [u for u in candidates if u.has_usable_password() and _same_address(email, u.email)]
 
     def save(self, *args, **kwargs):
         email = self.cleaned_data["email"]
