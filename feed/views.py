@@ -9,7 +9,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -402,13 +402,13 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     form_class = emails.PasswordResetForm
     template_name = "registration/password_reset_form.html"
-    success_url = "/accounts/password/reset/sent/"
+    success_url = reverse_lazy("password-reset-sent")
 
 
 password_reset = throttle_page(PasswordResetThrottle)(PasswordResetView.as_view())
 password_reset_sent = auth_views.PasswordResetDoneView.as_view(template_name="registration/password_reset_done.html")
 password_reset_confirm = auth_views.PasswordResetConfirmView.as_view(
-    template_name="registration/password_reset_confirm.html", success_url="/accounts/password/reset/complete/")
+    template_name="registration/password_reset_confirm.html", success_url=reverse_lazy("password-reset-complete"))
 password_reset_complete = auth_views.PasswordResetCompleteView.as_view(
     template_name="registration/password_reset_complete.html")
 
