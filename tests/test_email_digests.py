@@ -249,6 +249,16 @@ def test_command_plans_batches_of_the_batch_size(make_user, on_commit, settings)
     assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for r in readers)
 
 
+@pytest.mark.django_db
+def test_old_claims_are_pruned_a_batch_at_a_time(reader, bob, settings):
+    now = timezone.now()
+    for days in (1, 9, 10, 11):
+        DigestDelivery.objects.create(user=reader, window_start=now - timedelta(days=days), cadence="daily")
+    assert digests.prune(now, batch=2) == 2  # the two oldest
+    assert digests.prune(now, batch=2) == 1
+    assert sorted((now - d.window_start).days for d in DigestDelivery.objects.all()) == [1]
+
+
 def test_zappa_events_call_send_digests():
     from notifier import tasks
 
