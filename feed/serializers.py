@@ -187,6 +187,17 @@ class PostSerializer(serializers.ModelSerializer):
         return attrs
 
 
+class EmailSerializer(serializers.Serializer):
+    """GET / PUT /api/users/me/email/: your address and whether it is confirmed."""
+
+    email = serializers.EmailField(allow_blank=True, max_length=254, help_text=(
+        "Your address (empty: none). A new one is unconfirmed until the link mailed to it is opened."))
+    verified = serializers.BooleanField(read_only=True, help_text="Whether the address is confirmed.")
+
+    def validate_email(self, value):
+        return User.objects.normalize_email(value or "")
+
+
 class AvatarInputSerializer(serializers.Serializer):
     """PUT /api/users/me/avatar/: a picture (multipart `image`) or the key of a direct upload."""
 

@@ -279,3 +279,39 @@ def test_no_digest_until_the_link_is_opened(bob, on_commit):
         digests.plan("daily")
     assert [m.to for m in mail.outbox][1:] == [["hal@example.com"]]
     assert "Bob started following you." in mail.outbox[1].body
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_api_reads_and_changes_the_address(api, alice, on_commit):
+    client = api.as_(alice)
+    assert client.get("/api/users/me/email/").json() == {"email": "", "verified": False}
+    with on_commit():
+        changed = client.put("/api/users/me/email/", {"email": "alice@EXAMPLE.com"}, format="json")
+    assert changed.status_code == 200 and changed.json() == {"email": "alice@example.com", "verified": False}
+    url = link_in(mail.outbox[0], "/accounts/email/verify/")
+    assert Client().get(url).status_code == 200
+    assert client.get("/api/users/me/email/").json() == {"email": "alice@example.com", "verified": True}
+    with on_commit():
+        client.put("/api/users/me/email/", {"email": "alice@example.com"}, format="json")  # the same: nothing
+    assert len(mail.outbox) == 1 and client.get("/api/users/me/email/").json()["verified"] is True
+    assert client.post("/api/users/me/email/verify/").status_code == 409  # nothing to confirm
+    bad = client.put("/api/users/me/email/", {"email": "nope"}, format="json")
+    assert bad.status_code == 400 and "email" in bad.json()["errors"]
+    assert client.put("/api/users/me/email/", {"email": ""}, format="json").json() == {"email": "", "verified": False}
+
+
+@pytest.mark.django_db
+def test_api_resend_is_limited(api, alice, on_commit, settings):
+    settings.EMAIL_VERIFY_PER_HOUR = 2
+    User.objects.filter(pk=alice.pk).update(email="a@example.com")
+    client = api.as_(alice)
+    for _ in range(2):
+        with on_commit():
+            assert client.post("/api/users/me/email/verify/").status_code == 202
+    refused = client.post("/api/users/me/email/verify/")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert len(mail.outbox) == 2
+    assert Client().get("/api/users/me/email/").status_code in (401, 403)
