@@ -213,6 +213,7 @@ REST_FRAMEWORK = {
         "login": env_str("THROTTLE_LOGIN", "30/min"),
         "write": env_str("THROTTLE_WRITE", "120/min"),
         "credentials": env_str("THROTTLE_CREDENTIALS", "30/min"),
+        "password_reset": env_str("THROTTLE_PASSWORD_RESET", "10/hour"),
     },
 }
 
@@ -339,6 +340,59 @@ if MEDIA_BUCKET:
     }}
 # Django's own request limits stay as they are; a picture is at most feed.images.MAX_BYTES.
 FILE_UPLOAD_PERMISSIONS = 0o644
+
+# --- Email (Django's email API only): the digest, address verification, password reset.
+# EMAIL_BACKEND names a transport: console (print to the terminal), file (one file per message in
+# EMAIL_FILE_PATH), smtp (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,
+# EMAIL_USE_TLS), ses (Amazon SES through django-ses, on the function's own role), locmem, or a
+# dotted backend path. Default: ses on Lambda, console elsewhere (nothing leaves a laptop).
+_EMAIL_BACKENDS = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "ses": "django_ses.SESBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+}
+_email_backend = env_str("EMAIL_BACKEND", "ses" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "console")
+if _email_backend not in _EMAIL_BACKENDS and "." not in _email_backend:
+    raise ImproperlyConfigured(f"EMAIL_BACKEND must be one of {', '.join(_EMAIL_BACKENDS)} or a dotted path, "
+                               f"not {_email_backend!r}")
+EMAIL_BACKEND = _EMAIL_BACKENDS.get(_email_backend, _email_backend)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / "sent-mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=1, maximum=60)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Herald <herald@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# django-ses: the SES region (its client is botocore's "ses", API v1 SendRawEmail). Its automatic
+# pacing asks SES for the account's quota (ses:GetSendQuota) and sleeps per process; it is off by
+# default (AWS_SES_AUTO_THROTTLE=0): a throttled send is retried by the digest batch's task.
+AWS_SES_REGION_NAME = env_str("AWS_SES_REGION_NAME", AWS_REGION)
+AWS_SES_REGION_ENDPOINT = f"email.{AWS_SES_REGION_NAME}.amazonaws.com"
+AWS_SES_AUTO_THROTTLE = env_float("AWS_SES_AUTO_THROTTLE", 0.0, minimum=0, maximum=1) or None
+AWS_SES_CONFIGURATION_SET = env_str("AWS_SES_CONFIGURATION_SET") or None
+# Bounces and complaints (notifier/mail/bounces.py): the SNS topics whose signed messages the
+# endpoint accepts. Empty: the endpoint is off (404): any AWS account can sign SNS messages.
+SES_EVENTS_TOPIC_ARNS = env_list("SES_EVENTS_TOPIC_ARNS", [])
+# Absolute links in emails (no request to build them from): scheme, host and any mount prefix,
+# e.g. https://abc123.execute-api.us-east-1.amazonaws.com/dev
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+SITE_NAME = env_str("SITE_NAME", "Herald")
+# An address verification link lives this long (seconds).
+EMAIL_VERIFY_MAX_AGE = env_int("EMAIL_VERIFY_MAX_AGE", 3 * 86400, minimum=600, maximum=30 * 86400)
+# Mails a user may have sent to their own address per hour (verification links), and password
+# reset mails per address per hour (on top of THROTTLE_PASSWORD_RESET per client address).
+EMAIL_VERIFY_PER_HOUR = env_int("EMAIL_VERIFY_PER_HOUR", 5, minimum=1, maximum=1000)
+PASSWORD_RESET_PER_ADDRESS_PER_HOUR = env_int("PASSWORD_RESET_PER_ADDRESS_PER_HOUR", 3, minimum=1, maximum=1000)
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600, minimum=300, maximum=3 * 86400)
+# Digests (notifier/mail/digests.py): recipients per background task, items listed per email, and
+# how far back a digest may reach after a long pause.
+DIGEST_BATCH_SIZE = env_int("DIGEST_BATCH_SIZE", 100, minimum=1, maximum=5000)
+DIGEST_MAX_ITEMS = env_int("DIGEST_MAX_ITEMS", 30, minimum=1, maximum=500)
+DIGEST_MAX_AGE = env_int("DIGEST_MAX_AGE", 7 * 86400, minimum=3600, maximum=90 * 86400)
 
 LOGGING = {
     "version": 1,

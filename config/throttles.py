@@ -54,6 +54,12 @@ class CredentialsThrottle(SharedCounting, UserRateThrottle):
     scope = "credentials"
 
 
+class PasswordResetThrottle(SharedCounting, AnonRateThrottle):
+    """"Forgot password" requests per client address: each may send a mail."""
+
+    scope = "password_reset"
+
+
 def throttle_page(*throttle_classes):
     """The API's throttles on a page's POST, so a form and its API endpoint share one limit (the
     same scope, the same counters): 429 with Retry-After and a page that says when to come back."""

@@ -32,8 +32,9 @@ class UserAdmin(ServiceDeleteMixin, SendTestPushPermission, BaseUserAdmin):
     show_full_result_count = False
     paginator = CountEstimatePaginator
     actions = [push_test_message]
-    fieldsets = BaseUserAdmin.fieldsets + (("Profile", {"fields": ("display_name", "bio")}),)
-    list_display = ["username", "display_name", "email", "is_staff", "is_active", "date_joined"]
+    fieldsets = BaseUserAdmin.fieldsets + (("Profile", {"fields": ("display_name", "bio", "email_verified_at")}),)
+    readonly_fields = ["email_verified_at"]  # proven by the link only (feed.emails), cleared with a new address
+    list_display = ["username", "display_name", "email", "email_verified_at", "is_staff", "is_active", "date_joined"]
     search_fields = ["username", "display_name", "email"]
 
 

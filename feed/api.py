@@ -16,7 +16,7 @@ from config.throttles import SignupThrottle, WriteThrottle
 
 import notifier
 
-from . import media, queries, search, services
+from . import emails, media, queries, search, services
 from .images import ImageRejected
 from .models import Comment, Like, Post, User
 from .serializers import (
@@ -24,6 +24,7 @@ from .serializers import (
     AvatarResultSerializer,
     CommentEditSerializer,
     CommentSerializer,
+    EmailSerializer,
     FollowResultSerializer,
     LikeResultSerializer,
     MuteResultSerializer,
@@ -307,6 +308,59 @@ class AvatarView(APIView):
     def delete(self, request):
         services.remove_avatar(request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EmailView(APIView):
+    """Your email address. PUT a new one: it is stored unconfirmed and a confirmation link is
+    mailed to it (at most EMAIL_VERIFY_PER_HOUR an hour); digests and password resets use it once
+    the link is opened. The same address again changes nothing."""
+
+    throttle_classes = [WriteThrottle]
+
+    @staticmethod
+    def _answer(user) -> Response:
+        return Response({"email": user.email, "verified": user.email_verified})
+
+    @extend_schema(responses=EmailSerializer)
+    def get(self, request):
+        return self._answer(request.user)
+
+    @extend_schema(request=EmailSerializer, responses=EmailSerializer)
+    def put(self, request):
+        serializer = EmailSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = User.objects.get(pk=request.user.pk)
+        if serializer.validated_data["email"] != user.email:
+            user.email = serializer.validated_data["email"]
+            user.save(update_fields=["email"])
+            if user.email:
+                emails.send_verification(user)
+        return self._answer(user)
+
+
+DETAIL = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+
+
+class EmailVerifyView(APIView):
+    """Mail the confirmation link again: 202, or 409 with nothing to confirm, or 429 with Retry-After."""
+
+    throttle_classes = [WriteThrottle]
+
+    @extend_schema(request=None, responses={
+        202: OpenApiResponse(DETAIL, description="The link was mailed."),
+        409: OpenApiResponse(DETAIL, description="No address, or it is confirmed already."),
+    })
+    def post(self, request):
+        user = request.user
+        if not user.email or user.email_verified_at:
+            return Response({"detail": "There is no unconfirmed address to confirm."}, status=status.HTTP_409_CONFLICT)
+        wait = emails.send_verification(user)
+        if wait:
+            response = Response({"detail": f"Too many confirmation emails for now: try again in {wait} seconds."},
+                                status=status.HTTP_429_TOO_MANY_REQUESTS)
+            response["Retry-After"] = str(wait)
+            return response
+        return Response({"detail": f"A link was mailed to {user.email}."}, status=status.HTTP_202_ACCEPTED)
 
 
 class DirectUploadsUnavailable(APIException):

@@ -101,11 +101,25 @@ class CommentForm(_TextForm):
                                 error_messages={"invalid": "That is not a comment you can reply to."})
 
 
+EMAIL_HELP = ("Optional. For a digest of what you missed and to reset a forgotten password; "
+              "we send a link to confirm it is yours.")
+
+
+def clean_email(form) -> str:
+    """Django's email validation (EmailField), the domain lower-cased; empty stays empty."""
+    return User.objects.normalize_email(form.cleaned_data.get("email") or "")
+
+
 class SignupForm(UserCreationForm):
     class Meta:
         model = User
-        fields = ["username", "display_name"]
+        fields = ["username", "display_name", "email"]
         field_classes = {"display_name": TextField}
+        help_texts = {"email": EMAIL_HELP}
+        labels = {"email": "Email address"}
+
+    def clean_email(self):
+        return clean_email(self)
 
     def clean_username(self):
         username = self.cleaned_data["username"]
@@ -122,7 +136,12 @@ class ProfileForm(DirectUploadForm, forms.ModelForm):
 
     class Meta:
         model = User
-        fields = ["display_name", "bio"]
+        fields = ["display_name", "bio", "email"]
         # A name of only spaces is stored empty (the username shows instead).
         field_classes = {"display_name": TextField, "bio": TextField}
         widgets = {"bio": forms.Textarea(attrs={"rows": 3})}
+        help_texts = {"email": EMAIL_HELP}
+        labels = {"email": "Email address"}
+
+    def clean_email(self):
+        return clean_email(self)

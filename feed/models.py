@@ -53,6 +53,11 @@ class User(AbstractUser):
     # Where the avatar's pictures are in storage: "{avatar}-{px}.webp" for each size of
     # feed.images.AVATAR_SIZES; empty without one (initials show instead). Only feed.media moves it.
     avatar = models.CharField(max_length=200, blank=True, default="", db_default="", editable=False)
+    # When the current `email` was proven to be theirs (a signed link sent to it was opened); None
+    # while unproven, after a change of address, and after it bounced or complained. Digests and
+    # password resets go only to a verified address. Written only by feed.emails (verify, bounce)
+    # and by save() when the address changes, never written back from a loaded copy.
+    email_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = UserManager()
 
@@ -64,6 +69,16 @@ class User(AbstractUser):
     def __str__(self):
         return self.username
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        user = super().from_db(db, field_names, values)
+        user._stored_email = user.__dict__.get("email")  # to tell a change of address in save()
+        return user
+
+    @property
+    def email_verified(self) -> bool:
+        return bool(self.email and self.email_verified_at)
+
     def save(self, *args, **kwargs):
         """A new password ends what the old one opened: API tokens are deleted in the same
         transaction and live connections close after it commits. Django already ends the other
@@ -72,12 +87,20 @@ class User(AbstractUser):
 
         Saving a loaded user (the profile and password forms, the admin) never writes back the
         avatar it read earlier: feed.media changes it under the account's lock and deletes the old
-        files, which a stale copy written back would point at again."""
+        files, which a stale copy written back would point at again. Nor does it write back
+        `email_verified_at`, unless the address changed: then it is cleared with it."""
         password_changed = self._password is not None and self.pk is not None
+        stored_email = getattr(self, "_stored_email", None)
+        email_changed = not self._state.adding and stored_email is not None and self.email != stored_email
+        if email_changed:
+            self.email_verified_at = None  # a new address is unproven
         if not self._state.adding and kwargs.get("update_fields") is None:
             deferred = self.get_deferred_fields()
+            kept = {"avatar"} if email_changed else {"avatar", "email_verified_at"}
             kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields
-                                       if not f.primary_key and f.name != "avatar" and f.attname not in deferred]
+                                       if not f.primary_key and f.name not in kept and f.attname not in deferred]
+        elif email_changed and "email" in kwargs["update_fields"]:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "email_verified_at"}
         with transaction.atomic():
             super().save(*args, **kwargs)
             if password_changed:
@@ -85,6 +108,7 @@ class User(AbstractUser):
 
                 Token.objects.filter(user=self).delete()
                 notifier.end_live_access(self.pk)
+        self._stored_email = self.email
 
     @property
     def name(self) -> str:

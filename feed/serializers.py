@@ -112,8 +112,15 @@ class SignupSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["username", "password", "display_name"]
-        extra_kwargs = {"display_name": {"required": False}}
+        fields = ["username", "password", "display_name", "email"]
+        extra_kwargs = {
+            "display_name": {"required": False},
+            "email": {"required": False, "write_only": True, "help_text": (
+                "Optional. Digests and password resets go to it once confirmed by the link mailed to it.")},
+        }
+
+    def validate_email(self, value):
+        return User.objects.normalize_email(value or "")
 
     def validate_username(self, value):
         if User.objects.named(value).exists():
@@ -129,7 +136,12 @@ class SignupSerializer(serializers.ModelSerializer):
         return attrs
 
     def create(self, validated_data):
-        return User.objects.create_user(**validated_data)
+        from .emails import send_verification
+
+        user = User.objects.create_user(**validated_data)
+        if user.email:
+            send_verification(user)  # throttled per account; a brand-new one is far from its limit
+        return user
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -173,6 +185,17 @@ class PostSerializer(serializers.ModelSerializer):
         if attrs.get("image_alt", "").strip() and attrs.get("image") is None and not attrs.get("upload"):
             raise serializers.ValidationError({"image_alt": ["Alt text describes a picture: send one with it."]})
         return attrs
+
+
+class EmailSerializer(serializers.Serializer):
+    """GET / PUT /api/users/me/email/: your address and whether it is confirmed."""
+
+    email = serializers.EmailField(allow_blank=True, max_length=254, help_text=(
+        "Your address (empty: none). A new one is unconfirmed until the link mailed to it is opened."))
+    verified = serializers.BooleanField(read_only=True, help_text="Whether the address is confirmed.")
+
+    def validate_email(self, value):
+        return User.objects.normalize_email(value or "")
 
 
 class AvatarInputSerializer(serializers.Serializer):

@@ -25,11 +25,19 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
+    path("accounts/email/verify/<str:token>/", views.email_verify, name="email-verify"),
+    path("settings/email/resend/", views.email_verify_resend, name="email-verify-resend"),
+    path("accounts/password/reset/", views.password_reset, name="password-reset"),
+    path("accounts/password/reset/sent/", views.password_reset_sent, name="password-reset-sent"),
+    path("accounts/password/reset/complete/", views.password_reset_complete, name="password-reset-complete"),
+    path("accounts/reset/<uidb64>/<token>/", views.password_reset_confirm, name="password-reset-confirm"),
 ]
 
 api_urlpatterns = [
     path("users/", api.UsersView.as_view(), name="api-signup"),
     path("users/me/avatar/", api.AvatarView.as_view(), name="api-avatar"),
+    path("users/me/email/", api.EmailView.as_view(), name="api-email"),
+    path("users/me/email/verify/", api.EmailVerifyView.as_view(), name="api-email-verify"),
     path("uploads/", api.UploadView.as_view(), name="api-uploads"),
     re_path(rf"^users/{USERNAME}/$", api.UserDetailView.as_view(), name="api-user"),
     re_path(rf"^users/{USERNAME}/follow/$", api.FollowView.as_view(), name="api-follow"),

@@ -9,16 +9,16 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 import notifier
 from config import login_guard
-from config.throttles import SignupThrottle, WriteThrottle, throttle_page
+from config.throttles import PasswordResetThrottle, SignupThrottle, WriteThrottle, throttle_page
 from notifier.services import open_post
 
-from . import queries, search, services
+from . import emails, queries, search, services
 from .forms import CommentForm, PostForm, ProfileForm, SignupForm
 from .images import ImageRejected
 from .models import Comment, Follow, Post
@@ -337,6 +337,8 @@ def signup(request):
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome to Herald, {user.name}!")
+        if user.email and not emails.send_verification(user):
+            messages.info(request, f"We sent a link to {user.email}: open it to confirm the address.")
         return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -350,10 +352,65 @@ def edit_profile(request):
         elif form.cleaned_data.get("remove_avatar"):
             services.remove_avatar(request.user)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        user = form.save()
         messages.success(request, "Profile saved.")
+        if "email" in form.changed_data and user.email:
+            _verification_sent(request, user)
         return redirect("profile", username=request.user.username)
     return render(request, "feed/edit_profile.html", {"form": form})
+
+
+def _verification_sent(request, user) -> int:
+    """Send the verification link and say so (or say when another may be sent)."""
+    wait = emails.send_verification(user)
+    if wait:
+        messages.error(request, f"Too many confirmation emails for now: try again in {-(-wait // 60)} minutes.")
+    else:
+        messages.info(request, f"We sent a link to {user.email}: open it to confirm the address.")
+    return wait
+
+
+@login_required
+@require_POST
+def email_verify_resend(request):
+    """"Send the link again" on the profile settings page; at most EMAIL_VERIFY_PER_HOUR an hour
+    (past that: 429 with Retry-After)."""
+    user = request.user
+    if user.email and not user.email_verified_at:
+        wait = _verification_sent(request, user)
+        if wait:
+            response = render(request, "429.html", {"wait": wait}, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+    return redirect("edit-profile")
+
+
+def email_verify(request, token):
+    """The link from the verification mail. A GET verifies: it only proves the mail was read
+    (mail scanners that open links can do no more than the reader could), needs no log-in, and
+    does nothing unless the link names the account's current address."""
+    try:
+        user = emails.verify(token)
+    except emails.BadLink as exc:
+        return render(request, "registration/email_verify.html", {"error": str(exc)}, status=400)
+    return render(request, "registration/email_verify.html", {"verified_email": user.email})
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """"Forgot password": the same answer whether or not the address belongs to anyone; a mail only
+    to a verified address of an active account (feed.emails.PasswordResetForm)."""
+
+    form_class = emails.PasswordResetForm
+    template_name = "registration/password_reset_form.html"
+    success_url = reverse_lazy("password-reset-sent")
+
+
+password_reset = throttle_page(PasswordResetThrottle)(PasswordResetView.as_view())
+password_reset_sent = auth_views.PasswordResetDoneView.as_view(template_name="registration/password_reset_done.html")
+password_reset_confirm = auth_views.PasswordResetConfirmView.as_view(
+    template_name="registration/password_reset_confirm.html", success_url=reverse_lazy("password-reset-complete"))
+password_reset_complete = auth_views.PasswordResetCompleteView.as_view(
+    template_name="registration/password_reset_complete.html")
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

@@ -17,7 +17,7 @@ from django.utils.functional import cached_property
 
 from . import delivery, services
 from .diagnostics import send_test_push
-from .models import Notification, NotificationState, PendingPush
+from .models import DigestDelivery, Notification, NotificationState, PendingPush
 
 # Owed pushes are retried this many notifications at a time (one deliver() call each).
 RETRY_BATCH = 500
@@ -342,4 +342,21 @@ class PendingPushAdmin(RetryPermission, LargeTableAdmin):
 
     def has_delete_permission(self, request, obj=None):
         # Deleting an owed push would silently drop it; it goes when delivered.
+        return False
+
+
+@admin.register(DigestDelivery)
+class DigestDeliveryAdmin(LargeTableAdmin):
+    """Email digests by window: sent, or claimed without a mail (nothing new, or lost: at most once)."""
+
+    list_display = ["user", "cadence", "window_start", "sent_at", "item_count", "upto_seq"]
+    list_filter = ["cadence"]
+    raw_id_fields = ["user"]
+    search_fields = ["user__username"]
+    search_user_field = "user"  # an exact username through its index, never a LIKE over the table
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -337,3 +337,33 @@ class TaskLease(models.Model):
 
     def __str__(self):
         return f"lease of task {self.task_id} until {self.expires_at}"
+
+
+class DigestDelivery(models.Model):
+    """One user's email digest for one window (notifier.mail.digests): the claim that makes it go
+    at most once. The row is inserted, and committed, before the mail is composed; a second run or
+    a retried task finds it and sends nothing. `sent_at` is set once the mail server took the
+    message; a claim without it is a window with nothing to say, or a send lost with its process
+    (at most once per window: the next digest covers what it held, since the content of a digest
+    starts after the `upto_seq` of the user's last *sent* one).
+
+    "This user's last sent digest" walks the unique (user, window_start) index backwards. Rows
+    older than DIGEST_MAX_AGE tell nothing a digest could still contain; send_digests prunes them
+    (the window_start index)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    window_start = models.DateTimeField()
+    cadence = models.CharField(max_length=8, choices=Digest.choices)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # The digest covered the user's notifications with seq up to this (its state's last_seq then).
+    upto_seq = models.PositiveBigIntegerField(default=0)
+    item_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "window_start"], name="digest_once_per_window")]
+        indexes = [models.Index(fields=["window_start"], name="digest_window_idx")]  # pruning, the admin
+
+    def __str__(self):
+        state = "sent" if self.sent_at else "claimed"
+        return f"{self.cadence} digest of {self.user_id} for {self.window_start:%Y-%m-%d %H:%M} ({state})"

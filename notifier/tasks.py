@@ -31,3 +31,29 @@ def deliver_pending_event(event=None, context=None) -> str:
     summary = out.getvalue().strip()
     log.info("deliver_pending: %s", summary)
     return summary
+
+
+def _send_digests(window: str) -> str:
+    import django
+    from django.apps import apps
+    from django.core.management import call_command
+
+    if not apps.ready:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()
+    out = io.StringIO()
+    call_command("send_digests", window=[window], stdout=out)
+    summary = out.getvalue().strip()
+    log.info("send_digests: %s", summary)
+    return summary
+
+
+def hourly_digests_event(event=None, context=None) -> str:
+    """Scheduled every hour: `manage.py send_digests --window hourly` (the batches go to background
+    invocations; a second run in the same hour sends nothing twice)."""
+    return _send_digests("hourly")
+
+
+def daily_digests_event(event=None, context=None) -> str:
+    """Scheduled once a day: `manage.py send_digests --window daily`."""
+    return _send_digests("daily")

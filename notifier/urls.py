@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import api, views
+from .mail import views as mail_views
 
 urlpatterns = [
     path("notifications/", views.notifications_page, name="notifications"),
@@ -8,6 +9,8 @@ urlpatterns = [
     path("notifications/<int:pk>/unread/", views.mark_unread, name="notification-unread"),
     path("notifications/read-all/", views.mark_all_read, name="notifications-read-all"),
     path("settings/notifications/", views.notification_settings, name="notification-settings"),
+    path("email/unsubscribe/<str:token>/", mail_views.unsubscribe, name="email-unsubscribe"),
+    path("email/ses-events/", mail_views.ses_events, name="email-ses-events"),
 ]
 
 api_urlpatterns = [
