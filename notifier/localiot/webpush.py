@@ -118,7 +118,7 @@ class LocalPushService:
         urgency = header("urgency")
         if urgency is not None and urgency.strip().lower() not in URGENCIES:
             raise PushRefused(400, "Urgency must be very-low, low, normal or high.")
-        self._check_vapid(token, header("authorization"), origin)
+        key = self._check_vapid(token, header("authorization"), origin)
         if not body:
             raise PushRefused(400, "An encrypted body is required.")
         if len(body) > MAX_BODY:
@@ -132,6 +132,7 @@ class LocalPushService:
             if mode["status"] not in (200, 201, 202):
                 raise PushRefused(mode["status"], f"Answering {mode['status']} as asked (test mode).",
                                   mode.get("retry_after"))
+        self._bound_keys.setdefault(token, key)
         message_id = secrets.token_urlsafe(8)
         self._messages[token].append({
             "id": message_id, "body": body, "received_at": self._clock(),
@@ -141,7 +142,8 @@ class LocalPushService:
         self.accepted += 1
         return 201, {}, {"Location": f"{PREFIX}{token}/messages/{message_id}", "TTL": ttl.strip()}
 
-    def _check_vapid(self, token: str, authorization: str | None, origin: str) -> None:
+    def _check_vapid(self, token: str, authorization: str | None, origin: str) -> str:
+        """The public key `k` of a valid VAPID Authorization; PushRefused otherwise."""
         scheme, _, params = (authorization or "").strip().partition(" ")
         if scheme.lower() != "vapid":
             raise PushRefused(401, "Authorization: vapid t=<JWT>, k=<public key> is required (RFC 8292).")
@@ -172,9 +174,10 @@ class LocalPushService:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub.startswith(("mailto:", "https:")):
             raise PushRefused(401, "The JWT needs a sub claim (mailto: or https: contact).")
-        bound = self._bound_keys.setdefault(token, key)
-        if bound != key:
+        bound = self._bound_keys.get(token)
+        if bound is not None and bound != key:
             raise PushRefused(403, "This subscription belongs to another application server key.")
+        return key
 
     @staticmethod
     def _public(message: dict) -> dict:

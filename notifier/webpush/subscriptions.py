@@ -94,10 +94,15 @@ def auth_error(value: str) -> str | None:
 def subscribe(user, *, endpoint: str, p256dh: str, auth: str, user_agent: str = "") -> tuple[WebPushSubscription, bool]:
     """Store (or update, or move to `user`) the subscription for `endpoint`; returns it and
     whether it is new. Validated by the caller. Concurrent calls with the same endpoint leave one
-    row: it is an upsert on the endpoint's hash."""
+    row: it is an upsert on the endpoint's hash. The user's notification state row is locked
+    first (the lock every notification write takes first too), so one user's subscribes take
+    turns and the cap holds."""
+    from ..services import _lock_states
+
     digest = endpoint_hash(endpoint)
     existed = WebPushSubscription.objects.filter(endpoint_hash=digest).exists()
     with transaction.atomic():
+        _lock_states([user.pk])
         WebPushSubscription.objects.bulk_create(
             [WebPushSubscription(user_id=user.pk, endpoint=endpoint, endpoint_hash=digest, p256dh=p256dh,
                                  auth=auth, user_agent=user_agent[:200], created_at=timezone.now())],
