@@ -307,3 +307,34 @@ def test_mark_read_messages_are_not_pushed(api, alice, bob, device, on_commit):
         services.add_comment(bob, post.pk, "hi")
         notes.mark_all_read(alice)
     assert [m["type"] for m in phone.messages()] == ["notification"]
+
+
+def test_an_unreachable_push_service_backs_off_for_the_sweep(settings, api, alice, bob, device, _closed_port, on_commit):
+    phone = device()
+    phone.subscribe(api, alice)
+    down = f"http://127.0.0.1:{_closed_port}"
+    settings.WEB_PUSH_EXTRA_ORIGINS = [*settings.WEB_PUSH_EXTRA_ORIGINS, down]
+    r = api.as_(alice).post("/api/push/subscriptions/", {**phone.subscription(), "endpoint": f"{down}/push/x"},
+                            format="json")
+    assert r.status_code == 201
+    post = services.create_post(alice, "hello")
+    before = timezone.now()
+    with on_commit():
+        services.add_comment(bob, post.pk, "hi")
+    assert len(phone.messages()) == 1  # the device whose service answers got it
+    row = PendingWebPush.objects.get()
+    assert row.attempts == 1 and "unreachable" in row.last_error
+    assert before < row.due_at <= timezone.now() + timedelta(seconds=1)  # the first backoff, 0.5 s
+    PendingWebPush.objects.update(due_at=timezone.now())
+    deliver_pending()
+    assert PendingWebPush.objects.get().attempts == 2  # tried again by the sweep, still owed
+
+
+def test_ttl_and_urgency_follow_the_kind(api, alice, bob, device, on_commit):
+    phone = device()
+    phone.subscribe(api, alice)
+    post = services.create_post(alice, "hello")
+    with on_commit():
+        services.like(bob, post.pk)
+    [raw] = phone.raw_messages
+    assert (raw["headers"]["TTL"], raw["headers"]["Urgency"]) == (str(4 * 3600), "low")

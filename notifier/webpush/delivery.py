@@ -109,7 +109,7 @@ def deliver(claimed: list[tuple], *, urgent: bool = False) -> dict[str, int]:
 
     subs = {s.pk: s for s in WebPushSubscription.objects.filter(pk__in={row[2] for row in claimed})}
     items = {item.pk: item for item in live.load(sorted({row[1] for row in claimed}))}
-    orphans, jobs, bodies = [], [], {}
+    orphans, jobs, bodies, unsendable = [], [], {}, []
     for row in claimed:
         pk, nid, sid, attempts = row
         sub, item = subs.get(sid), items.get(nid)
@@ -117,16 +117,28 @@ def deliver(claimed: list[tuple], *, urgent: bool = False) -> dict[str, int]:
             orphans.append(pk)
             continue
         if nid not in bodies:
-            bodies[nid] = payload.encode(payload.message(item))
+            try:
+                bodies[nid] = payload.encode(payload.message(item))
+            except ValueError as exc:
+                bodies[nid] = sender.Result("failed", error=str(exc)[:300])
+        if isinstance(bodies[nid], sender.Result):
+            unsendable.append((row, bodies[nid]))
+            continue
         ttl, urgency = payload.ttl_and_urgency(item.kind)
         jobs.append((row, sub.endpoint, sub.p256dh, sub.auth, bodies[nid], ttl, urgency, f"n{nid}"))
     timeout = settings.WEB_PUSH_URGENT_TIMEOUT if urgent else settings.WEB_PUSH_TIMEOUT
 
     def one(job):
         row, endpoint, p256dh, auth, body, ttl, urgency, topic = job
-        return row, sender.send(endpoint, p256dh, auth, body, ttl=ttl, urgency=urgency, topic=topic, timeout=timeout)
+        try:
+            return row, sender.send(endpoint, p256dh, auth, body, ttl=ttl, urgency=urgency, topic=topic,
+                                    timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - recorded and retried, never a failed request or task
+            log.exception("Web Push to subscription %s failed", row[2])
+            return row, sender.Result("retry", error=f"{type(exc).__name__}: {exc}"[:300])
 
     results = list(_pool().map(one, jobs)) if len(jobs) > 1 else [one(job) for job in jobs]
+    results += unsendable
     if orphans:
         PendingWebPush.objects.filter(pk__in=orphans).delete()
     return _record(results)
