@@ -338,3 +338,24 @@ def test_ttl_and_urgency_follow_the_kind(api, alice, bob, device, on_commit):
         services.like(bob, post.pk)
     [raw] = phone.raw_messages
     assert (raw["headers"]["TTL"], raw["headers"]["Urgency"]) == (str(4 * 3600), "low")
+
+
+def test_a_hiccup_is_retried_through_the_task_queue_when_due(settings, api, alice, bob, device, on_commit):
+    """A 5xx's first backoff (0.5 s) is a deferred send_owed task on a queue that can defer, not a
+    wait for the next deliver_pending."""
+    from django_tasks_db.models import DBTaskResult
+
+    phone = device()
+    phone.subscribe(api, alice)
+    phone.mode(503, times=1)
+    post = services.create_post(alice, "hello")
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    with on_commit():
+        services.add_comment(bob, post.pk, "hi")
+    row = PendingWebPush.objects.get()
+    [task] = [t for t in DBTaskResult.objects.all() if t.task_path.endswith("send_owed")]
+    assert task.args_kwargs["args"][0] == [row.pk]
+    assert task.run_after is not None and abs((task.run_after - row.due_at).total_seconds()) < 0.01
+    PendingWebPush.objects.update(due_at=timezone.now())
+    web_delivery.send_owed.call([row.pk])  # what the worker runs when it is due
+    assert [m["kind"] for m in phone.messages()] == ["comment"] and not PendingWebPush.objects.exists()
