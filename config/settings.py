@@ -53,7 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.static_serving.WhiteNoiseMiddleware",  # WhiteNoise's, serving gzip-only files too
     "config.csp.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "config.errors.RejectNulMiddleware",
