@@ -99,6 +99,38 @@ DROPPED = {
     # django-stubs-ext, which django-tasks imports, use them.)
     "django/contrib/flatpages/*": "not installed",
     "django/contrib/redirects/*": "not installed",
+    "django/db/backends/mysql/*": "database backends Herald does not use (PostgreSQL, SQLite)",
+    "django/db/backends/oracle/*": "database backends Herald does not use (PostgreSQL, SQLite)",
+    # redis-py's clients for Redis modules (search, JSON, time series, Bloom, vector sets), its
+    # multi-database and HTTP clients and OCSP stapling: Django's Redis cache uses none of them.
+    "redis/commands/bf/*": "Redis module commands (the cache uses core commands)",
+    "redis/commands/json/*": "Redis module commands (the cache uses core commands)",
+    "redis/commands/search/*": "Redis module commands (the cache uses core commands)",
+    "redis/commands/timeseries/*": "Redis module commands (the cache uses core commands)",
+    "redis/commands/vectorset/*": "Redis module commands (the cache uses core commands)",
+    "redis/multidb/*": "redis-py's multi-database client",
+    "redis/http/*": "redis-py's HTTP client (multi-database health checks)",
+    "redis/ocsp.py": "OCSP stapling for Redis over TLS (ssl_validate_ocsp, not used)",
+    # Pillow's readers and writers of formats feed/images.py refuses (it opens JPEG, PNG, GIF and
+    # WebP; MPO is how some phones' JPEGs open, TIFF is EXIF's container, BMP and PPM are loaded
+    # with the core). Image.init() skips a plugin it cannot import.
+    **{f"PIL/{name}ImagePlugin.py": "a picture format Herald does not accept" for name in (
+        "Avif", "Blp", "BufrStub", "Cur", "Dcx", "Dds", "Eps", "Fits", "Fli", "Fpx", "Ftex", "Gbr", "GribStub",
+        "Hdf5Stub", "Icns", "Ico", "Im", "Imt", "Iptc", "Jpeg2K", "McIdas", "Mic", "Mpeg", "Msp", "Palm", "Pcd",
+        "Pcx", "Pdf", "Pixar", "Psd", "Qoi", "Sgi", "Spider", "Sun", "Tga", "Wmf", "XVThumb", "Xbm", "Xpm")},
+    "PIL/_imagingtk*": "Tk support",
+    "PIL/ImageTk.py": "Tk support",
+    "PIL/ImageQt.py": "Qt support",
+    # Collected static files no page of the package uses: the admin's autocomplete (select2) and
+    # prepopulated-field (xregexp) widgets, which Herald's admin does not use, jQuery's unminified
+    # copy (the admin loads it only with DEBUG on), and the font formats older than WOFF that DRF's
+    # pages list after woff2/woff for old browsers.
+    "staticfiles/admin/js/vendor/select2/*": "the admin's autocomplete widget (no autocomplete_fields)",
+    "staticfiles/admin/js/vendor/xregexp/*": "the admin's prepopulated_fields widget (none)",
+    "staticfiles/admin/js/vendor/jquery/jquery.????????????.js*": "unminified jQuery, for DEBUG only",
+    "staticfiles/rest_framework/fonts/*.eot*": "pre-WOFF font format",
+    "staticfiles/rest_framework/fonts/*.ttf*": "pre-WOFF font format",
+    "staticfiles/rest_framework/fonts/*.svg*": "pre-WOFF font format",
     "werkzeug/debug/shared/*": "the interactive debugger's page assets (never on in Zappa)",
     "packaging/licenses/*": "SPDX tables; django-csp uses packaging.version only",
     "botocore/data/*/examples-1.json": "API documentation examples",
