@@ -11,6 +11,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_float, env_int, env_list, env_str
 
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    from .coldstart import collect_less_until_first_response
+
+    collect_less_until_first_response()  # a Lambda cold start, until its first response (config/coldstart.py)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)

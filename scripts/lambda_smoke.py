@@ -1,6 +1,6 @@
 """Run an unpacked Lambda package the way Lambda does, through Zappa's handler, and report as JSON.
 
-    python -B -I -S scripts/lambda_smoke.py UNPACKED_DIR [--cold-only]
+    python -B -I -S scripts/lambda_smoke.py UNPACKED_DIR [--cold-only] [--import-cost]
 
 Meant to be started by scripts/check_package.py and bench/cold_start.py in a fresh process with
 the Lambda runtime's Python version and nothing but its standard library: -I -S keeps every
@@ -60,6 +60,29 @@ def request_factory(handler, stage, host):
         return response["statusCode"], response.get("headers") or {}, data
 
     return request
+
+
+# What the requests that need them import, first Web Push (cryptography, http_ece, py_vapid),
+# first email (django_ses), first picture (PIL), in that order: each one's time after the cold start.
+LAZY_IMPORTS = {
+    "cryptography": ("cryptography.hazmat.primitives.asymmetric.ec", "cryptography.hazmat.primitives.serialization"),
+    "http_ece": ("http_ece",),
+    "py_vapid": ("py_vapid",),
+    "django_ses": ("django_ses",),
+    "PIL": ("PIL.Image", "PIL.ImageOps", "PIL.WebPImagePlugin"),
+}
+
+
+def import_cost() -> dict:
+    import importlib
+
+    cost = {}
+    for name, modules in LAZY_IMPORTS.items():
+        started = time.perf_counter()
+        for module in modules:
+            importlib.import_module(module)
+        cost[name] = round((time.perf_counter() - started) * 1000, 1)
+    return cost
 
 
 def pictures() -> dict:
@@ -147,9 +170,12 @@ def main(argv: list[str]) -> dict:
     request = request_factory(handler, stage, host)
     status, headers, page = request("GET", "/accounts/login/")
     report["cold_start_s"] = round(time.perf_counter() - STARTED, 3)
+    report["cold_start_cpu_s"] = round(time.process_time(), 3)  # this process's CPU time: less load-dependent
     report["login_status"] = status
     report["cold_start_modules"] = len(sys.modules)
     report["cold_start_imported"] = sorted({name.split(".")[0] for name in sys.modules} & COLD_START_UNWANTED)
+    if "--import-cost" in argv:
+        report["import_cost_ms"] = import_cost()
     if cold_only:
         return report
 
