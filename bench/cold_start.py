@@ -119,6 +119,7 @@ def run_package(runs: int, package_zip: str, python: str) -> dict:
                for key in ("import_s", "cold_start_s", "cold_start_cpu_s", "process_wall_s")},
             "cold_start_modules": summary([r["cold_start_modules"] for r in results]),
             "cold_start_imported": sorted({m for r in results for m in r["cold_start_imported"]}),
+            "compiled_from_source": sorted({m for r in results for m in r["compiled_from_source"]}),
             "first_use_import_ms": {name: statistics.median(r["import_cost_ms"][name] for r in results)
                                     for name in results[0]["import_cost_ms"]},
             "new_libraries_zipped_mib": new_libraries_size(package_zip)}
@@ -157,6 +158,7 @@ def main(argv=None) -> int:
               f"{p['cold_start_cpu_s']['max']} s max; {p['cold_start_modules']['median']:.0f} modules)")
         print(f"  imported by the first request, of the libraries only some requests need: "
               f"{p['cold_start_imported'] or 'none'}")
+        print(f"  modules compiled at start-up for want of bytecode: {p['compiled_from_source'] or 'none'}")
         print(f"  importing them when their first request comes (ms, median): {p['first_use_import_ms']}")
         print(f"  Web Push and email libraries in the zip (MiB): {p['new_libraries_zipped_mib']}")
     out = ROOT / "bench" / "results"

@@ -73,6 +73,22 @@ LAZY_IMPORTS = {
 }
 
 
+def compiled_from_source(package: str) -> list[str]:
+    """The package's modules imported so far that Python had to compile (no bytecode beside the
+    source): each costs a compilation on every cold start, since nothing can be cached on Lambda.
+    The others came from the package's bytecode: sourceless, or unchecked-hash in __pycache__."""
+    from importlib.machinery import SourceFileLoader
+
+    compiled = []
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None) or ""
+        if isinstance(getattr(spec, "loader", None), SourceFileLoader) and origin.startswith(package + os.sep):
+            if not (spec.cached and os.path.exists(spec.cached)):
+                compiled.append(name)
+    return sorted(compiled)
+
+
 def import_cost() -> dict:
     import importlib
 
@@ -174,6 +190,7 @@ def main(argv: list[str]) -> dict:
     report["login_status"] = status
     report["cold_start_modules"] = len(sys.modules)
     report["cold_start_imported"] = sorted({name.split(".")[0] for name in sys.modules} & COLD_START_UNWANTED)
+    report["compiled_from_source"] = compiled_from_source(package)
     if "--import-cost" in argv:
         report["import_cost_ms"] = import_cost()
     if cold_only:

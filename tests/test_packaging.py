@@ -451,3 +451,7 @@ def test_the_package_leaves_out_the_pillow_parts_herald_never_loads():
         assert (site / "PIL" / f"{plugin}ImagePlugin.py").is_file()
         assert finish_package.dropped(f"PIL/{plugin}ImagePlugin.py") is None
     assert finish_package.dropped("PIL/PsdImagePlugin.py")
+
+
+def test_deploy_rehearsal_holds_the_package_to_the_same_budget():
+    assert load_script("deploy_check").MAX_CODE_MB == check_package.MAX_ZIPPED_MB
