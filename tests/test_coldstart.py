@@ -22,6 +22,7 @@ def restored_gc():
     gc.unfreeze()
 
 
+@pytest.mark.django_db  # request_finished also closes old database connections
 def test_threshold_is_raised_until_the_first_response(restored_gc):
     defaults = gc.get_threshold()
     collect_less_until_first_response()
