@@ -131,6 +131,14 @@ DROPPED = {
     "staticfiles/rest_framework/fonts/*.eot*": "pre-WOFF font format",
     "staticfiles/rest_framework/fonts/*.ttf*": "pre-WOFF font format",
     "staticfiles/rest_framework/fonts/*.svg*": "pre-WOFF font format",
+    # Zappa's command line (deploy, update, certificates): it runs on the developer's machine; the
+    # handler never imports it (and it needs troposphere and click, which are left out anyway).
+    "zappa/cli.py": "Zappa's command line, run locally",
+    "zappa/core.py": "Zappa's command line, run locally",
+    "zappa/letsencrypt.py": "Zappa's command line, run locally",
+    # boto3's resource definitions for services Herald has no models for (KEPT_AWS_SERVICES).
+    **{f"boto3/data/{service}/*": "a resource API for a service without a model in the package"
+       for service in ("cloudformation", "cloudwatch", "ec2", "glacier")},
     "werkzeug/debug/shared/*": "the interactive debugger's page assets (never on in Zappa)",
     "packaging/licenses/*": "SPDX tables; django-csp uses packaging.version only",
     "botocore/data/*/examples-1.json": "API documentation examples",
