@@ -121,8 +121,9 @@ lambda-env: $(LAMBDA_VENV)/.installed
 
 # `zappa package` runs the hooks in zappa_settings.json (scripts/zappa_hooks.py): collectstatic
 # before (hashed, compressed names; MQTT.js from node_modules), finish_package.py after (bytecode
-# Lambda can use, unused AWS API models dropped); `zappa deploy` and `zappa update` build the same
-# way. check_package.py then fails on dev-only packages, size or missing static files, and runs the
+# Lambda can use, libraries without their sources; unused AWS API models, translations, build-only
+# libraries and duplicate static files dropped; binaries stripped); `zappa deploy` and `zappa
+# update` build the same way. check_package.py then fails on dev-only packages, size or missing static files, and runs the
 # package through Zappa's handler in an isolated interpreter.
 package: lambda-env npm
 	@mkdir -p $(dir $(LAMBDA_ZIP)) && rm -f $(LAMBDA_ZIP)
