@@ -22,6 +22,7 @@ the libraries only some requests need (lambda_smoke.COLD_START_UNWANTED).
 """
 import argparse
 import collections
+import gc
 import importlib.util
 import json
 import os
@@ -261,6 +262,9 @@ def smoke(path: str, python: str) -> tuple[dict, list[str]]:
         problems.append(f"Web Push payload encryption and VAPID signing: {steps.get('web_push_crypto')}")
     if steps.get("email_backend") != "ok":
         problems.append(f"email through SES: {steps.get('email_backend')}")
+    if result.get("gc_threshold_after_first_response") != list(gc.get_threshold()):
+        problems.append(f"the collector's threshold after the first response is "
+                        f"{result.get('gc_threshold_after_first_response')}, not the default (config/coldstart.py)")
     if result.get("compiled_from_source"):
         problems.append(f"compiled at start-up, without bytecode in the package: {result['compiled_from_source'][:10]}")
     if result.get("cold_start_imported"):

@@ -187,6 +187,9 @@ def main(argv: list[str]) -> dict:
     status, headers, page = request("GET", "/accounts/login/")
     report["cold_start_s"] = round(time.perf_counter() - STARTED, 3)
     report["cold_start_cpu_s"] = round(time.process_time(), 3)  # this process's CPU time: less load-dependent
+    import gc
+
+    report["gc_threshold_after_first_response"] = list(gc.get_threshold())  # config/coldstart.py restored it
     report["login_status"] = status
     report["cold_start_modules"] = len(sys.modules)
     report["cold_start_imported"] = sorted({name.split(".")[0] for name in sys.modules} & COLD_START_UNWANTED)
