@@ -139,6 +139,12 @@ DROPPED = {
     # boto3's resource definitions for services Herald has no models for (KEPT_AWS_SERVICES).
     **{f"boto3/data/{service}/*": "a resource API for a service without a model in the package"
        for service in ("cloudformation", "cloudwatch", "ec2", "glacier")},
+    # The local IoT emulator (manage.py runlocaliot) is for development: it needs amqtt, which is
+    # never installed on Lambda, and nothing else imports it.
+    "notifier/localiot/*": "the local IoT emulator, development only",
+    # mypyc-compiled copies of charset_normalizer's cd and md modules (requests' encoding guess,
+    # rarely used): their bytecode is in the package too, and Python loads that instead.
+    "charset_normalizer/*.so": "compiled duplicates of modules shipped as bytecode",
     "werkzeug/debug/shared/*": "the interactive debugger's page assets (never on in Zappa)",
     "packaging/licenses/*": "SPDX tables; django-csp uses packaging.version only",
     "botocore/data/*/examples-1.json": "API documentation examples",
