@@ -18,7 +18,8 @@ run in a new interpreter so nothing is warm but the operating system's file cach
   costs when its first request comes, and what the libraries Web Push and email brought cost in
   the zip.
 
-    python bench/cold_start.py [--runs 10] [--package dist/herald-dev.zip [--no-source]] [--python python3.11]
+    python bench/cold_start.py [--runs 10] [--package dist/herald-dev.zip [--baseline OLD.zip] [--no-source]]
+                               [--python python3.11]
 
 Prints median and max and writes bench/results/cold_start.json. Targets: <= 1.5 s to the first
 response from source (max), <= 0.6 s from the package (median).
@@ -95,25 +96,34 @@ def run_source(runs: int, python: str) -> dict:
             for key in ("import_s", "page_s", "api_s", "first_response_s", "both_s", "process_wall_s")}
 
 
-def run_package(runs: int, package_zip: str, python: str) -> dict:
+def run_packages(runs: int, package_zips: list[str], python: str) -> list[dict]:
+    """Each zip's cold start, `runs` times, the zips taking turns (A B A B ...): on a shared machine
+    the load moves from minute to minute, and interleaving gives every zip the same share of it."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import check_package
 
-    results = []
+    results = [[] for _ in package_zips]
     with tempfile.TemporaryDirectory() as tmp:
-        task = os.path.join(tmp, "task")
-        with zipfile.ZipFile(package_zip) as zf:
-            zf.extractall(task)
-        for index in range(runs):
-            started = time.perf_counter()
-            result = check_package.run_smoke(python, task, os.path.join(tmp, f"db{index}.sqlite3"), "--cold-only",
-                                             "--import-cost")
-            if "error" in result:
-                raise SystemExit(result["error"])
-            if result["login_status"] != 200:
-                raise SystemExit(f"login page: HTTP {result['login_status']}")
-            result["process_wall_s"] = time.perf_counter() - started
-            results.append(result)
+        tasks = []
+        for index, package_zip in enumerate(package_zips):
+            tasks.append(os.path.join(tmp, f"task{index}"))
+            with zipfile.ZipFile(package_zip) as zf:
+                zf.extractall(tasks[-1])
+        for run in range(runs):
+            for index, task in enumerate(tasks):
+                started = time.perf_counter()
+                result = check_package.run_smoke(python, task, os.path.join(tmp, f"db{index}-{run}.sqlite3"),
+                                                 "--cold-only", "--import-cost")
+                if "error" in result:
+                    raise SystemExit(result["error"])
+                if result["login_status"] != 200:
+                    raise SystemExit(f"login page: HTTP {result['login_status']}")
+                result["process_wall_s"] = time.perf_counter() - started
+                results[index].append(result)
+    return [package_summary(package_zip, rows) for package_zip, rows in zip(package_zips, results)]
+
+
+def package_summary(package_zip: str, results: list[dict]) -> dict:
     return {"zip": package_zip, "zip_mib": round(os.path.getsize(package_zip) / 2**20, 1),
             **{key: summary([r[key] for r in results])
                for key in ("import_s", "cold_start_s", "cold_start_cpu_s", "process_wall_s")},
@@ -140,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--package", help="also measure this Lambda zip (make package)")
     parser.add_argument("--python", default=sys.executable, help="interpreter [this one]")
     parser.add_argument("--no-source", action="store_true", help="measure the package only")
+    parser.add_argument("--baseline", help="another package zip (e.g. an earlier build) measured taking turns with --package")
     args = parser.parse_args(argv)
 
     report = {"runs": args.runs, "python": subprocess.run([args.python, "-V"], capture_output=True, text=True).stdout.strip(),
@@ -150,7 +161,13 @@ def main(argv=None) -> int:
               f"+ login page {s['page_s']['median']} s = first response {s['first_response_s']['median']} s median, "
               f"{s['first_response_s']['max']} s max; + API GET {s['api_s']['median']} s")
     if args.package:
-        report["package"] = run_package(args.runs, args.package, args.python)
+        measured = run_packages(args.runs, [args.package, *([args.baseline] if args.baseline else [])], args.python)
+        report["package"] = measured[0]
+        if args.baseline:
+            report["baseline"] = b = measured[1]
+            print(f"baseline ({b['zip']}, {b['zip_mib']} MiB, taking turns with the package): first response "
+                  f"{b['cold_start_s']['median']} s median, {b['cold_start_s']['max']} s max "
+                  f"(CPU {b['cold_start_cpu_s']['median']} s median; {b['cold_start_modules']['median']:.0f} modules)")
         p = report["package"]
         print(f"package ({p['zip']}, {p['zip_mib']} MiB, Zappa handler, isolated, no bytecode writes): "
               f"first response {p['cold_start_s']['median']} s median, {p['cold_start_s']['max']} s max "
