@@ -105,24 +105,26 @@ $(LAMBDA_BIN)/python:
 	$(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
 	$(LAMBDA_BIN)/pip install -q --upgrade pip
 
-# Lambda's Amazon Linux 2 has glibc 2.26: Pillow's manylinux2014 wheel, not the manylinux_2_28 one
-# pip prefers on a newer build machine (scripts/check_package.py refuses that one).
-PILLOW := $(shell sed -n 's/^pillow==//p' requirements.txt)
+# Lambda's Amazon Linux 2 has glibc 2.26: the manylinux2014 wheels (glibc 2.17) of the packages
+# with compiled code, not the manylinux_2_28/2_34 ones pip prefers on a newer build machine
+# (scripts/check_package.py refuses those). LAMBDA_WHEELS: the ones whose newest wheel needs more.
+LAMBDA_WHEELS := $(foreach p,pillow cryptography,$(p)==$(shell sed -n 's/^$(p)==//p' requirements.txt))
 
 $(LAMBDA_VENV)/.installed: requirements.txt requirements-deploy.txt | $(LAMBDA_BIN)/python
 	$(LAMBDA_BIN)/pip install -q -r requirements-deploy.txt
 	rm -rf $(LAMBDA_VENV)/wheels
 	$(LAMBDA_BIN)/pip download -q --no-deps --only-binary :all: --platform manylinux2014_x86_64 \
-	  --python-version 3.11 --implementation cp --abi cp311 -d $(LAMBDA_VENV)/wheels pillow==$(PILLOW)
-	$(LAMBDA_BIN)/pip install -q --force-reinstall --no-deps $(LAMBDA_VENV)/wheels/pillow-*.whl
+	  --python-version 3.11 --implementation cp --abi cp311 --abi abi3 -d $(LAMBDA_VENV)/wheels $(LAMBDA_WHEELS)
+	$(LAMBDA_BIN)/pip install -q --force-reinstall --no-deps $(LAMBDA_VENV)/wheels/*.whl
 	touch $@
 
 lambda-env: $(LAMBDA_VENV)/.installed
 
 # `zappa package` runs the hooks in zappa_settings.json (scripts/zappa_hooks.py): collectstatic
 # before (hashed, compressed names; MQTT.js from node_modules), finish_package.py after (bytecode
-# Lambda can use, unused AWS API models dropped); `zappa deploy` and `zappa update` build the same
-# way. check_package.py then fails on dev-only packages, size or missing static files, and runs the
+# Lambda can use, libraries without their sources; unused AWS API models, translations, build-only
+# libraries and duplicate static files dropped; binaries stripped); `zappa deploy` and `zappa
+# update` build the same way. check_package.py then fails on dev-only packages, size or missing static files, and runs the
 # package through Zappa's handler in an isolated interpreter.
 package: lambda-env npm
 	@mkdir -p $(dir $(LAMBDA_ZIP)) && rm -f $(LAMBDA_ZIP)

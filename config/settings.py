@@ -11,6 +11,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_float, env_int, env_list, env_str
 
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    from .coldstart import collect_less_until_first_response
+
+    collect_less_until_first_response()  # a Lambda cold start, until its first response (config/coldstart.py)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
@@ -53,7 +58,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.static_serving.WhiteNoiseMiddleware",  # WhiteNoise's, serving gzip-only files too
     "config.csp.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "config.errors.RejectNulMiddleware",

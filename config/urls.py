@@ -3,7 +3,6 @@ from django.contrib import admin
 from django.http import HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled
 
@@ -35,11 +34,39 @@ class TokenView(ObtainAuthToken):
         return response
 
 
+def built_on_first_request(factory):
+    """A view that `factory` builds when it is first requested. The schema and Swagger UI views bring
+    drf-spectacular's generator, plumbing and YAML renderer (about 0.1 s of imports), which no
+    other request needs: importing them here would add that to every cold start on Lambda."""
+    view = None
+
+    def lazy_view(request, *args, **kwargs):
+        nonlocal view
+        if view is None:
+            view = factory()
+        return view(request, *args, **kwargs)
+
+    lazy_view.csrf_exempt = True  # as DRF's as_view() marks its views (both are GET-only anyway)
+    return lazy_view
+
+
+def schema_view():
+    from drf_spectacular.views import SpectacularAPIView
+
+    return SpectacularAPIView.as_view()
+
+
+def swagger_view():
+    from drf_spectacular.views import SpectacularSwaggerSplitView
+
+    return SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+
+
 api_patterns = [
     path("token/", TokenView.as_view(), name="api-token"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", built_on_first_request(schema_view), name="api-schema"),
     # The split view serves Swagger UI's set-up script as a file: no inline script for the CSP.
-    path("docs/", csp_update(SWAGGER_UI)(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
+    path("docs/", csp_update(SWAGGER_UI)(built_on_first_request(swagger_view)), name="api-docs"),
     *feed_api,
     *notifier_api,
     re_path(r"^[\s\S]*$", json_404),  # unknown API paths (any characters, newlines too) answer JSON

@@ -1,6 +1,6 @@
 """Run an unpacked Lambda package the way Lambda does, through Zappa's handler, and report as JSON.
 
-    python -B -I -S scripts/lambda_smoke.py UNPACKED_DIR [--cold-only]
+    python -B -I -S scripts/lambda_smoke.py UNPACKED_DIR [--cold-only] [--import-cost]
 
 Meant to be started by scripts/check_package.py and bench/cold_start.py in a fresh process with
 the Lambda runtime's Python version and nothing but its standard library: -I -S keeps every
@@ -10,10 +10,11 @@ file provides in production (SECRET_KEY, DATABASE_URL) and fake AWS settings tha
 call on this machine; this process never calls AWS on purpose.
 
 Steps: import handler.py (timed), GET the login page through API Gateway's default URL (the cold
-start: Django set-up and the first request), Swagger UI and the admin's login page, every static
+start: Django set-up and the first request; the libraries it imported are recorded), Swagger UI and the admin's login page, every static
 file those pages link to, MQTT.js, `migrate` through Zappa's "manage" event, sign-up, an API token,
 an authenticated API call, a post (whose follower fan-out is recorded as an asynchronous Lambda
-invocation and then run through the handler), the scheduled `deliver_pending` event, and finally
+invocation and then run through the handler), the scheduled `deliver_pending` event, pictures through feed/images.py (JPEG, PNG, GIF and WebP
+in, WebP out), a Web Push payload encrypted and VAPID-signed, django-ses's backend, and finally
 the list of imported modules that are neither in the package nor in the standard library.
 """
 import base64
@@ -25,6 +26,11 @@ import time
 import types
 
 STARTED = time.perf_counter()
+# Imported only by the requests that need them (pictures, Web Push, email, the Redis cache, the
+# media bucket): the first request of a cold start must load none of them. (PyYAML is not among
+# them: DRF's compat module imports it whenever it is installed.)
+COLD_START_UNWANTED = {"PIL", "cryptography", "_cffi_backend", "http_ece", "py_vapid", "django_ses", "redis",
+                       "storages"}
 DEV_ONLY = ("amqtt", "moto", "pytest", "_pytest", "playwright", "awscrt", "awsiot", "paho", "gunicorn",
             "cfnlint", "parliament", "sympy")
 
@@ -56,6 +62,106 @@ def request_factory(handler, stage, host):
     return request
 
 
+# What the requests that need them import, first Web Push (cryptography, http_ece, py_vapid),
+# first email (django_ses), first picture (PIL), in that order: each one's time after the cold start.
+LAZY_IMPORTS = {
+    "cryptography": ("cryptography.hazmat.primitives.asymmetric.ec", "cryptography.hazmat.primitives.serialization"),
+    "http_ece": ("http_ece",),
+    "py_vapid": ("py_vapid",),
+    "django_ses": ("django_ses",),
+    "PIL": ("PIL.Image", "PIL.ImageOps", "PIL.WebPImagePlugin"),
+}
+
+
+def compiled_from_source(package: str) -> list[str]:
+    """The package's modules imported so far that Python had to compile (no bytecode beside the
+    source): each costs a compilation on every cold start, since nothing can be cached on Lambda.
+    The others came from the package's bytecode: sourceless, or unchecked-hash in __pycache__."""
+    from importlib.machinery import SourceFileLoader
+
+    compiled = []
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None) or ""
+        if isinstance(getattr(spec, "loader", None), SourceFileLoader) and origin.startswith(package + os.sep):
+            if not (spec.cached and os.path.exists(spec.cached)):
+                compiled.append(name)
+    return sorted(compiled)
+
+
+def import_cost() -> dict:
+    import importlib
+
+    cost = {}
+    for name, modules in LAZY_IMPORTS.items():
+        started = time.perf_counter()
+        for module in modules:
+            importlib.import_module(module)
+        cost[name] = round((time.perf_counter() - started) * 1000, 1)
+    return cost
+
+
+def pictures() -> dict:
+    """feed/images.py on a small picture in each accepted format: what it wrote (webp), per format."""
+    import io
+
+    from PIL import Image
+
+    from feed import images
+
+    written = {}
+    for fmt in ("JPEG", "PNG", "GIF", "WEBP"):
+        source = io.BytesIO()
+        Image.new("RGB", (64, 48), (200, 40, 90)).save(source, fmt)
+        try:
+            out = images.post_image(source).content
+            avatar = images.avatar_images(io.BytesIO(source.getvalue()))["small"].content
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            written[fmt] = f"{type(exc).__name__}: {exc}"
+            continue
+        webp = out[:4] == b"RIFF" and out[8:12] == b"WEBP" and avatar[8:12] == b"WEBP"
+        written[fmt] = "webp" if webp else repr(out[:12])
+    return written
+
+
+def web_push_crypto() -> str:
+    """An RFC 8291 payload encrypted and decrypted (http_ece, cryptography) and RFC 8292 VAPID
+    claims signed (py_vapid): the compiled parts Web Push needs load and work."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        import http_ece
+        from py_vapid import Vapid02
+
+        receiver = ec.generate_private_key(ec.SECP256R1())
+        public = receiver.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        auth = os.urandom(16)
+        body = http_ece.encrypt(b"smoke", private_key=ec.generate_private_key(ec.SECP256R1()), dh=public,
+                                auth_secret=auth, version="aes128gcm")
+        if http_ece.decrypt(body, private_key=receiver, auth_secret=auth, version="aes128gcm") != b"smoke":
+            return "decrypted payload differs"
+        vapid = Vapid02()
+        vapid.generate_keys()
+        signed = vapid.sign({"sub": "mailto:ops@example.com", "aud": "https://push.example.com"})
+        return "ok" if signed.get("Authorization", "").startswith("vapid t=") else f"VAPID header: {signed}"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return f"{type(exc).__name__}: {exc}"
+
+
+def email_backend() -> str:
+    """django-ses's backend loads, and the SES API models it calls are in the package."""
+    try:
+        import boto3
+        from django.core.mail import get_connection
+
+        get_connection("django_ses.SESBackend")
+        for service in ("ses", "sesv2"):
+            boto3.client(service, region_name=os.environ["AWS_REGION"])
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return f"{type(exc).__name__}: {exc}"
+
+
 def main(argv: list[str]) -> dict:
     package = os.path.realpath(argv[0])
     cold_only = "--cold-only" in argv
@@ -80,7 +186,16 @@ def main(argv: list[str]) -> dict:
     request = request_factory(handler, stage, host)
     status, headers, page = request("GET", "/accounts/login/")
     report["cold_start_s"] = round(time.perf_counter() - STARTED, 3)
+    report["cold_start_cpu_s"] = round(time.process_time(), 3)  # this process's CPU time: less load-dependent
+    import gc
+
+    report["gc_threshold_after_first_response"] = list(gc.get_threshold())  # config/coldstart.py restored it
     report["login_status"] = status
+    report["cold_start_modules"] = len(sys.modules)
+    report["cold_start_imported"] = sorted({name.split(".")[0] for name in sys.modules} & COLD_START_UNWANTED)
+    report["compiled_from_source"] = compiled_from_source(package)
+    if "--import-cost" in argv:
+        report["import_cost_ms"] = import_cost()
     if cold_only:
         return report
 
@@ -119,6 +234,10 @@ def main(argv: list[str]) -> dict:
         status, headers, data = request("GET", f"/static/{mqtt}")
         steps["mqtt_js"] = {"path": mqtt, "status": status, "bytes": len(data),
                             "content_encoding": headers.get("Content-Encoding", "")}
+        # The package ships it gzipped only (config/static_serving.py): a client without gzip.
+        status, headers, data = request("GET", f"/static/{mqtt}", headers={"Accept-Encoding": "identity"})
+        steps["mqtt_js_without_gzip"] = {"status": status, "bytes": len(data), "javascript": b"mqtt" in data,
+                                         "content_encoding": headers.get("Content-Encoding", "")}
 
     migrated = handler.lambda_handler({"manage": "migrate --no-input -v 0"}, None)
     steps["migrate"] = migrated
@@ -163,6 +282,10 @@ def main(argv: list[str]) -> dict:
                  "resources": [f"arn:aws:events:us-east-1:123456789012:rule/"
                                f"{settings.PROJECT_NAME}-{stage}-notifier.tasks.deliver_pending_event"]}
     steps["deliver_pending_event"] = handler.lambda_handler(scheduled, None)
+
+    steps["pictures"] = pictures()
+    steps["web_push_crypto"] = web_push_crypto()
+    steps["email_backend"] = email_backend()
 
     stdlib = os.path.realpath(sys.base_prefix)
     outside = set()

@@ -4,7 +4,8 @@ same package as `make package`:
 - "prebuild_script": "scripts.zappa_hooks.collect_static" - collectstatic with the manifest storage
   (hashed, compressed names; MQTT.js from node_modules) into staticfiles/, which goes into the zip;
 - "callbacks": {"zip": "scripts.zappa_hooks.finish_zip"} - scripts/finish_package.py on the zip
-  Zappa just wrote: bytecode Lambda can use, unused AWS API models dropped.
+  Zappa just wrote: bytecode Lambda can use; unused AWS API models, translations, build-only
+  libraries and duplicate static files dropped; binaries stripped.
 
 Both run inside the zappa command, with the packaging virtualenv's Python (.venv-lambda).
 """
@@ -43,5 +44,4 @@ def finish_zip(cli) -> None:
     for path in {cli.zip_path, getattr(cli, "handler_path", None)} - {None}:
         if str(path).endswith(".zip"):
             counts = finish_package.finish(str(path))
-            print(f"finish_package: {os.path.basename(str(path))}: {counts['compiled']} modules compiled, "
-                  f"{counts['models_dropped']} unused AWS model files dropped")
+            print(f"finish_package: {os.path.basename(str(path))}: {finish_package.summary(counts)}")

@@ -165,12 +165,27 @@ def test_package_excludes_what_must_not_ship_and_hooks_exist():
         assert module == "scripts.zappa_hooks" and callable(getattr(hooks, function))
 
 
+# client("iot"), and django-ses's client("sesv2" if use_v2 else "ses"): every name either way.
+AWS_CLIENT = re.compile(r"""client\(\s*(?:["']([a-z0-9-]+)["']\s+if\b[^()]*?\belse\s+)?["']([a-z0-9-]+)["']""")
+
+
 def test_every_aws_service_the_code_calls_keeps_its_model_in_the_package():
+    import django_ses
+
     used = set()
-    for path in [*ROOT.glob("config/**/*.py"), *ROOT.glob("feed/**/*.py"), *ROOT.glob("notifier/**/*.py")]:
-        used |= set(re.findall(r"""client\(\s*["']([a-z0-9-]+)["']""", path.read_text()))
-    assert {"iot", "iot-data", "sts"} <= used
+    library = Path(django_ses.__file__).parent  # django-ses sends the email digest through SES
+    for path in [*ROOT.glob("config/**/*.py"), *ROOT.glob("feed/**/*.py"), *ROOT.glob("notifier/**/*.py"),
+                 *ROOT.glob("limits/**/*.py"), *library.glob("*.py")]:
+        used |= {name for pair in AWS_CLIENT.findall(path.read_text()) for name in pair if name}
+    assert {"iot", "iot-data", "sts", "ses", "sesv2"} <= used
     assert used <= finish_package.KEPT_AWS_SERVICES, f"add {used - finish_package.KEPT_AWS_SERVICES} to KEPT_AWS_SERVICES"
+
+
+def test_herald_packages_ship_with_their_sources():
+    """Every Python package of the project is Herald's own code, shipped with its sources (readable
+    tracebacks); the libraries ship as bytecode only."""
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench", "scripts"}
+    assert packages == finish_package.SOURCE_KEPT
 
 
 # --- the scheduled event --------------------------------------------------------------------
@@ -240,6 +255,34 @@ def good_files():
     return files
 
 
+def library_files():
+    """What finish_package drops or reshapes: translations, build-only libraries, twin static files."""
+    return {
+        "django/conf/locale/__init__.py": "LANG_INFO = {}\n",
+        "django/conf/locale/en/LC_MESSAGES/django.mo": b"en catalogue",
+        "django/conf/locale/en/formats.py": "DATE_FORMAT = 'N j, Y'\n",
+        "django/conf/locale/fr/LC_MESSAGES/django.mo": b"fr catalogue",
+        "django/conf/locale/fr/LC_MESSAGES/django.po": "msgid ''\n",
+        "django/conf/locale/fr/formats.py": "DATE_FORMAT = 'j F Y'\n",
+        "rest_framework/locale/de/LC_MESSAGES/django.mo": b"de catalogue",
+        "rest_framework/static/rest_framework/css/bootstrap.min.css": "/* collected */",
+        "yaml/__init__.py": "X = 1\n",
+        "yaml/_yaml.cpython-311-x86_64-linux-gnu.so": b"\x7fELF",
+        "jsonschema/__init__.py": "X = 1\n",
+        "cffi/api.py": "X = 1\n",
+        "_cffi_backend.cpython-311-x86_64-linux-gnu.so": b"\x7fELF",
+        **wheel("cffi", "2.1.1", "cp311-cp311-manylinux2014_x86_64", "_cffi_backend.cpython-311-x86_64-linux-gnu.so"),
+        "staticfiles/vendor/app.0123456789ab.js": "console.log(1)",
+        "staticfiles/vendor/app.0123456789ab.js.gz": b"gzipped",
+        "staticfiles/feed/logo.0123456789ab.png": b"png",
+        "docs/screenshots/home.png": b"png",
+        "lib/__init__.py": '''"""A library's docstring."""\nfrom __future__ import annotations\n\n'''
+                           '''def check(x):\n    """Says why."""\n    assert x, "x is required"\n    return check.__doc__\n''',
+        "lib-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: lib\nVersion: 1.0\n\nA long description.\n",
+        "lib-1.0.dist-info/RECORD": "lib/__init__.py,sha256=x,1\nlib/_speedups.so,sha256=y,2\n",
+    }
+
+
 @pytest.fixture
 def finished_zip(tmp_path):
     path = write_zip(tmp_path / "good.zip", good_files())
@@ -265,6 +308,53 @@ def test_finisher_compiles_unchecked_hash_bytecode_and_drops_unused_models(finis
                            "import config.settings as s; print(s.x, s.__cached__)"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.split()[0] == "1"
+
+
+def test_finisher_ships_libraries_as_bytecode_and_drops_what_nothing_reads(tmp_path):
+    path = write_zip(tmp_path / "lib.zip", {**good_files(), **library_files()})
+    counts = finish_package.finish(str(path), jobs=1)
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        metadata = zf.read("lib-1.0.dist-info/METADATA")
+        record = zf.read("lib-1.0.dist-info/RECORD")
+        zf.extractall(tmp_path / "task")
+    # Libraries: a sourceless .pyc at the legacy location, no source, no __pycache__.
+    for module in ("django/__init__", "zappa/asynchronous", "lib/__init__", "django/conf/locale/en/formats"):
+        assert f"{module}.pyc" in names and f"{module}.py" not in names
+    assert not any(n.startswith("django/__pycache__/") for n in names)
+    # Herald's own code and the root's modules keep their sources, beside __pycache__ bytecode.
+    for module in ("config/settings", "notifier/tasks", "handler", "zappa_settings", "manage"):
+        assert f"{module}.py" in names and check_package.pyc_path(f"{module}.py") in names
+    # English only; build-only and development-only libraries; copies that staticfiles/ has.
+    assert "django/conf/locale/en/LC_MESSAGES/django.mo" in names and "django/conf/locale/__init__.pyc" in names
+    assert not any("/locale/fr/" in n or "/locale/de/" in n for n in names)
+    for gone in ("yaml/_yaml.cpython-311-x86_64-linux-gnu.so", "jsonschema/__init__.pyc", "cffi/api.pyc",
+                 "rest_framework/static/rest_framework/css/bootstrap.min.css", "docs/screenshots/home.png",
+                 "staticfiles/vendor/app.0123456789ab.js"):
+        assert gone not in names
+    for kept in ("yaml/__init__.pyc", "_cffi_backend.cpython-311-x86_64-linux-gnu.so",
+                 "staticfiles/vendor/app.0123456789ab.js.gz", "staticfiles/feed/logo.0123456789ab.png"):
+        assert kept in names
+    assert counts["locales_dropped"] == 4 and counts["static_twins_dropped"] == 1
+    # Metadata: headers without the long description; RECORD rows of compiled extensions only.
+    assert metadata == b"Metadata-Version: 2.1\nName: lib\nVersion: 1.0\n"
+    assert record == b"lib/_speedups.so,sha256=y,2\n"
+    # The sourceless bytecode loads without its source: docstrings gone, asserts still there.
+    done = subprocess.run([sys.executable, "-B", "-I", "-c",
+                           f"import sys; sys.path.insert(0, {str(tmp_path / 'task')!r}); import lib, django\n"
+                           "print(lib.__doc__, lib.check(1), django.VERSION, lib.__file__.endswith('lib/__init__.pyc'))\n"
+                           "try: lib.check(0)\nexcept AssertionError as e: print(e)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["None None (5, 2) True", "x is required"]
+    assert check_package.inspect(str(path))[1] == []
+
+
+def test_checker_refuses_bytecode_for_another_python(finished_zip, tmp_path):
+    with zipfile.ZipFile(finished_zip) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    files["django/__init__.pyc"] = b"\x00\x00\r\n" + files["django/__init__.pyc"][4:]
+    _, problems = check_package.inspect(str(write_zip(tmp_path / "old.zip", files)))
+    assert any("bytecode for another Python version" in p for p in problems), problems
 
 
 def test_checker_passes_a_good_package(finished_zip):
@@ -376,3 +466,12 @@ def test_the_package_leaves_out_the_pillow_parts_herald_never_loads():
     assert not [n for n in names if n.startswith(needed) and dropped(n)]
     assert [n for n in names if n.startswith("PIL/_avif") and dropped(n)]
     assert not [n for n in names if n.startswith(("PIL/_avif", "PIL/_imagingft", "PIL/_imagingcms")) and not dropped(n)]
+    # finish_package keeps the plugins feed/images.py opens with (and those they load).
+    for plugin in ("Jpeg", "Png", "Gif", "WebP", "Mpo", "Tiff", "Bmp", "Ppm"):
+        assert (site / "PIL" / f"{plugin}ImagePlugin.py").is_file()
+        assert finish_package.dropped(f"PIL/{plugin}ImagePlugin.py") is None
+    assert finish_package.dropped("PIL/PsdImagePlugin.py")
+
+
+def test_deploy_rehearsal_holds_the_package_to_the_same_budget():
+    assert load_script("deploy_check").MAX_CODE_MB == check_package.MAX_ZIPPED_MB
