@@ -133,9 +133,9 @@
 
   function turnOn() {
     show("working");
-    // Asked first, straight from the click: the browser's prompt needs the user's gesture.
-    var asked = Notification.permission === "granted" ? Promise.resolve("granted") : Notification.requestPermission();
-    return Promise.resolve(asked).then(function (permission) {
+    // Asked first, straight from the click: the browser's prompt needs the user's gesture (and
+    // answers at once, with no prompt, when the permission is already given or refused).
+    return Promise.resolve(Notification.requestPermission()).then(function (permission) {
       if (permission !== "granted") {
         show(permission === "denied" ? "blocked" : "off");
         return null;
