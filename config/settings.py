@@ -316,6 +316,29 @@ PUSH_BREAKER_SECONDS = env_float("PUSH_BREAKER_SECONDS", 1.0, minimum=0, maximum
 # Dotted path of the class that pushes messages; see notifier/push/publisher.py.
 NOTIFIER_PUBLISHER = env_str("NOTIFIER_PUBLISHER", "notifier.push.publisher.IotDataPublisher")
 
+# --- Web Push (RFC 8030 / 8291 / 8292; notifier/webpush). VAPID keys: the private key is the
+# base64url raw 32-byte P-256 scalar, the public key the base64url uncompressed point (what
+# `manage.py vapid_keys` prints; on Lambda from the stage's remote_env). With DEBUG on and no keys
+# set, a pair is generated once and kept in WEB_PUSH_KEY_FILE (beside the SQLite database). No
+# keys and DEBUG off: Web Push is off (GET /api/push/config/ says `vapid_public_key: null`).
+WEB_PUSH_VAPID_PRIVATE_KEY = env_str("WEB_PUSH_VAPID_PRIVATE_KEY")
+WEB_PUSH_VAPID_PUBLIC_KEY = env_str("WEB_PUSH_VAPID_PUBLIC_KEY")
+# The VAPID `sub` claim: how a push service reaches the operator (mailto: or https:).
+WEB_PUSH_SUBJECT = env_str("WEB_PUSH_SUBJECT", "mailto:webpush@herald.invalid")
+WEB_PUSH_KEY_FILE = env_str("WEB_PUSH_KEY_FILE", str(
+    Path(DATABASES["default"]["NAME"]).with_name("webpush-vapid.json")
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else BASE_DIR / "webpush-vapid.json"))
+# Origins besides the known push services that a subscription's endpoint may name (the local
+# push service in the IoT emulator: http allowed only here). make run's default is the emulator.
+WEB_PUSH_EXTRA_ORIGINS = env_list(
+    "WEB_PUSH_EXTRA_ORIGINS", [f"http://{LOCALIOT_HOST}:{LOCALIOT_HTTP_PORT}"] if DEBUG else [])
+# Devices per user (the oldest subscription goes beyond it); pushes sent side by side per
+# process; seconds a push may take (connect + read) in a request's own send and in background.
+WEB_PUSH_MAX_SUBSCRIPTIONS = env_int("WEB_PUSH_MAX_SUBSCRIPTIONS", 20, minimum=1, maximum=1000)
+WEB_PUSH_CONCURRENCY = env_int("WEB_PUSH_CONCURRENCY", 16, minimum=1, maximum=256)
+WEB_PUSH_URGENT_TIMEOUT = env_float("WEB_PUSH_URGENT_TIMEOUT", 1.0, minimum=0.05, maximum=30)
+WEB_PUSH_TIMEOUT = env_float("WEB_PUSH_TIMEOUT", 10.0, minimum=0.1, maximum=60)
+
 # --- Uploaded pictures (feed/media.py). Locally: files under MEDIA_ROOT, served at MEDIA_URL by
 # Herald itself (config/media.py). MEDIA_BUCKET (Lambda): an S3 bucket through django-storages,
 # private, read through presigned GET URLs (MEDIA_URL_EXPIRES seconds), written by the function's

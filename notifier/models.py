@@ -337,3 +337,75 @@ class TaskLease(models.Model):
 
     def __str__(self):
         return f"lease of task {self.task_id} until {self.expires_at}"
+
+
+class WebPushSubscription(models.Model):
+    """One browser's Web Push subscription (RFC 8030): where to POST, and the keys the payload is
+    encrypted to (RFC 8291). One row per endpoint, whoever registered it last: a browser that
+    another person logs into moves to them (notifier.webpush.subscriptions).
+
+    The endpoint is a URL of up to a few hundred characters (FCM's are ~190, Apple's and Mozilla's
+    longer); it is unique through its SHA-256 (`endpoint_hash`), so the unique index stays small
+    and within every database's key-size limit.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    endpoint = models.TextField()
+    endpoint_hash = models.CharField(max_length=64, unique=True)
+    p256dh = models.CharField(max_length=100)  # base64url uncompressed P-256 point (87 characters)
+    auth = models.CharField(max_length=32)  # base64url 16-byte secret (22 characters)
+    user_agent = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # A user's devices, oldest first (the cap drops the oldest); the fan-out's join.
+            models.Index(fields=["user", "created_at"], name="webpushsub_user_idx"),
+        ]
+
+    def __str__(self):
+        return f"web push subscription {self.pk} of user {self.user_id}"
+
+
+class PendingWebPush(models.Model):
+    """A Web Push that is owed: one row per (notification, subscription), written in the same
+    transaction as the notification (notifier.services), like PendingPush for the live push.
+
+    Deleted when the push service accepts the message; left with `due_at` null and `last_error`
+    when it never will (413, another 4xx); `due_at` ahead after a 429 / 5xx (Retry-After honoured)
+    for deliver_pending. `attempts` counts claims: a sender claims a row by raising it (and pushing
+    `due_at` out by a lease), so two senders never take the same attempt, and a success deletes
+    the row only if nobody re-owed it meanwhile (a grouped notification bumped again sets
+    attempts back to 0: that newer push is still owed).
+
+    No database foreign keys (as PendingPush): the rows go with their subscription (Django's
+    cascade, and a sender that finds the subscription gone deletes the row) and with their
+    notification (notifier.services deletes them beside it).
+    """
+
+    notification = models.ForeignKey(Notification, on_delete=models.DO_NOTHING, related_name="+",
+                                     db_constraint=False, db_index=False)
+    subscription = models.ForeignKey(WebPushSubscription, on_delete=models.CASCADE, related_name="+",
+                                     db_constraint=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    due_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            # One owed push per device per notification; a bump upserts it. Leads with the
+            # notification: withdrawing notifications finds their rows by it.
+            models.UniqueConstraint(fields=["notification", "subscription"], name="pendingwebpush_unique"),
+        ]
+        indexes = [
+            # deliver_pending: what is due, oldest first. Given-up rows (null) are not in it.
+            models.Index(fields=["due_at"], condition=models.Q(due_at__isnull=False), name="pendingwebpush_due_idx"),
+        ]
+
+    def __str__(self):
+        return f"web push of notification {self.notification_id} to subscription {self.subscription_id}"
+
+    @property
+    def state(self) -> str:
+        return "failed" if self.due_at is None else "pending"

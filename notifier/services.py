@@ -29,8 +29,11 @@ from django.utils import timezone
 
 from . import Notice, channels, delivery, envelope, groups, removals
 from .envelope import actor_dict
-from .models import GROUPED, MEMBERS, Kind, MutedPost, Notification, NotificationActor, NotificationState, PendingPush
+from .models import (GROUPED, MEMBERS, Kind, MutedPost, Notification, NotificationActor, NotificationState, PendingPush,
+                     PendingWebPush, WebPushSubscription)
 from .sql import among, table
+from .webpush import delivery as web_push
+from .webpush import enabled as web_push_enabled
 
 # Recipients handled per statement: bounds each statement's rows, locks and returned data.
 CHUNK_SIZE = 500
@@ -75,10 +78,12 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
         _lock_states(everyone)
         now = timezone.now()
         out: list[delivery.Outgoing] = []
+        owed_web: list[int] = []
         for notice, actor_id, ids in planned:
             for part in _chunks(ids):
-                out += _store(notice, actor_id, part, now)
+                out += _store(notice, actor_id, part, now, owed_web)
         delivery.deliver_on_commit(out)
+        web_push.owe_on_commit(owed_web)
     return out
 
 
@@ -122,11 +127,12 @@ def _not_muted(notice: Notice) -> tuple[str, list]:
     return sql, params
 
 
-def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.Outgoing]:
+def _store(notice: Notice, actor_id, user_ids: list[int], now, owed_web: list[int]) -> list[delivery.Outgoing]:
     """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
     bump the seq and counts of those who do not have this activity yet and have not muted it,
     insert (or, for a grouped kind, upsert) their notifications numbered by the new seq, and
-    insert the pushes owed (plus, for a MEMBERS group, the actor's member rows)."""
+    insert the pushes owed (plus, for a MEMBERS group, the actor's member rows, and the Web Pushes
+    owed to their devices, whose ids go to `owed_web`)."""
     state, notification = table(NotificationState), table(Notification)
     cond, cond_params = among(f"{state}.user_id", user_ids)
     muted, muted_params = _not_muted(notice)
@@ -153,6 +159,8 @@ def _store(notice: Notice, actor_id, user_ids: list[int], now) -> list[delivery.
         if plan.members and actor_id is not None:
             _add_members(cursor, [row[0] for row in rows], actor_id, now)
         _owe_pushes(cursor, [row[:2] for row in rows], now + delivery.IN_FLIGHT_LEASE)
+        if rows and web_push_enabled():
+            owed_web += _owe_web_pushes(cursor, notice.kind, [row[:2] for row in rows], now + web_push.IN_FLIGHT_LEASE)
     recent = groups.recent_actors([pk for pk, _, _, count in rows if plan.members and count > 1])
     return [_outgoing(notice, pk, uid, seq, count, counts[uid], now, recent.get(pk)) for pk, uid, seq, count in rows]
 
@@ -268,6 +276,30 @@ def _owe_pushes(cursor, rows: list[tuple], due) -> None:
         )
 
 
+def _owe_web_pushes(cursor, kind: str, rows: list[tuple], due) -> list[int]:
+    """Insert the PendingWebPush rows of just-written notifications (id, recipient_id, ...): one
+    per device of each recipient whose state row has `kind` on for Web Push, in one INSERT …
+    SELECT joining the values with the subscriptions and the (locked) state rows. A bumped group
+    owes its push again: the row that may still be there is reset, due afresh. Returns the rows' ids."""
+    push, subs, state = table(PendingWebPush), table(WebPushSubscription), table(NotificationState)
+    due = connection.ops.adapt_datetimefield_value(due)
+    on = channels.on_sql(channels.WEB_PUSH, "st")
+    if connection.vendor == "postgresql":
+        values, params = "unnest(%s::bigint[], %s::bigint[]) AS t(n, r)", [[r[0] for r in rows], [r[1] for r in rows]]
+    else:  # SQLite
+        values = "(SELECT json_extract(value, '$[0]') AS n, json_extract(value, '$[1]') AS r FROM json_each(%s)) t"
+        params = [json.dumps([list(r[:2]) for r in rows])]
+    cursor.execute(
+        f"INSERT INTO {push} (notification_id, subscription_id, attempts, due_at, last_error)"
+        f" SELECT t.n, s.id, 0, %s, '' FROM {values} JOIN {subs} s ON s.user_id = t.r"
+        f" JOIN {state} st ON st.user_id = t.r WHERE {on}"
+        f" ON CONFLICT (notification_id, subscription_id) DO UPDATE SET attempts = 0, due_at = excluded.due_at,"
+        f" last_attempt_at = NULL, last_error = '' RETURNING id",
+        [due, *params, kind],
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
 def _count_in(condition: Q, **above):
     """Per-recipient count of notifications matching condition and `above` (seq above a state
     column), as a correlated subquery on NotificationState."""
@@ -327,6 +359,7 @@ def _remove(condition: Q) -> dict[int, list[int]]:
     for recipient_id, pk in Notification.objects.filter(condition).values_list("recipient_id", "pk"):
         removed.setdefault(recipient_id, []).append(pk)
     PendingPush.objects.filter(notification__in=Notification.objects.filter(condition).values("pk")).delete()
+    PendingWebPush.objects.filter(notification_id__in=Notification.objects.filter(condition).values("pk")).delete()
     Notification.objects.filter(condition).delete()
     return removed
 
@@ -494,6 +527,7 @@ def _take_out(memberships) -> tuple[list[int], list[int]]:
     if gone:
         _uncount(Q(pk__in=gone))
         PendingPush.objects.filter(notification_id__in=gone).delete()
+        PendingWebPush.objects.filter(notification_id__in=gone).delete()
         Notification.objects.filter(pk__in=gone).delete()
     changed = [i for i in ids if i not in set(gone)]
     newest = NotificationActor.objects.filter(notification_id=OuterRef("pk")).order_by("-created_at", "-pk")

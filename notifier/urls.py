@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, views
+from . import api, push_api, views
 
 urlpatterns = [
     path("notifications/", views.notifications_page, name="notifications"),
@@ -22,4 +22,6 @@ api_urlpatterns = [
     path("notifications/seen/", api.MarkSeenView.as_view(), name="api-notifications-seen"),
     path("notifications/preferences/", api.PreferencesView.as_view(), name="api-notification-preferences"),
     path("notifications/credentials/", api.CredentialsView.as_view(), name="api-credentials"),
+    path("push/config/", push_api.PushConfigView.as_view(), name="api-push-config"),
+    path("push/subscriptions/", push_api.PushSubscriptionsView.as_view(), name="api-push-subscriptions"),
 ]

@@ -4,6 +4,9 @@
     DELETE /connections/{url-encoded client id}?cleanSession=&preventWillMessage=
                                                                            iot-data DeleteConnection
     POST   /   Action=AssumeRole&...                                       STS (notifier.localiot.sts)
+    /push/...                                                              a local Web Push service
+                                                                           (notifier.localiot.webpush;
+                                                                           VAPID, not SigV4)
 
 is all Herald calls, so that is all this serves; boto3's `iot-data` and `sts` clients with
 `endpoint_url` pointing here work unchanged. Every call is SigV4-signed and judged against the
@@ -50,6 +53,8 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, unquote
 
 from . import gate, sts, topics
+from .webpush import PREFIX as PUSH_PREFIX
+from .webpush import LocalPushService
 from .accounts import Account, Identity
 from .sigv4 import SignatureError, verify_request
 
@@ -89,13 +94,14 @@ class HttpError(Exception):
 class _Response:
     def __init__(
         self, status: int, body: bytes = b"", content_type: str = "application/json", error_code: str | None = None,
-        retry_after: int | None = None,
+        retry_after: int | str | None = None, headers: dict | None = None,
     ):
         self.status = status
         self.body = body
         self.content_type = content_type
         self.error_code = error_code
         self.retry_after = retry_after
+        self.headers = headers or {}
 
     @classmethod
     def json(cls, status: int, body: dict, error_code: str | None = None, retry_after: int | None = None) -> "_Response":
@@ -181,7 +187,9 @@ class PublishServer:
         disconnect: Disconnect,
         max_connections: int = gate.MAX_HTTP_CONNECTIONS,
         max_publish_rate: float | None = None,
+        push_service: LocalPushService | None = None,
     ):
+        self.push_service = push_service or LocalPushService()
         # The cap keeps sockets from using up the process's file descriptors; at the cap the
         # longest-idle connection makes room, or the new one is answered 503 (rate-limited logs).
         self.limiter = gate.ConnectionLimiter(max_connections, kind="HTTP")
@@ -362,6 +370,8 @@ class PublishServer:
 
     async def _handle(self, request: _Request) -> _Response:
         path, _, query = request.target.partition("?")
+        if path.startswith(PUSH_PREFIX) or path == PUSH_PREFIX.rstrip("/"):
+            return self._push(request, path)
         if path == "/":
             status, body = sts.handle(
                 self.account, method=request.method, target=request.target, headers=request.headers, body=request.body
@@ -378,6 +388,15 @@ class PublishServer:
                 )
             return await self._delete_connection(request, path, query)
         raise HttpError(404, "ResourceNotFoundException", f"No resource at {path[:200]}.")
+
+    def _push(self, request: _Request, path: str) -> _Response:
+        """The local Web Push service: its own authentication (VAPID), not SigV4."""
+        host = request.header("host") or f"127.0.0.1:{self.port}"
+        status, body, headers = self.push_service.handle(
+            request.method, path.rstrip("/") + "/" if path == PUSH_PREFIX.rstrip("/") else path,
+            request.header, request.body, f"http://{host}")
+        retry_after = headers.pop("Retry-After", None)
+        return _Response(status, json.dumps(body).encode() if body else b"", retry_after=retry_after, headers=headers)
 
     def _caller(self, request: _Request) -> Identity:
         """The identity that signed this iot-data request; 403 ForbiddenException otherwise."""
@@ -467,5 +486,6 @@ class PublishServer:
             lines.append(f"x-amzn-ErrorType: {response.error_code}")
         if response.retry_after is not None:
             lines.append(f"Retry-After: {response.retry_after}")
+        lines.extend(f"{name}: {value}" for name, value in response.headers.items())
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body)
         await writer.drain()

@@ -14,6 +14,8 @@ from . import gate
 from .accounts import Account
 from .broker import WS_PATH, HeraldBroker
 from .publish_api import PublishServer
+from .webpush import PREFIX as PUSH_PREFIX
+from .webpush import LocalPushService
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,8 @@ class LocalIoT:
         self._broker: HeraldBroker | None = None
         self._http: PublishServer | None = None
         self._ports: dict[str, int] = {}
+        # The local Web Push service on the HTTP port (notifier.localiot.webpush).
+        self.push_service = LocalPushService()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -124,6 +128,7 @@ class LocalIoT:
             raise
         http = PublishServer(
             account=self.account,
+            push_service=self.push_service,
             deliver=self.publish,
             disconnect=self.delete_connection,
             max_connections=http_cap,
@@ -218,6 +223,15 @@ class LocalIoT:
     def http_url(self) -> str:
         """The boto3 `endpoint_url` for the iot-data and sts clients."""
         return f"http://{self._url_host()}:{self.http_port}"
+
+    @property
+    def push_origin(self) -> str:
+        """The local Web Push service's origin (for WEB_PUSH_EXTRA_ORIGINS)."""
+        return self.http_url
+
+    def push_endpoint(self, token: str | None = None) -> str:
+        """A subscription endpoint on the local Web Push service (any token works)."""
+        return f"{self.http_url}{PUSH_PREFIX}{token or self.push_service.new_token()}"
 
     @property
     def publish_api(self) -> PublishServer:

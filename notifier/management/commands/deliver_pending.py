@@ -1,4 +1,6 @@
-"""Retry pushes that did not go out (broker down, throttled), with exponential backoff, sweep
+"""Retry pushes that did not go out (broker down, throttled), with exponential backoff, send the
+Web Pushes that are due (notifier.webpush.delivery.sweep: first sends lost with their process,
+retries after a 429 / 5xx), sweep
 the task queue (notifier.taskqueue.sweep: tasks whose worker died, failed tasks worth another try),
 and close live connections whose user's access ended but whose closing failed or was lost
 (notifier.live_clients.sweep).
@@ -14,6 +16,7 @@ import time
 from django.core.management.base import BaseCommand
 
 from notifier import delivery, live_clients, taskqueue
+from notifier.webpush import delivery as web_push
 
 
 class Command(BaseCommand):
@@ -27,12 +30,16 @@ class Command(BaseCommand):
     def handle(self, *args, batch, loop, **options):
         while True:
             totals = self.run_once(batch)
+            web = web_push.sweep(batch)
             swept = taskqueue.sweep()
             closed = live_clients.sweep()
-            if options["verbosity"] > 0 and (not loop or any(totals.values()) or any(swept.values()) or closed):
+            if options["verbosity"] > 0 and (not loop or any(totals.values()) or any(swept.values()) or closed
+                                             or any(web.values())):
+                web_text = (f"web push: delivered {web['delivered']}, still pending {web['pending']}, "
+                            f"failed {web['failed']}, subscriptions gone {web['gone']}; ") if any(web.values()) else ""
                 self.stdout.write(
                     f"delivered {totals['delivered']}, still pending {totals['pending']}, failed {totals['failed']}; "
-                    f"tasks queued again: {swept['stale']} stale, {swept['retried']} failed; "
+                    f"{web_text}tasks queued again: {swept['stale']} stale, {swept['retried']} failed; "
                     f"re-invoked {swept['invoked']}; live connections closed: {closed}"
                 )
             if not loop:
