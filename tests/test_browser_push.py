@@ -22,7 +22,8 @@ from feed import services
 from notifier.models import Notification, WebPushSubscription
 
 from .browser import launch, log_in, make_users, wait_live
-from .webpush import Device
+from .pictures import picture, upload
+from .webpush import device, vapid, vapid_pair, web_push  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -139,14 +140,14 @@ def received(device, count: int) -> list[bytes]:
             for m in raw[:count]]
 
 
-def test_notify_me_on_this_device_end_to_end(live_server, web_push, vapid, live_push):
+def test_notify_me_on_this_device_end_to_end(live_server, device, vapid, live_push):
     alice, bob, carol = make_users("alice", "bob", "carol")
     post = services.create_post(alice, "a post to be told about")
-    device = Device(web_push, token="alice-laptop")
+    laptop = device()
     base = live_server.url
     with sync_playwright() as p:
         browser = launch(p)
-        chromium = Chromium(browser, base, device)
+        chromium = Chromium(browser, base, laptop)
         page = chromium.page
         log_in(page, base, "alice")
         page.goto(f"{base}/settings/notifications/")
@@ -168,7 +169,7 @@ def test_notify_me_on_this_device_end_to_end(live_server, web_push, vapid, live_
         assert asked["permission"] == 1
         assert asked["subscribe"] == [{"userVisibleOnly": True, "applicationServerKey": vapid.public}]
         stored = WebPushSubscription.objects.get()
-        assert (stored.user_id, stored.endpoint) == (alice.pk, device.endpoint)
+        assert (stored.user_id, stored.endpoint) == (alice.pk, laptop.endpoint)
         assert page.evaluate("navigator.serviceWorker.getRegistration().then((r) => r.scope)") == base + "/"
         chromium.registration_id()
         # A reload shows it on, and still asks nothing.
@@ -183,14 +184,15 @@ def test_notify_me_on_this_device_end_to_end(live_server, web_push, vapid, live_
         services.add_comment(bob, post.pk, "hello <b>alice</b>")
         comment = Notification.objects.get(recipient=alice, kind="comment")
         expect(page.locator(f"#toasts .toast[data-id='{comment.pk}']")).to_have_count(1, timeout=TIMEOUT)
-        [plaintext] = received(device, 1)
+        [plaintext] = received(laptop, 1)
         pushed = json.loads(plaintext)
         assert {k: pushed[k] for k in ("v", "type", "id", "seq", "kind", "text", "url")} == {
             "v": 1, "type": "notification", "id": comment.pk, "seq": comment.seq, "kind": "comment",
             "text": "Bob commented on your post: “hello <b>alice</b>”", "url": comment.url}
         assert pushed["actor"]["username"] == "bob"
         chromium.deliver(plaintext)
-        page.wait_for_function(f"window.__push.messages.some((m) => m.message.id === {comment.pk})", timeout=TIMEOUT)
+        page.wait_for_function(f"() => window.__push.messages.some((m) => m.message.id === {comment.pk})",
+                               timeout=TIMEOUT)
         expect(page.locator(f"#toasts .toast[data-id='{comment.pk}']")).to_have_count(1)  # still one
         expect(page.locator("#toasts .toast")).to_have_count(1)
 
@@ -198,7 +200,7 @@ def test_notify_me_on_this_device_end_to_end(live_server, web_push, vapid, live_
         page.goto("about:blank")
         services.like(carol, post.pk)
         like = Notification.objects.get(recipient=alice, kind="like")
-        _, plaintext = received(device, 2)
+        _, plaintext = received(laptop, 2)
         assert json.loads(plaintext)["id"] == like.pk
         chromium.deliver(plaintext)
         shown = until(chromium.shown, "a notification shown")
@@ -213,7 +215,7 @@ def test_notify_me_on_this_device_end_to_end(live_server, web_push, vapid, live_
         # allows navigate() on a Herald tab the worker controls, which is the path checked here:
         # the tab goes through /notifications/<id>/open/ (marked read) to the item.
         page.goto(f"{base}/notifications/")
-        page.wait_for_function("navigator.serviceWorker.controller !== null")
+        page.wait_for_function("() => navigator.serviceWorker.controller !== null")
         chromium.worker().evaluate("""() => self.registration.getNotifications().then((shown) =>
             self.dispatchEvent(new NotificationEvent("notificationclick", { notification: shown[0] })))""")
         page.wait_for_url(f"{base}{like.url}", timeout=TIMEOUT)
@@ -231,14 +233,16 @@ def test_notify_me_on_this_device_end_to_end(live_server, web_push, vapid, live_
         browser.close()
 
 
-def test_a_bumped_group_replaces_its_own_notification_and_alerts_again(live_server, web_push, vapid):
+def test_a_bumped_group_replaces_its_own_notification_and_alerts_again(live_server, device, vapid):
     alice, bob, carol = make_users("alice", "bob", "carol")
     post = services.create_post(alice, "likeable")
-    device = Device(web_push, token="alice-phone")
+    phone = device()
+    services.set_avatar(carol, upload(picture(96, 96)))
+    carol.refresh_from_db()
     base = live_server.url
     with sync_playwright() as p:
         browser = launch(p)
-        chromium = Chromium(browser, base, device)
+        chromium = Chromium(browser, base, phone)
         page = chromium.page
         log_in(page, base, "alice")
         page.goto(f"{base}/settings/notifications/")
@@ -248,15 +252,19 @@ def test_a_bumped_group_replaces_its_own_notification_and_alerts_again(live_serv
         chromium.registration_id()
         page.goto("about:blank")
         services.like(bob, post.pk)
-        chromium.deliver(received(device, 1)[0])
+        chromium.deliver(received(phone, 1)[0])
         first = until(chromium.shown, "the first like shown")
         services.like(carol, post.pk)  # the same group, bumped: same id, new seq, count 2
-        bumped = received(device, 2)[1]
+        bumped = received(phone, 2)[1]
         assert json.loads(bumped)["count"] == 2
         chromium.deliver(bumped)
         after = until(lambda: (lambda s: s if s and s[0]["body"] != first[0]["body"] else None)(chromium.shown()),
                       "the bumped like shown")
         assert len(after) == 1 and after[0]["tag"] == first[0]["tag"]
+        # The newest actor's picture, else the site's icon.
+        assert first[0]["icon"] == base + SITE_ICON
+        assert carol.avatar_urls["small"].startswith("/media/")
+        assert after[0]["icon"] == base + carol.avatar_urls["small"]
         assert after[0]["body"] == "Carol and Bob liked your post: “likeable”" and after[0]["renotify"] is True
         browser.close()
 
