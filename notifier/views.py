@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from config.throttles import WriteThrottle, throttle_page
+from config.throttles import WriteByGetThrottle, WriteThrottle, throttle_page
 
 from . import forms, groups, inbox, services
 from .models import Digest, Kind, Notification, NotificationState
@@ -158,6 +158,7 @@ def notification_settings(request):
 
 
 @login_required
+@throttle_page(WriteByGetThrottle, methods=("GET",))
 def open_notification(request, pk):
     """GET: mark one of the user's notifications read and go on to what it is about. For the
     service worker's notification click, which cannot send a CSRF token (GitHub marks read on visit

@@ -208,3 +208,14 @@ def test_the_service_worker_is_served_at_the_root(client):
                  '"herald-" + Number(message.id)', "openWindow", "notifications/\" + id + \"/open/"):
         assert part in body, part
     assert "{{" not in body and "{%" not in body
+
+
+def test_open_shares_the_write_limit(client, alice, bob, monkeypatch):
+    from config.throttles import WriteByGetThrottle
+
+    monkeypatch.setattr(WriteByGetThrottle, "THROTTLE_RATES", {"write": "2/min"})
+    item, _ = _commented(alice, bob)
+    client.force_login(alice)
+    assert [client.get(f"/notifications/{item.pk}/open/").status_code for _ in range(3)] == [302, 302, 429]
+    response = client.get(f"/notifications/{item.pk}/open/")
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
