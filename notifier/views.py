@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from config.throttles import WriteByGetThrottle, WriteThrottle, throttle_page
 
 from . import forms, groups, inbox, services
-from .models import Digest, Kind, Notification, NotificationState
+from .models import Digest, Kind, Notification, NotificationState, WebPushSubscription
 
 PAGE_SIZE = 30
 # Opening a notification whose post or comment was deleted meanwhile (its notification went with it).
@@ -119,6 +119,10 @@ def _settings_context(request, posted=None, errors=()):
         "digests": Digest.choices,
         "digest": digest if digest in Digest.values else state.email_digest,
         "email": request.user.email,
+        # This user's devices (by the endpoint's hash): the switch is on only where the browser's
+        # subscription is one of them, not where it still carries pushes for another account.
+        "push_endpoints": list(WebPushSubscription.objects.filter(user=request.user)
+                               .values_list("endpoint_hash", flat=True)),
         # Ids: the page shows each post's author and start (feed's `posts_by_id`, one query).
         "muted_posts": services.preferences(request.user)["muted_posts"],
         "errors": list(errors),

@@ -223,8 +223,21 @@ def test_notify_me_on_this_device_end_to_end(live_server, device, vapid, live_pu
         assert Notification.objects.for_user(alice).get(pk=like.pk).read
         assert until(lambda: chromium.shown() == [], "the notification closed")
 
-        # Off: unsubscribed in the browser, the server's row deleted.
+        # Another account in the same browser (alice's session ended without a log-out, which would
+        # have cleared the worker and its subscription with Clear-Site-Data): for bob the switch is
+        # off, though the browser still has alice's subscription; turning it on moves it to him.
+        page.context.clear_cookies()
+        log_in(page, base, "bob")
         page.goto(f"{base}/settings/notifications/")
+        expect(page.locator("#push-state")).to_have_attribute("data-state", "off", timeout=TIMEOUT)
+        assert page.evaluate("navigator.serviceWorker.ready.then((r) => r.pushManager.getSubscription())") is not None
+        switch.click()
+        expect(page.locator("#push-state")).to_have_attribute("data-state", "on", timeout=TIMEOUT)
+        stored = WebPushSubscription.objects.get()
+        assert (stored.user_id, stored.endpoint) == (bob.pk, laptop.endpoint)
+
+        # Off: unsubscribed in the browser, the server's row deleted.
+        page.reload()
         expect(page.locator("#push-state")).to_have_attribute("data-state", "on", timeout=TIMEOUT)
         switch.click()
         expect(page.locator("#push-state")).to_have_attribute("data-state", "off", timeout=TIMEOUT)

@@ -124,10 +124,30 @@
     return registration().then(function (reg) { return reg ? reg.pushManager.getSubscription() : null; });
   }
 
+  // The server's list of this user's devices, by the SHA-256 of each endpoint (hex).
+  var mine = (button.dataset.mine || "").split(" ").filter(Boolean);
+
+  function endpointHash(endpoint) {
+    return window.crypto.subtle.digest("SHA-256", new TextEncoder().encode(endpoint)).then(function (digest) {
+      return Array.prototype.map.call(new Uint8Array(digest), function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+    });
+  }
+
+  function remember(endpoint, on) {
+    return endpointHash(endpoint).then(function (hash) {
+      mine = mine.filter(function (h) { return h !== hash; });
+      if (on) mine.push(hash);
+    });
+  }
+
+  // On when the browser has a subscription and it is one of this user's devices: a browser whose
+  // subscription carries another account's pushes (that session ended without logging out) is
+  // off here, and turning it on moves the subscription to this user.
   function refresh() {
     if (Notification.permission === "denied") return Promise.resolve(show("blocked"));
     return currentSubscription().then(function (subscription) {
-      show(subscription && Notification.permission === "granted" ? "on" : "off");
+      if (!subscription || Notification.permission !== "granted") return show("off");
+      return endpointHash(subscription.endpoint).then(function (hash) { show(mine.indexOf(hash) === -1 ? "off" : "on"); });
     });
   }
 
@@ -152,7 +172,9 @@
           });
         })
         .then(function (subscription) {
-          return send("POST", subscription.toJSON()).then(function () { show("on"); }, function (error) {
+          return send("POST", subscription.toJSON()).then(function () {
+            return remember(subscription.endpoint, true).then(function () { show("on"); });
+          }, function (error) {
             // The server did not keep it: a subscription nobody sends to is dropped here too.
             return subscription.unsubscribe().then(function () { throw error; });
           });
@@ -169,6 +191,7 @@
       // service answers 410 for, and the server deletes it then.
       return send("DELETE", { endpoint: endpoint }).catch(function () { return null; })
         .then(function () { return subscription.unsubscribe(); })
+        .then(function () { return remember(endpoint, false); })
         .then(function () { show("off"); });
     });
   }
