@@ -119,6 +119,9 @@ def _settings_context(request, posted=None, errors=()):
         "digests": Digest.choices,
         "digest": digest if digest in Digest.values else state.email_digest,
         "email": request.user.email,
+        # A digest goes only to a confirmed address (the account's `email_verified_at`, set by the
+        # link the profile page sends; an account model without it has nothing to confirm).
+        "email_confirmed": getattr(request.user, "email_verified_at", True) is not None,
         # This user's devices (by the endpoint's hash): the switch is on only where the browser's
         # subscription is one of them, not where it still carries pushes for another account.
         "push_endpoints": list(WebPushSubscription.objects.filter(user=request.user)

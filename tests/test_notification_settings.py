@@ -138,10 +138,20 @@ def test_unmute_a_post_still_works(client, alice, bob):
 
 
 def test_the_email_address_it_goes_to_is_shown(client, make_user):
+    from django.utils import timezone
+
     dora = make_user("dora", email="dora@example.org")
+    accounts = type(dora).objects.filter(pk=dora.pk)
+    confirms = hasattr(dora, "email_verified_at")  # accounts that confirm their address by a link
+    if confirms:
+        accounts.update(email_verified_at=timezone.now())
     client.force_login(dora)
     html = client.get("/settings/notifications/").content.decode()
     assert "goes to <strong>dora@example.org</strong>" in html
+    if confirms:
+        accounts.update(email_verified_at=None)
+        html = client.get("/settings/notifications/").content.decode()
+        assert "No digest is sent until you confirm <strong>dora@example.org</strong>" in html
 
 
 # --- Opening a notification from the device's notification ----------------------------------------
