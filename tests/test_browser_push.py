@@ -283,6 +283,37 @@ def test_a_bumped_group_replaces_its_own_notification_and_alerts_again(live_serv
         browser.close()
 
 
+def test_a_page_whose_live_connection_is_down_gets_its_toast_from_the_worker(live_server, device, vapid):
+    """No live_push here: the page's MQTT connection cannot come up. The worker still sees a
+    visible Herald tab, shows nothing, and the page shows the toast from the worker's message."""
+    alice, bob = make_users("alice", "bob")
+    post = services.create_post(alice, "quiet connection")
+    tablet = device()
+    base = live_server.url
+    with sync_playwright() as p:
+        browser = launch(p)
+        chromium = Chromium(browser, base, tablet)
+        page = chromium.page
+        log_in(page, base, "alice")
+        page.goto(f"{base}/settings/notifications/")
+        expect(page.locator("#push-state")).to_have_attribute("data-state", "off", timeout=TIMEOUT)
+        page.click("#push-switch")
+        expect(page.locator("#push-state")).to_have_attribute("data-state", "on", timeout=TIMEOUT)
+        page.goto(f"{base}/notifications/")
+        expect(page.locator("#live-state")).not_to_have_attribute("data-state", "live")
+        services.add_comment(bob, post.pk, "did you see this?")
+        comment = Notification.objects.get(recipient=alice, kind="comment")
+        chromium.deliver(received(tablet, 1)[0])
+        toast = page.locator(f"#toasts .toast[data-id='{comment.pk}']")
+        expect(toast).to_have_count(1, timeout=TIMEOUT)
+        expect(toast).to_contain_text("Bob commented on your post: “did you see this?”")
+        expect(page.locator(f"#notification-list li[data-id='{comment.pk}']")).to_have_count(1)
+        expect(page.locator("#bell-count")).to_have_text("1")
+        assert chromium.shown() == []
+        assert page.evaluate("window.__push.messages.length") == 1
+        browser.close()
+
+
 def test_the_switch_says_when_push_is_not_set_up_here(live_server):
     make_users("alice")
     base = live_server.url
