@@ -81,7 +81,8 @@ bench: install
 	$(BIN)/python bench/benchlib.py || exit 1; \
 	failed=""; \
 	for b in "push_latency.py --count 1000 --rate 20" "fanout.py --followers 10000 100000" \
-	         "post_under_fanout.py" "read_paths.py" "push_throughput.py" "people.py" "search.py" "live_slo.py"; do \
+	         "post_under_fanout.py" "read_paths.py" "push_throughput.py" "people.py" "search.py" "live_slo.py" \
+	         "webpush.py"; do \
 	  echo "== bench/$$b"; $(BIN)/python bench/$$b || failed="$$failed $${b%% *}"; \
 	done; \
 	$(BIN)/python bench/chart.py; \

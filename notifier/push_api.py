@@ -4,7 +4,8 @@
     POST   /api/push/subscriptions/   PushSubscription JSON {endpoint, keys: {p256dh, auth}}
                                       -> 201 new, 200 known (same endpoint: one row), 400 invalid,
                                          404 when Web Push is off on this server
-    DELETE /api/push/subscriptions/   {endpoint} -> 204 (deletes the caller's own; anyone else's stays)
+    DELETE /api/push/subscriptions/   {endpoint} (or ?endpoint=) -> 204 (deletes the caller's own;
+                                      anyone else's stays)
 
 Validation and storage live in notifier.webpush.subscriptions; nothing here imports a crypto
 library until a subscription's key is checked.
@@ -60,7 +61,10 @@ class PushSubscriptionSerializer(serializers.Serializer):
 
 
 class PushEndpointSerializer(serializers.Serializer):
-    endpoint = serializers.CharField(max_length=subscriptions.MAX_ENDPOINT, trim_whitespace=False)
+    endpoint = serializers.CharField(
+        max_length=subscriptions.MAX_ENDPOINT, trim_whitespace=False,
+        help_text="The subscription's endpoint: a JSON body {endpoint} (what the pages send) or this query "
+                  "parameter (OpenAPI 3.0 cannot describe a DELETE body).")
 
 
 class StoredSubscriptionSerializer(serializers.Serializer):
@@ -91,11 +95,12 @@ class PushSubscriptionsView(APIView):
             user_agent=request.headers.get("User-Agent", ""))
         return Response({"endpoint": sub.endpoint, "created_at": sub.created_at}, status=201 if created else 200)
 
-    @extend_schema(request=PushEndpointSerializer, responses={204: None})
+    @extend_schema(parameters=[PushEndpointSerializer], request=None, responses={204: None})
     def delete(self, request):
         """Idempotent: 204 whether or not the caller had it (a browser may unsubscribe after the
         server already dropped an expired subscription); another user's subscription stays."""
-        body = PushEndpointSerializer(data=request.data)
+        data = request.data if isinstance(request.data, dict) and "endpoint" in request.data else request.query_params
+        body = PushEndpointSerializer(data={"endpoint": data.get("endpoint")} if "endpoint" in data else {})
         body.is_valid(raise_exception=True)
         subscriptions.unsubscribe(request.user, body.validated_data["endpoint"])
         return Response(status=204)

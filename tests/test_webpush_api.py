@@ -199,3 +199,12 @@ def test_openapi_schema_lists_the_push_endpoints(api, alice):
     paths = json.loads(r.content)["paths"]
     assert {"get"} <= set(paths["/api/push/config/"])
     assert {"post", "delete"} <= set(paths["/api/push/subscriptions/"])
+
+
+def test_delete_takes_the_endpoint_as_a_query_parameter_too(api, alice, vapid):
+    from urllib.parse import urlencode
+
+    body = subscription()
+    post(api, alice, body)
+    r = api.as_(alice).delete(f"{URL}?{urlencode({'endpoint': body['endpoint']})}")
+    assert r.status_code == 204 and not WebPushSubscription.objects.exists()

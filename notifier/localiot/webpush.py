@@ -3,6 +3,7 @@ HTTP port, for `make run` and the tests: what FCM or Mozilla's autopush are to a
 
     POST   /push/                      mint a subscription endpoint: 201 {"endpoint": URL}
                                        (any token works: /push/<token> needs no minting)
+    GET    /push/                      {"accepted": messages accepted so far, "tokens": how many got any}
     POST   /push/<token>               a push message: body aes128gcm (RFC 8291), headers TTL (required),
                                        Content-Encoding: aes128gcm (required), Urgency, Topic,
                                        Authorization: vapid t=<JWT>, k=<public key>
@@ -89,6 +90,8 @@ class LocalPushService:
         try:
             if not parts and method == "POST":
                 return 201, {"endpoint": f"{origin}{PREFIX}{self.new_token()}"}, {}
+            if not parts and method == "GET":
+                return 200, {"accepted": self.accepted, "tokens": len(self._messages)}, {}
             if len(parts) == 1 and parts[0] and method == "POST":
                 return self._push(parts[0], header, body, origin)
             if len(parts) == 2 and parts[1] == "messages" and method in ("GET", "DELETE"):
