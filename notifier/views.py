@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from config.throttles import WriteByGetThrottle, WriteThrottle, throttle_page
 
 from . import forms, groups, inbox, services
-from .models import Digest, Kind, Notification, NotificationState, WebPushSubscription
+from .models import Digest, Kind, MutedPost, Notification, NotificationState, WebPushSubscription
 
 PAGE_SIZE = 30
 # Opening a notification whose post or comment was deleted meanwhile (its notification went with it).
@@ -127,7 +127,8 @@ def _settings_context(request, posted=None, errors=()):
         "push_endpoints": list(WebPushSubscription.objects.filter(user=request.user)
                                .values_list("endpoint_hash", flat=True)),
         # Ids: the page shows each post's author and start (feed's `posts_by_id`, one query).
-        "muted_posts": services.preferences(request.user)["muted_posts"],
+        "muted_posts": list(MutedPost.objects.filter(user=request.user).order_by("post_ref")
+                            .values_list("post_ref", flat=True)),
         "errors": list(errors),
     }
 
@@ -142,7 +143,7 @@ def _posted(request) -> dict:
 @throttle_page(WriteThrottle)
 def notification_settings(request):
     """Where each kind of notification reaches the user (the matrix: in-app, Web Push, email
-    digest), how often the digest comes, this device's push switch (push.js) and the muted posts
+    digest), how often the digest comes, this device's push switch (settings.js) and the muted posts
     (each with an Unmute button). Takes effect for what happens next; what is stored stays."""
     if request.method != "POST":
         return render(request, "notifier/settings.html", _settings_context(request))
