@@ -9,8 +9,11 @@ from django import forms
 from . import channels
 from .models import Digest, Kind
 
-# The rows, in the order people think of them: about what you wrote and said, then reactions.
-KIND_ROWS = [Kind.COMMENT, Kind.REPLY, Kind.MENTION, Kind.LIKE, Kind.FOLLOW, Kind.NEW_POST]
+# The rows, in the order people think of them: about what you wrote and said, then reactions; a
+# kind added later gets its row at the end (the form mutes every kind whose in-app box is not sent,
+# so each one must have a box).
+_ORDER = [Kind.COMMENT, Kind.REPLY, Kind.MENTION, Kind.LIKE, Kind.FOLLOW, Kind.NEW_POST]
+KIND_ROWS = _ORDER + [kind for kind in Kind if kind not in _ORDER]
 # The matrix's columns: (form field, column heading, checkbox id prefix).
 COLUMNS = [("in_app", "In-app", "inapp"), (channels.WEB_PUSH, "Web Push", "push"), (channels.EMAIL, "Email digest", "email")]
 

@@ -7,7 +7,7 @@ import pytest
 
 from feed import services as feed
 from notifier import services as notes
-from notifier.models import Notification, NotificationState
+from notifier.models import Kind, Notification, NotificationState
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +36,7 @@ def test_the_matrix_shows_the_defaults_as_a_table(client, alice):
         assert f'<th scope="col">{heading}</th>' in html
     rows = re.findall(r'<tr id="kind-([a-z_]+)"', html)
     assert rows == ["comment", "reply", "mention", "like", "follow", "new_post"]
+    assert set(rows) == set(Kind.values)  # every kind has its boxes (one not sent is muted)
     assert '<th scope="row">Likes of your posts' in html
     boxes = _boxes(html)
     assert len(boxes) == 18
