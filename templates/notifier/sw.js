@@ -5,8 +5,8 @@
  *
  * - push: the payload is a notification message (README "Topics and messages": v, type, id, seq,
  *   kind, text, url, actor, count, …). Every Herald window hears of it (postMessage); when one of
- *   them is visible, nothing is shown, because that page's live connection already showed its
- *   toast ("not twice"). Otherwise one system notification, tagged by the notification's id, so a
+ *   them is visible (a page with live toasts: not the admin's or the API docs'), nothing is shown,
+ *   because that page's live connection already showed its toast ("not twice"). Otherwise one system notification, tagged by the notification's id, so a
  *   group that gains activity ("Ana and 2 others liked …") replaces its own and alerts again.
  *   Text is shown as text: the system draws it, nothing is parsed as HTML.
  * - notificationclick: it goes to /notifications/<id>/open/, which marks it read (in every tab)
@@ -44,6 +44,13 @@ function heraldWindows() {
   return self.clients.matchAll({ type: "window", includeUncontrolled: true });
 }
 
+// A window whose page shows live toasts (live.js runs on every page but the admin's and the API's).
+function showsToasts(client) {
+  var path = new URL(client.url).pathname;
+  var root = new URL(self.registration.scope).pathname;
+  return !/^(admin|api)\//.test(path.slice(root.length));
+}
+
 function parse(event) {
   if (!event.data) return null;
   try {
@@ -58,7 +65,9 @@ self.addEventListener("push", function (event) {
   if (!message || message.v !== 1 || message.type !== "notification" || !Number(message.id)) return;
   event.waitUntil(heraldWindows().then(function (windows) {
     windows.forEach(function (client) { client.postMessage({ herald: "push", message: message }); });
-    if (windows.some(function (client) { return client.visibilityState === "visible"; })) return null;
+    if (windows.some(function (client) { return client.visibilityState === "visible" && showsToasts(client); })) {
+      return null;
+    }
     var bumped = Number(message.count) > 1;
     return self.registration.showNotification(TITLES[message.kind] || "Herald", {
       body: typeof message.text === "string" ? message.text : "",
