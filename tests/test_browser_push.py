@@ -316,6 +316,32 @@ def test_a_page_whose_live_connection_is_down_gets_its_toast_from_the_worker(liv
         browser.close()
 
 
+def test_a_refused_permission_shows_blocked_and_subscribes_nothing(live_server, device, vapid):
+    """Headless Chromium answers a permission request it was not granted with "denied", as a
+    person clicking Block would."""
+    make_users("alice")
+    base = live_server.url
+    with sync_playwright() as p:
+        browser = launch(p)
+        chromium = Chromium(browser, base, device(), grant=False)
+        page = chromium.page
+        log_in(page, base, "alice")
+        page.goto(f"{base}/settings/notifications/")
+        expect(page.locator("#push-state")).to_have_attribute("data-state", "off", timeout=TIMEOUT)
+        page.click("#push-switch")
+        expect(page.locator("#push-state")).to_have_attribute("data-state", "blocked", timeout=TIMEOUT)
+        expect(page.locator("#push-state")).to_contain_text("Blocked by your browser")
+        expect(page.locator("#push-switch")).to_be_disabled()
+        expect(page.locator("#push-switch")).to_have_attribute("aria-pressed", "false")
+        assert page.evaluate("window.__push.permission") == 1
+        assert page.evaluate("window.__push.subscribe") == []
+        assert not WebPushSubscription.objects.exists()
+        page.reload()  # it stays so, without asking again
+        expect(page.locator("#push-state")).to_have_attribute("data-state", "blocked", timeout=TIMEOUT)
+        assert page.evaluate("window.__push.permission") == 0
+        browser.close()
+
+
 def test_the_switch_says_when_push_is_not_set_up_here(live_server):
     make_users("alice")
     base = live_server.url
