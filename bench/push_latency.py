@@ -17,7 +17,11 @@ In the same run it measures the poll-based alternative: the cost of one unread-c
 latency a 15 s poll interval implies (half the interval plus the poll), and requests per
 delivered notification for both designs.
 
-    python bench/push_latency.py [--count 1000] [--rate 20] [--credentials 300]
+With --web-push, Web Push is on (VAPID keys set) and the post author has two devices subscribed on
+the emulator's local push service: every comment also owes and sends two encrypted Web Pushes
+after its commit, so the MQTT latency can be compared with and without them.
+
+    python bench/push_latency.py [--count 1000] [--rate 20] [--credentials 300] [--web-push]
 
 Writes bench/results/push_latency.json and prints a summary.
 """
@@ -116,7 +120,35 @@ def access_end(port: int, username: str, password: str, rounds: int) -> list[flo
     return took
 
 
-def run(count: int, rate: float, polls: int, credentials: int, logouts: int) -> dict:
+def web_push_env(pub_port: int) -> dict:
+    """Web Push on, the emulator's push service allowed (--web-push)."""
+    from notifier.webpush.keys import generate
+
+    pair = generate()
+    return {"WEB_PUSH_VAPID_PRIVATE_KEY": pair.private, "WEB_PUSH_VAPID_PUBLIC_KEY": pair.public,
+            "WEB_PUSH_EXTRA_ORIGINS": f"http://127.0.0.1:{pub_port}"}
+
+
+def subscribe_devices(api: Api, pub_port: int, devices: int = 2) -> None:
+    """The author's browsers subscribe on the local push service (keys made like a browser's)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    for i in range(devices):
+        point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        status, body = api.call("POST", "/api/push/subscriptions/", {
+            "endpoint": f"http://127.0.0.1:{pub_port}/push/bench-{i}",
+            "keys": {"p256dh": b64(point), "auth": b64(os.urandom(16))}})
+        assert status == 201, body
+
+
+def run(count: int, rate: float, polls: int, credentials: int, logouts: int, web_push: bool = False) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="herald-bench-"))
     ports = {"http": free_port(), "mqtt": free_port(), "ws": free_port(), "pub": free_port()}
     env = {
@@ -132,6 +164,7 @@ def run(count: int, rate: float, polls: int, credentials: int, logouts: int) -> 
         "THROTTLE_CREDENTIALS": "1000000/min",
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        **(web_push_env(ports["pub"]) if web_push else {}),
     }
     procs = []
     try:
@@ -158,6 +191,8 @@ def run(count: int, rate: float, polls: int, credentials: int, logouts: int) -> 
         assert status == 201, post
         status, creds = author.call("POST", "/api/notifications/credentials/")
         assert status == 200, creds
+        if web_push:
+            subscribe_devices(author, ports["pub"])
 
         received: dict[int, float] = {}
         done = threading.Event()
@@ -246,6 +281,8 @@ def run(count: int, rate: float, polls: int, credentials: int, logouts: int) -> 
                 "push": round((per_hour + 3600 / ttl) / per_hour, 2),
             },
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            **({"web_push_accepted": json.loads(urllib.request.urlopen(
+                f"http://127.0.0.1:{ports['pub']}/push/").read())["accepted"]} if web_push else {}),
         }
     finally:
         stop(procs)
@@ -258,9 +295,13 @@ def main():
     parser.add_argument("--polls", type=int, default=300)
     parser.add_argument("--credentials", type=int, default=300, help="credentials requests to time")
     parser.add_argument("--logouts", type=int, default=20, help="log-in, connect, log-out rounds to time")
-    parser.add_argument("--out", default="push_latency.json", help="file name under bench/results/")
+    parser.add_argument("--out", default=None, help="file name under bench/results/ (default push_latency.json, "
+                                                      "push_latency_webpush.json with --web-push)")
+    parser.add_argument("--web-push", action="store_true", help="the author also has two Web Push devices")
     args = parser.parse_args()
-    result = run(args.count, args.rate, args.polls, args.credentials, args.logouts)
+    args.out = args.out or ("push_latency_webpush.json" if args.web_push else "push_latency.json")
+    result = run(args.count, args.rate, args.polls, args.credentials, args.logouts, args.web_push)
+    result["web_push_devices"] = 2 if args.web_push else 0
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -325,6 +325,8 @@ WEB_PUSH_VAPID_PRIVATE_KEY = env_str("WEB_PUSH_VAPID_PRIVATE_KEY")
 WEB_PUSH_VAPID_PUBLIC_KEY = env_str("WEB_PUSH_VAPID_PUBLIC_KEY")
 # The VAPID `sub` claim: how a push service reaches the operator (mailto: or https:).
 WEB_PUSH_SUBJECT = env_str("WEB_PUSH_SUBJECT", "mailto:webpush@herald.invalid")
+if not WEB_PUSH_SUBJECT.startswith(("mailto:", "https://")):
+    raise ImproperlyConfigured(f"WEB_PUSH_SUBJECT must be a mailto: or https:// contact, not {WEB_PUSH_SUBJECT!r}")
 WEB_PUSH_KEY_FILE = env_str("WEB_PUSH_KEY_FILE", str(
     Path(DATABASES["default"]["NAME"]).with_name("webpush-vapid.json")
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else BASE_DIR / "webpush-vapid.json"))

@@ -17,7 +17,7 @@ from django.utils.functional import cached_property
 
 from . import delivery, services
 from .diagnostics import send_test_push
-from .models import Notification, NotificationState, PendingPush
+from .models import Notification, NotificationState, PendingPush, PendingWebPush, WebPushSubscription
 
 # Owed pushes are retried this many notifications at a time (one deliver() call each).
 RETRY_BATCH = 500
@@ -342,4 +342,55 @@ class PendingPushAdmin(RetryPermission, LargeTableAdmin):
 
     def has_delete_permission(self, request, obj=None):
         # Deleting an owed push would silently drop it; it goes when delivered.
+        return False
+
+
+@admin.register(WebPushSubscription)
+class WebPushSubscriptionAdmin(LargeTableAdmin):
+    """Browsers subscribed to Web Push, read-only. Deleting one ends pushes to that browser (and
+    drops what it is owed); the browser subscribes again from its settings page."""
+
+    list_display = ["pk", "user", "push_service", "user_agent", "created_at"]
+    list_select_related = ["user"]
+    ordering = ["-pk"]
+    search_fields = ["=user__username"]
+    search_user_field = "user"
+    search_help_text = "The user's username, exactly (case-insensitive)."
+    readonly_fields = ["user", "endpoint", "p256dh", "auth", "user_agent", "created_at"]
+    exclude = ["endpoint_hash"]
+
+    @admin.display(description="push service")
+    def push_service(self, sub):
+        from urllib.parse import urlsplit
+
+        return urlsplit(sub.endpoint).hostname
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PendingWebPush)
+class PendingWebPushAdmin(LargeTableAdmin):
+    """Web Pushes owed, read-only: how often each was tried and why it failed (deliver_pending
+    retries what is due; failed rows stay as the record)."""
+
+    list_display = ["pk", "notification_id", "subscription_id", "state", "attempts", "due_at", "last_attempt_at",
+                    "last_error"]
+    ordering = ["-pk"]
+    list_filter = [PushStateFilter]
+
+    @admin.display(description="state")
+    def state(self, push):
+        return push.state
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -208,3 +208,14 @@ def test_delete_takes_the_endpoint_as_a_query_parameter_too(api, alice, vapid):
     post(api, alice, body)
     r = api.as_(alice).delete(f"{URL}?{urlencode({'endpoint': body['endpoint']})}")
     assert r.status_code == 204 and not WebPushSubscription.objects.exists()
+
+
+def test_the_admin_lists_subscriptions_and_owed_pushes(client, make_user, vapid, api):
+    admin = make_user("root", is_staff=True, is_superuser=True)
+    post(api, admin, subscription())
+    client.force_login(admin)
+    r = client.get("/admin/notifier/webpushsubscription/")
+    assert r.status_code == 200 and b"fcm.googleapis.com" in r.content
+    sub = WebPushSubscription.objects.get()
+    assert client.get(f"/admin/notifier/webpushsubscription/{sub.pk}/change/").status_code == 200
+    assert client.get("/admin/notifier/pendingwebpush/?state=failed").status_code == 200

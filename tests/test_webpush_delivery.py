@@ -307,3 +307,55 @@ def test_mark_read_messages_are_not_pushed(api, alice, bob, device, on_commit):
         services.add_comment(bob, post.pk, "hi")
         notes.mark_all_read(alice)
     assert [m["type"] for m in phone.messages()] == ["notification"]
+
+
+def test_an_unreachable_push_service_backs_off_for_the_sweep(settings, api, alice, bob, device, _closed_port, on_commit):
+    phone = device()
+    phone.subscribe(api, alice)
+    down = f"http://127.0.0.1:{_closed_port}"
+    settings.WEB_PUSH_EXTRA_ORIGINS = [*settings.WEB_PUSH_EXTRA_ORIGINS, down]
+    r = api.as_(alice).post("/api/push/subscriptions/", {**phone.subscription(), "endpoint": f"{down}/push/x"},
+                            format="json")
+    assert r.status_code == 201
+    post = services.create_post(alice, "hello")
+    before = timezone.now()
+    with on_commit():
+        services.add_comment(bob, post.pk, "hi")
+    assert len(phone.messages()) == 1  # the device whose service answers got it
+    row = PendingWebPush.objects.get()
+    assert row.attempts == 1 and "unreachable" in row.last_error
+    assert before < row.due_at <= timezone.now() + timedelta(seconds=1)  # the first backoff, 0.5 s
+    PendingWebPush.objects.update(due_at=timezone.now())
+    deliver_pending()
+    assert PendingWebPush.objects.get().attempts == 2  # tried again by the sweep, still owed
+
+
+def test_ttl_and_urgency_follow_the_kind(api, alice, bob, device, on_commit):
+    phone = device()
+    phone.subscribe(api, alice)
+    post = services.create_post(alice, "hello")
+    with on_commit():
+        services.like(bob, post.pk)
+    [raw] = phone.raw_messages
+    assert (raw["headers"]["TTL"], raw["headers"]["Urgency"]) == (str(4 * 3600), "low")
+
+
+def test_a_hiccup_is_retried_through_the_task_queue_when_due(settings, api, alice, bob, device, on_commit):
+    """A 5xx's first backoff (0.5 s) is a deferred send_owed task on a queue that can defer, not a
+    wait for the next deliver_pending."""
+    from django_tasks_db.models import DBTaskResult
+
+    phone = device()
+    phone.subscribe(api, alice)
+    phone.mode(503, times=1)
+    post = services.create_post(alice, "hello")
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    with on_commit():
+        services.add_comment(bob, post.pk, "hi")
+    row = PendingWebPush.objects.get()
+    [task] = [t for t in DBTaskResult.objects.all() if t.task_path.endswith("send_owed")]
+    assert task.args_kwargs["args"][0] == [row.pk]
+    assert task.run_after is not None and abs((task.run_after - row.due_at).total_seconds()) < 0.01
+    PendingWebPush.objects.update(due_at=timezone.now())
+    web_delivery.send_owed.call([row.pk])  # what the worker runs when it is due
+    assert [m["kind"] for m in phone.messages()] == ["comment"] and not PendingWebPush.objects.exists()

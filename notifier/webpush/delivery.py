@@ -8,7 +8,8 @@ whose user wants the kind on Web Push. Then, like the live push (notifier.delive
   (on the database queue they exist exactly when the rows do), so any worker sends them and the
   chunk's live pushes never wait on a push service;
 - `manage.py deliver_pending` (sweep) sends what is due: rows whose first send was lost with its
-  process (written due IN_FLIGHT_LEASE ahead), and retries after a 429 / 5xx / network error.
+  process (written due IN_FLIGHT_LEASE ahead), and retries after a 429 / 5xx / network error;
+  a retry due within seconds also goes to the task queue for that time (`send_owed`, deferred).
 
 Claiming: a sender raises a row's `attempts` and pushes `due_at` out by CLAIM_LEASE in one short
 transaction (rows another sender holds are skipped), so two senders never take the same attempt.
@@ -109,7 +110,7 @@ def deliver(claimed: list[tuple], *, urgent: bool = False) -> dict[str, int]:
 
     subs = {s.pk: s for s in WebPushSubscription.objects.filter(pk__in={row[2] for row in claimed})}
     items = {item.pk: item for item in live.load(sorted({row[1] for row in claimed}))}
-    orphans, jobs, bodies = [], [], {}
+    orphans, jobs, bodies, unsendable = [], [], {}, []
     for row in claimed:
         pk, nid, sid, attempts = row
         sub, item = subs.get(sid), items.get(nid)
@@ -117,16 +118,28 @@ def deliver(claimed: list[tuple], *, urgent: bool = False) -> dict[str, int]:
             orphans.append(pk)
             continue
         if nid not in bodies:
-            bodies[nid] = payload.encode(payload.message(item))
+            try:
+                bodies[nid] = payload.encode(payload.message(item))
+            except ValueError as exc:
+                bodies[nid] = sender.Result("failed", error=str(exc)[:300])
+        if isinstance(bodies[nid], sender.Result):
+            unsendable.append((row, bodies[nid]))
+            continue
         ttl, urgency = payload.ttl_and_urgency(item.kind)
         jobs.append((row, sub.endpoint, sub.p256dh, sub.auth, bodies[nid], ttl, urgency, f"n{nid}"))
     timeout = settings.WEB_PUSH_URGENT_TIMEOUT if urgent else settings.WEB_PUSH_TIMEOUT
 
     def one(job):
         row, endpoint, p256dh, auth, body, ttl, urgency, topic = job
-        return row, sender.send(endpoint, p256dh, auth, body, ttl=ttl, urgency=urgency, topic=topic, timeout=timeout)
+        try:
+            return row, sender.send(endpoint, p256dh, auth, body, ttl=ttl, urgency=urgency, topic=topic,
+                                    timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - recorded and retried, never a failed request or task
+            log.exception("Web Push to subscription %s failed", row[2])
+            return row, sender.Result("retry", error=f"{type(exc).__name__}: {exc}"[:300])
 
     results = list(_pool().map(one, jobs)) if len(jobs) > 1 else [one(job) for job in jobs]
+    results += unsendable
     if orphans:
         PendingWebPush.objects.filter(pk__in=orphans).delete()
     return _record(results)
@@ -145,6 +158,7 @@ def _record(results) -> dict[str, int]:
     counts = _zero()
     delivered = defaultdict(list)  # attempts -> row ids
     gone_subs = set()
+    quick, first_due = [], None
     for (pk, _nid, sid, attempts), result in results:
         if result.outcome == "delivered":
             delivered[attempts].append(pk)
@@ -164,13 +178,31 @@ def _record(results) -> dict[str, int]:
                 due_at=None if gave_up else now + wait,
                 last_error=(f"gave up after {attempts} attempts: " if gave_up else "") + result.error)
             counts["failed" if gave_up else "pending"] += 1
+            if not gave_up and wait <= live.QUICK_RETRY_WITHIN:
+                quick.append(pk)
+                first_due = now + wait if first_due is None else min(first_due, now + wait)
     for attempts, pks in delivered.items():
         # Not a row owed again since it was claimed (a bump set attempts back to 0).
         PendingWebPush.objects.filter(pk__in=pks, attempts=attempts).delete()
     if gone_subs:
         log.info("%d Web Push subscription(s) ended (404/410): deleted", len(gone_subs))
         WebPushSubscription.objects.filter(pk__in=gone_subs).delete()
+    if quick:
+        _retry_soon(quick, first_due)
     return counts
+
+
+def _retry_soon(ids: list[int], due) -> None:
+    """A retry due within seconds goes to the task queue for that time (as the live push's do), so
+    a push service's hiccup costs about a second, not a deliver_pending period. The rows stay the
+    durable record: a queue that cannot defer (the immediate one, in tests) or fails leaves them to
+    deliver_pending."""
+    if not send_owed.get_backend().supports_defer:
+        return
+    try:
+        send_owed.using(run_after=due).enqueue(ids)
+    except Exception:  # noqa: BLE001 - never turn a push failure into a request failure
+        log.exception("could not queue the retry of %d Web Push(es); deliver_pending will", len(ids))
 
 
 def _zero() -> dict[str, int]:

@@ -80,7 +80,8 @@ def signer() -> Signer:
 
 def send(endpoint: str, p256dh: str, auth: str, payload: bytes, *, ttl: int, urgency: str, topic: str | None,
          timeout: float) -> Result:
-    """Encrypt and POST one message; never raises for what the network or the service does."""
+    """Encrypt and POST one message within `timeout` seconds (half to connect, half to read);
+    never raises for what the network or the service does."""
     import urllib3
 
     try:
@@ -98,7 +99,7 @@ def send(endpoint: str, p256dh: str, auth: str, payload: bytes, *, ttl: int, urg
         headers["Topic"] = topic
     try:
         response = pool().request("POST", endpoint, body=body, headers=headers, timeout=urllib3.Timeout(
-            connect=timeout, read=timeout), redirect=False, preload_content=True)
+            connect=timeout / 2, read=timeout / 2), redirect=False, preload_content=True)
     except urllib3.exceptions.HTTPError as exc:
         return Result("retry", error=f"push service unreachable: {exc}"[:300])
     return classify(response.status, response.headers.get("Retry-After"), response.data)
