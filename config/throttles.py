@@ -60,9 +60,17 @@ class PasswordResetThrottle(SharedCounting, AnonRateThrottle):
     scope = "password_reset"
 
 
-def throttle_page(*throttle_classes):
-    """The API's throttles on a page's POST, so a form and its API endpoint share one limit (the
-    same scope, the same counters): 429 with Retry-After and a page that says when to come back."""
+class WriteByGetThrottle(SharedCounting, UserRateThrottle):
+    """The write limit (same scope and counters as WriteThrottle) for a GET that writes: opening
+    a notification from a device notification marks it read."""
+
+    scope = "write"
+
+
+def throttle_page(*throttle_classes, methods=("POST",)):
+    """The API's throttles on a page's POST (or `methods`), so a form and its API endpoint share
+    one limit (the same scope, the same counters): 429 with Retry-After and a page that says when
+    to come back."""
     import functools
     import math
 
@@ -71,7 +79,7 @@ def throttle_page(*throttle_classes):
     def decorator(view):
         @functools.wraps(view)
         def wrapped(request, *args, **kwargs):
-            if request.method == "POST":
+            if request.method in methods:
                 waits = [t.wait() or 1 for t in (cls() for cls in throttle_classes) if not t.allow_request(request, None)]
                 if waits:
                     wait = math.ceil(max(waits))

@@ -1,16 +1,18 @@
-"""The notifications page, its mark-read forms, and the notification settings page."""
+"""The notifications page, its mark-read forms, opening one from a device notification, the
+notification settings page, and the service worker script."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from config.throttles import WriteThrottle, throttle_page
+from config.throttles import WriteByGetThrottle, WriteThrottle, throttle_page
 
-from . import groups, inbox, services
-from .models import MUTABLE_KINDS, Kind, Notification
+from . import forms, groups, inbox, services
+from .models import Digest, Kind, MutedPost, Notification, NotificationState, WebPushSubscription
 
 PAGE_SIZE = 30
 # Opening a notification whose post or comment was deleted meanwhile (its notification went with it).
@@ -106,39 +108,89 @@ def mark_all_read(request):
     return redirect("notifications")
 
 
-def _settings_context(request, muted_kinds, error=""):
-    prefs = services.preferences(request.user)
+def _settings_context(request, posted=None, errors=()):
+    """The matrix (stored, or a refused submission's valid parts), the digest's cadence, the email
+    address it goes to, and the muted posts."""
+    state = NotificationState.of(request.user)
+    digest = posted.get("email_digest") if posted else None
     return {
-        "kinds": [(value, Kind(value).label, value in muted_kinds) for value in MUTABLE_KINDS],
+        "columns": [heading for _, heading, _ in forms.COLUMNS],
+        "rows": forms.matrix(state, posted),
+        "digests": Digest.choices,
+        "digest": digest if digest in Digest.values else state.email_digest,
+        "email": request.user.email,
+        # A digest goes only to a confirmed address (the account's `email_verified_at`, set by the
+        # link the profile page sends; an account model without it has nothing to confirm).
+        "email_confirmed": getattr(request.user, "email_verified_at", True) is not None,
+        # This user's devices (by the endpoint's hash): the switch is on only where the browser's
+        # subscription is one of them, not where it still carries pushes for another account.
+        "push_endpoints": list(WebPushSubscription.objects.filter(user=request.user)
+                               .values_list("endpoint_hash", flat=True)),
         # Ids: the page shows each post's author and start (feed's `posts_by_id`, one query).
-        "muted_posts": prefs["muted_posts"],
-        "error": error,
+        "muted_posts": list(MutedPost.objects.filter(user=request.user).order_by("post_ref")
+                            .values_list("post_ref", flat=True)),
+        "errors": list(errors),
     }
+
+
+def _posted(request) -> dict:
+    """The valid parts of a submission, to show again beside its errors."""
+    return {**{name: [k for k in request.POST.getlist(name) if k in Kind.values] for name, _, _ in forms.COLUMNS},
+            "email_digest": request.POST.get("email_digest", "")}
 
 
 @login_required
 @throttle_page(WriteThrottle)
 def notification_settings(request):
-    """What the user does not want to be told about: kinds (checkboxes) and muted posts (each
-    with an Unmute button). Takes effect for what happens next; what is stored stays."""
+    """Where each kind of notification reaches the user (the matrix: in-app, Web Push, email
+    digest), how often the digest comes, this device's push switch (settings.js) and the muted posts
+    (each with an Unmute button). Takes effect for what happens next; what is stored stays."""
     if request.method != "POST":
-        return render(request, "notifier/settings.html",
-                      _settings_context(request, services.preferences(request.user)["muted_kinds"]))
+        return render(request, "notifier/settings.html", _settings_context(request))
     if "unmute_post" in request.POST:
         post_ref = request.POST["unmute_post"]
         if not post_ref.isdigit() or len(post_ref) > 18:
-            context = _settings_context(request, services.preferences(request.user)["muted_kinds"],
-                                        error="That is not a post you muted.")
+            context = _settings_context(request, errors=["That is not a post you muted."])
             return render(request, "notifier/settings.html", context, status=400)
         services.mute_post(request.user, int(post_ref), muted=False)
         messages.success(request, "Unmuted: you will be notified about that post again.")
         return redirect("notification-settings")
-    kinds = request.POST.getlist("muted_kinds")
-    unknown = sorted({k for k in kinds if k not in Kind.values})
-    if unknown:
-        valid = [k for k in kinds if k in Kind.values]
-        context = _settings_context(request, valid, error=f"Unknown kind: {', '.join(unknown)[:100]}.")
+    form = forms.ChannelMatrixForm(request.POST)
+    if not form.is_valid():
+        errors = [str(e)[:200] for field_errors in form.errors.values() for e in field_errors]
+        context = _settings_context(request, posted=_posted(request), errors=errors)
         return render(request, "notifier/settings.html", context, status=400)
-    services.set_preferences(request.user, muted_kinds=kinds)
+    services.set_preferences(request.user, **form.preferences())
     messages.success(request, "Notification settings saved.")
     return redirect("notification-settings")
+
+
+@login_required
+@throttle_page(WriteByGetThrottle, methods=("GET",))
+def open_notification(request, pk):
+    """GET: mark one of the user's notifications read and go on to what it is about. For the
+    service worker's notification click, which cannot send a CSRF token (GitHub marks read on visit
+    the same way). Marking read is the only effect, and the session cookie is SameSite=Lax: another
+    site can at most send the user here by a link, which is what a click does. Another user's
+    notification, or one whose post was deleted, is a 404 (nobody learns which); the redirect goes
+    only to a same-site URL."""
+    try:
+        services.mark_read(request.user, pk)
+    except Notification.DoesNotExist:
+        return render(request, "notifier/open_gone.html", status=404)
+    url = Notification.objects.filter(pk=pk, recipient=request.user).values_list("url", flat=True).first()
+    if url and url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()},
+                                               require_https=request.is_secure()):
+        return redirect(url)
+    return redirect("notifications")
+
+
+def service_worker(request):
+    """/sw.js: the service worker, at the site's root so its scope is every page (a worker's
+    scope cannot be above its script's folder). Always revalidated (no-cache), so a new version
+    reaches browsers at their next visit rather than after a day in the HTTP cache."""
+    response = render(request, "notifier/sw.js", {"site_icon": static("feed/apple-touch-icon.png")},
+                      content_type="application/javascript; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["Service-Worker-Allowed"] = request.META.get("SCRIPT_NAME", "").rstrip("/") + "/"
+    return response

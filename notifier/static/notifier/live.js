@@ -40,6 +40,8 @@
  *   one (another was lost on the way) has them re-read at once.
  * - On the home page, `new_post` news shows a "N new posts" button that inserts the new cards
  *   (rendered by the server, GET /feed/newer/?after=<newest id shown>) without a reload.
+ * - With Web Push on for this device, the service worker passes each push to the page as well
+ *   (shown once by id, like any other way a notification comes).
  * - Text from messages is inserted with textContent only, never as HTML.
  */
 (function () {
@@ -1477,6 +1479,20 @@
     else syncNow();
     scheduleSync();
   });
+
+  // With "Notify me on this device" on, the service worker (/sw.js) hears of every notification
+  // by Web Push too and tells each Herald window, where it shows nothing itself while one is
+  // visible. The same message as the live connection's: shown once by id and seq, whichever way
+  // comes first, so a page whose live connection is down still gets its toast.
+  if (navigator.serviceWorker && navigator.serviceWorker.addEventListener) {
+    navigator.serviceWorker.addEventListener("message", function (event) {
+      var data = event.data;
+      var message = data && data.herald === "push" ? data.message : null;
+      if (!message || message.v !== 1 || message.type !== "notification") return;
+      showNotification(message, true);
+      setCounts(message, Number(message.seq), 0);
+    });
+  }
 
   window.heraldLive = {
     state: function () { return body.dataset.liveState; },
