@@ -173,6 +173,17 @@ class RetryPermission:
 
 # --- Filters ---------------------------------------------------------------------------------
 
+class RecordAdmin(LargeTableAdmin):
+    """A table only Herald writes (owed pushes, digests, subscriptions): shown, never added or
+    edited here. Deleting stays allowed where a subclass says so."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class ReadFilter(admin.SimpleListFilter):
     title = "read"
     parameter_name = "read"
@@ -309,7 +320,7 @@ class NotificationStateAdmin(SendTestPushPermission, LargeTableAdmin):
 
 
 @admin.register(PendingPush)
-class PendingPushAdmin(RetryPermission, LargeTableAdmin):
+class PendingPushAdmin(RetryPermission, RecordAdmin):
     """The outbox, read-only: what is owed, how often it was tried, and why it failed."""
 
     list_display = ["notification_link", "recipient", "state", "attempts", "due_at", "last_attempt_at", "last_error"]
@@ -334,19 +345,13 @@ class PendingPushAdmin(RetryPermission, LargeTableAdmin):
     def state(self, push):
         return push.state
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
     def has_delete_permission(self, request, obj=None):
         # Deleting an owed push would silently drop it; it goes when delivered.
         return False
 
 
 @admin.register(DigestDelivery)
-class DigestDeliveryAdmin(LargeTableAdmin):
+class DigestDeliveryAdmin(RecordAdmin):
     """Email digests by window: sent, or claimed without a mail (nothing new, or lost: at most once)."""
 
     list_display = ["user", "cadence", "window_start", "sent_at", "item_count", "upto_seq"]
@@ -355,15 +360,9 @@ class DigestDeliveryAdmin(LargeTableAdmin):
     search_fields = ["user__username"]
     search_user_field = "user"  # an exact username through its index, never a LIKE over the table
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(WebPushSubscription)
-class WebPushSubscriptionAdmin(LargeTableAdmin):
+class WebPushSubscriptionAdmin(RecordAdmin):
     """Browsers subscribed to Web Push, read-only. Deleting one ends pushes to that browser (and
     drops what it is owed); the browser subscribes again from its settings page."""
 
@@ -382,15 +381,9 @@ class WebPushSubscriptionAdmin(LargeTableAdmin):
 
         return urlsplit(sub.endpoint).hostname
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(PendingWebPush)
-class PendingWebPushAdmin(LargeTableAdmin):
+class PendingWebPushAdmin(RecordAdmin):
     """Web Pushes owed, read-only: how often each was tried and why it failed (deliver_pending
     retries what is due; failed rows stay as the record)."""
 
@@ -402,12 +395,6 @@ class PendingWebPushAdmin(LargeTableAdmin):
     @admin.display(description="state")
     def state(self, push):
         return push.state
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -33,7 +33,7 @@ from .oncommit import after_commit
 from .push.publisher import PublishError, get_publisher
 from .push.batch import publish_all
 from .sql import among, table
-from .taskqueue import background, in_task
+from .taskqueue import background, enqueue_retry, in_task
 from .topics import user_topic
 
 log = logging.getLogger(__name__)
@@ -210,16 +210,7 @@ def _record(delivered: list[int], retry: dict[int, str], failed: dict[int, str])
 
 
 def _retry_soon(ids: list[int], due) -> None:
-    """Hand owed pushes to the task queue, to run when they are due. The rows are the durable
-    record (deliver_pending finds them whatever happens here), so a queue that cannot take the
-    task only costs time; a backend that cannot defer (the immediate one, in tests) leaves them to
-    deliver_pending too."""
-    if not retry_owed.get_backend().supports_defer:
-        return
-    try:
-        retry_owed.using(run_after=due).enqueue(ids)
-    except Exception:  # noqa: BLE001 - never turn a push failure into a request failure
-        log.exception("could not queue the retry of %d owed push(es); deliver_pending will", len(ids))
+    enqueue_retry(retry_owed, ids, due, "owed push(es)")
 
 
 @background

@@ -92,6 +92,19 @@ def enqueue(task_, *args) -> None:
         after_commit(task_.enqueue, *args)
 
 
+def enqueue_retry(task_, ids: list, due: datetime, what: str) -> None:
+    """Hand owed rows' ids to `task_`, to run when they are due, so a hiccup costs about a second
+    rather than a deliver_pending period. The rows are the durable record (deliver_pending finds
+    them whatever happens here), so a queue that cannot take the task only costs time, and a
+    backend that cannot defer (the immediate one, in tests) leaves them to deliver_pending too."""
+    if not task_.get_backend().supports_defer:
+        return
+    try:
+        task_.using(run_after=due).enqueue(ids)
+    except Exception:  # noqa: BLE001 - never turn a push failure into a request failure
+        log.exception("could not queue the retry of %d %s; deliver_pending will", len(ids), what)
+
+
 class LambdaBackend(DatabaseBackend):
     """On Lambda: the database queue, with tasks handed to asynchronous invocations of this function
     after the commit (zappa.asynchronous), so nothing waits for a poller. The row is the durable

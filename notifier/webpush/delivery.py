@@ -34,7 +34,7 @@ from django.utils import timezone
 from .. import delivery as live
 from ..models import PendingWebPush, WebPushSubscription
 from ..oncommit import after_commit
-from ..taskqueue import background, enqueue, in_task
+from ..taskqueue import background, enqueue, enqueue_retry, in_task
 from . import payload
 
 log = logging.getLogger(__name__)
@@ -193,16 +193,8 @@ def _record(results) -> dict[str, int]:
 
 
 def _retry_soon(ids: list[int], due) -> None:
-    """A retry due within seconds goes to the task queue for that time (as the live push's do), so
-    a push service's hiccup costs about a second, not a deliver_pending period. The rows stay the
-    durable record: a queue that cannot defer (the immediate one, in tests) or fails leaves them to
-    deliver_pending."""
-    if not send_owed.get_backend().supports_defer:
-        return
-    try:
-        send_owed.using(run_after=due).enqueue(ids)
-    except Exception:  # noqa: BLE001 - never turn a push failure into a request failure
-        log.exception("could not queue the retry of %d Web Push(es); deliver_pending will", len(ids))
+    """A retry due within seconds goes to the task queue for that time, as the live push's do."""
+    enqueue_retry(send_owed, ids, due, "Web Push(es)")
 
 
 def _zero() -> dict[str, int]:
