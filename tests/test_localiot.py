@@ -329,6 +329,44 @@ def test_subscriber_receives_a_boto3_publish_within_a_second(iot_data, connect, 
     assert (message.topic, message.payload, message.qos, message.retain) == (user_topic(42), payload, 1, False)
 
 
+def test_the_publish_leaves_for_subscribers_before_the_http_answer(iot, iot_data, connect, monkeypatch):
+    """The push is on the subscriber's socket before Herald's Publish call returns, not queued
+    behind the HTTP answer for a later turn of the emulator's event loop."""
+    from amqtt.mqtt.protocol.handler import ProtocolHandler
+
+    from notifier.localiot.publish_api import PublishServer
+
+    events = []
+    send_packet, respond = ProtocolHandler._send_packet, PublishServer._respond
+
+    async def recording_send(self, packet):
+        if getattr(getattr(packet, "payload", None), "data", None) == b"ordered":
+            events.append("mqtt publish written")
+        return await send_packet(self, packet)
+
+    async def recording_respond(self, writer, response, keep_alive):
+        events.append("http answered")
+        return await respond(self, writer, response, keep_alive)
+
+    client = connect(42)
+    assert client.subscribe(user_topic(42), qos=1) == 1
+    monkeypatch.setattr(ProtocolHandler, "_send_packet", recording_send)
+    monkeypatch.setattr(PublishServer, "_respond", recording_respond)
+    iot_data.publish(topic=user_topic(42), qos=1, payload=b"ordered")
+    assert client.next_message().payload == b"ordered"
+    assert events == ["mqtt publish written", "http answered"]
+
+
+def test_finished_deliveries_do_not_pile_up(iot, iot_data, connect):
+    client = connect(42)
+    assert client.subscribe(user_topic(42), qos=1) == 1
+    for n in range(30):
+        iot_data.publish(topic=user_topic(42), qos=1, payload=f"n={n}".encode())
+        assert client.next_message().payload == f"n={n}".encode()
+    # Each delivery reaps the finished ones before it: at most the last one or two are left.
+    assert len(iot.broker._tasks_queue) <= 2
+
+
 def test_public_post_comments_reach_subscribers_of_that_post_only(iot_data, connect):
     reader = connect(42)
     assert reader.subscribe(f"{PREFIX}/posts/17/comments", qos=0) == 0

@@ -168,7 +168,7 @@ class LocalIoT:
         """
         if self._broker is None:
             raise RuntimeError("LocalIoT is not running.")
-        await self._broker.internal_message_broadcast(topic, payload, 0 if qos == 0 else None)
+        await self._broker.deliver(topic, payload, 0 if qos == 0 else None)
 
     async def delete_connection(self, client_id: str, clean_session: bool = False) -> bool:
         """Drop a connected client at once (iot-data DeleteConnection); False if it is not connected."""
