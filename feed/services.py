@@ -189,7 +189,7 @@ def add_comment(author: User, post_id: int, text: str, parent_id: int | None = N
                 raise ValidationError("You can only reply to a comment on this post.", code="parent")
         thread = replied_to and (replied_to.parent or replied_to)
         comment = Comment.objects.create(post=post, author=author, text=text, parent=thread)
-        PostFollow.objects.get_or_create(post=post, user=author)  # an explicit unfollow stays
+        followers = _followers(post, commenter=author)  # and the commenter follows it from now on
         mentioned = _mentioned_users(text)
         if mentioned:
             comment.mentions.add(*mentioned)
@@ -199,7 +199,6 @@ def add_comment(author: User, post_id: int, text: str, parent_id: int | None = N
         told = {author.pk}
         reply_ids = sorted({replied_to.author_id, thread.author_id} - told) if thread else []
         told.update(reply_ids)
-        followers = _followers(post)
         owner_ids = [post.author_id] if post.author_id in followers - told else []
         told.update(owner_ids)
         mention_ids = [u.pk for u in mentioned if u.pk not in told]
@@ -216,15 +215,22 @@ def add_comment(author: User, post_id: int, text: str, parent_id: int | None = N
             Notice(Kind.COMMENT, follower_ids, text=f"{_commented_on(author, post)}: “{preview}”",
                    dedupe_key=f"comment:{comment.pk}", **refs),
         ])
-        live.comment_added(comment)  # open post pages show it, once this commits
+        live.comment_added(comment, [u.username for u in mentioned])  # open post pages show it, once this commits
     return comment
 
 
-def _followers(post: Post) -> set[int]:
+def _followers(post: Post, commenter: User | None = None) -> set[int]:
     """Who follows the post: its rows that say so, and its author unless they unfollowed it (an
-    author follows their own post without a row: posts from before follows, or made in bulk)."""
-    rows = dict(PostFollow.objects.filter(Q(following=True) | Q(user_id=post.author_id), post=post)
+    author follows their own post without a row: posts from before follows, or made in bulk).
+
+    With `commenter`, that person follows the post from now on unless they have a row already (an
+    explicit unfollow stays): their row is read by the same query, and one is written only for a
+    first comment. Under the post's lock, so nobody else writes the row meanwhile."""
+    known = {post.author_id} | ({commenter.pk} if commenter else set())
+    rows = dict(PostFollow.objects.filter(Q(following=True) | Q(user_id__in=known), post=post)
                 .values_list("user_id", "following"))
+    if commenter is not None and commenter.pk not in rows:
+        rows[commenter.pk] = PostFollow.objects.create(post=post, user=commenter).following
     return {uid for uid, following in rows.items() if following} | (
         set() if post.author_id in rows else {post.author_id})
 

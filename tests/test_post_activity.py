@@ -36,6 +36,33 @@ def test_a_comment_is_published_to_the_post_topic_after_commit(alice, bob, memor
     assert post.live_seq == 2
 
 
+def test_a_comment_reads_and_writes_the_feed_tables_once_each_before_its_commit(alice, bob, carol, on_commit):
+    """The statements before a comment's commit are what its push waits for: the post is locked
+    once and bumped once (seq and counts in one statement), who follows it (the commenter's own
+    row included) is one read, and mentions are not read back for the live message."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from feed.models import PostFollow
+
+    post = services.create_post(alice, "hello")
+    services.add_comment(bob, post.pk, "first")
+    with on_commit(), CaptureQueriesContext(connection) as queries:
+        services.add_comment(bob, post.pk, "again, @carol")
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len([s for s in sql if '"feed_postfollow"' in s]) == 1
+    assert len([s for s in sql if s.startswith('UPDATE "feed_post" ') or 'FROM "feed_post" ' in s]) == 2
+    assert not [s for s in sql if "feed_comment_mentions" in s and s.startswith("SELECT")]
+    # A first comment follows the post (one more statement); an explicit unfollow stays.
+    with on_commit():
+        services.add_comment(carol, post.pk, "me too")
+    assert PostFollow.objects.get(post=post, user=carol).following
+    services.follow_post(carol, post.pk, following=False)
+    with on_commit():
+        services.add_comment(carol, post.pk, "still here")
+    assert not PostFollow.objects.get(post=post, user=carol).following
+
+
 def test_likes_unlikes_and_removed_comments_publish_counts(alice, bob, carol, memory_publisher, on_commit):
     post = services.create_post(alice, "hello")
     with on_commit():
