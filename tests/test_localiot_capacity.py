@@ -98,12 +98,12 @@ def test_ten_processes_full_pools_are_served_without_a_refusal(iot, monkeypatch)
     keys = vend(iot, root=ROOT_KEYS, user_id=42)
     subscriber = Client.over_tcp(iot.mqtt_port, keys.url, keys.client_id)
     clients, others, sent, errors = [], [], [], []
-    held = HeldDelivery(iot.broker.internal_message_broadcast, PROCESSES * PUBLISHER_CLIENTS * POOL)
+    held = HeldDelivery(iot.broker.deliver, PROCESSES * PUBLISHER_CLIENTS * POOL)
     try:
         assert subscriber.connect() == "Success"
         assert subscriber.subscribe(TOPIC) == 1
         clients = [publisher_client(iot) for _ in range(PROCESSES * PUBLISHER_CLIENTS)]
-        monkeypatch.setattr(iot.broker, "internal_message_broadcast", held)
+        monkeypatch.setattr(iot.broker, "deliver", held)
 
         def publish(client, payload: bytes) -> None:
             try:
