@@ -97,7 +97,7 @@ def load(notification_ids: list[int]) -> list[Outgoing]:
 
     rows = list(
         Notification.objects.filter(pk__in=notification_ids)
-        .select_related("actor")
+        .select_related("event__actor")
         .annotate(unread_now=state("unread_count"), unseen_now=state("unseen_count"), read_seq_now=state("read_seq"))
         .order_by("pk")
     )
