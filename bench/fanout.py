@@ -91,9 +91,15 @@ def build(url: str, follower_counts: list[int], history: bool = True) -> dict:
         )
         conn.execute("ALTER TABLE bench_state0 ADD PRIMARY KEY (user_id)")
         # ... and the notifications that history numbers: seq 1..last_seq each (read up to read_seq).
+        # (One event per seq number: the history's notifications are alike, as a follow's are.)
         conn.execute(
-            "INSERT INTO notifier_notification (recipient_id, actor_id, kind, seq, text, url, created_at)"
-            " SELECT s.user_id, NULL, 'follow', g, 'Someone started following you.', '/', now() - interval '1 day'"
+            "INSERT INTO notifier_notificationevent (id, actor_id, kind, text, url, created_at)"
+            " SELECT g, NULL, 'follow', 'Someone started following you.', '/', now() - interval '1 day'"
+            " FROM generate_series(1, 7) g")
+        conn.execute("SELECT setval(pg_get_serial_sequence('notifier_notificationevent', 'id'), 7)")
+        conn.execute(
+            "INSERT INTO notifier_notification (recipient_id, event_id, kind, seq)"
+            " SELECT s.user_id, g, 'follow', g"
             " FROM bench_state0 s, generate_series(1, s.last_seq) g WHERE %s AND s.last_seq > 0"
             " ORDER BY g, s.user_id", [history]
         )
@@ -120,11 +126,13 @@ def reset() -> None:
     every state row as history left it; VACUUM ANALYZE."""
     _sql("TRUNCATE notifier_pendingpush, django_tasks_database_dbtaskresult")
     _sql("DELETE FROM notifier_notification WHERE id > (SELECT history_max_id FROM bench_meta)")
+    _sql("DELETE FROM notifier_notificationevent WHERE id > 7")
     _sql("TRUNCATE feed_post CASCADE")
     _sql("DELETE FROM notifier_notificationstate")
     _sql("INSERT INTO notifier_notificationstate (user_id, last_seq, unread_count, read_seq)"
          " SELECT user_id, last_seq, unread_count, read_seq FROM bench_state0")
-    _sql("VACUUM ANALYZE notifier_notificationstate, notifier_notification, notifier_pendingpush, feed_post,"
+    _sql("VACUUM ANALYZE notifier_notificationstate, notifier_notification, notifier_notificationevent,"
+         " notifier_pendingpush, feed_post,"
          " feed_follow, django_tasks_database_dbtaskresult")
 
 
@@ -140,16 +148,16 @@ def verify(author_id: int, post_id: int, expected: int) -> dict:
             WHERE fo.followee_id = %(author)s
         )
         SELECT
-            (SELECT count(*) FROM notifier_notification WHERE post_ref = %(post)s),
-            (SELECT count(DISTINCT recipient_id) FROM notifier_notification WHERE post_ref = %(post)s),
+            (SELECT count(*) FROM notifier_notification WHERE event_id IN (SELECT id FROM notifier_notificationevent WHERE post_ref = %(post)s)),
+            (SELECT count(DISTINCT recipient_id) FROM notifier_notification WHERE event_id IN (SELECT id FROM notifier_notificationevent WHERE post_ref = %(post)s)),
             (SELECT count(*) FROM notifier_notification n JOIN f ON f.uid = n.recipient_id
-             WHERE n.post_ref = %(post)s AND n.kind = 'new_post' AND n.seq = f.seq0 + 1 AND n.read_at IS NULL
-               AND n.dedupe_key LIKE 'new_post:' || %(author)s || ':%%' AND n.actor_id = %(author)s
+             WHERE n.event_id IN (SELECT id FROM notifier_notificationevent WHERE post_ref = %(post)s) AND n.kind = 'new_post' AND n.seq = f.seq0 + 1 AND n.read_at IS NULL
+               AND n.dedupe_key LIKE 'new_post:' || %(author)s || ':%%' AND (SELECT e.actor_id FROM notifier_notificationevent e WHERE e.id = n.event_id) = %(author)s
                AND n.actor_count = 1),
             (SELECT count(*) FROM notifier_notificationstate s JOIN f ON f.uid = s.user_id
              WHERE s.last_seq = f.seq0 + 1 AND s.unread_count = f.unread0 + 1 AND s.read_seq = f.read0),
             (SELECT count(*) FROM notifier_notification WHERE recipient_id = %(author)s)
-               + (SELECT count(*) FROM notifier_notification n WHERE n.post_ref = %(post)s
+               + (SELECT count(*) FROM notifier_notification n WHERE n.event_id IN (SELECT id FROM notifier_notificationevent WHERE post_ref = %(post)s)
                   AND n.recipient_id NOT IN (SELECT uid FROM f))
         """,
         {"author": author_id, "post": post_id},
@@ -160,7 +168,8 @@ def verify(author_id: int, post_id: int, expected: int) -> dict:
 
 
 def _count(post_id: int) -> int:
-    return _sql("SELECT count(*) FROM notifier_notification WHERE post_ref = %s", [post_id])[0][0]
+    return _sql("SELECT count(*) FROM notifier_notification WHERE event_id IN"
+                " (SELECT id FROM notifier_notificationevent WHERE post_ref = %s)", [post_id])[0][0]
 
 
 def _queue_busy() -> int:

@@ -20,7 +20,7 @@ rows, which are locked first like every write's.
 """
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery, Value
@@ -80,10 +80,10 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
         out: list[delivery.Outgoing] = []
         owed_web: list[int] = []
         for notice, actor_id, ids in planned:
-            event_id, made = _event(notice, actor_id, now)
+            event_id, created_at, made = _event(notice, actor_id, now)
             stored = []
             for part in _chunks(ids):
-                stored += _store(notice, actor_id, event_id, part, now, owed_web)
+                stored += _store(notice, actor_id, event_id, created_at, part, owed_web)
             if made and not stored:  # everyone had it or muted it: nothing points at the event
                 NotificationEvent.objects.filter(pk=event_id).delete()
             out += stored
@@ -132,8 +132,9 @@ def _not_muted(notice: Notice) -> tuple[str, list]:
     return sql, params
 
 
-def _event(notice: Notice, actor_id, now) -> tuple[int, bool]:
-    """The event row this notice's recipients will point at, and whether it was made now.
+def _event(notice: Notice, actor_id, now) -> tuple[int, object, bool]:
+    """The event row this notice's recipients will point at: its id, its time, and whether it
+    was made now.
 
     A notice that can arrive again with the same content shares its earlier event: a retried
     comment (its dedupe key), a post's fan-out, whose chunks run as separate tasks (a NEWEST
@@ -143,13 +144,13 @@ def _event(notice: Notice, actor_id, now) -> tuple[int, bool]:
     fields = dict(kind=notice.kind, actor_id=actor_id, post_ref=notice.post_ref, comment_ref=notice.comment_ref,
                   dedupe_key=notice.dedupe_key, text=text, url=notice.url)
     if notice.dedupe_key or (notice.group and GROUPED[notice.kind] == NEWEST and notice.post_ref is not None):
-        found = (NotificationEvent.objects.filter(**fields).order_by("-pk").values_list("pk", flat=True).first())
+        found = NotificationEvent.objects.filter(**fields).order_by("-pk").values_list("pk", "created_at").first()
         if found is not None:
-            return found, False
-    return NotificationEvent.objects.create(created_at=now, **fields).pk, True
+            return *found, False
+    return NotificationEvent.objects.create(created_at=now, **fields).pk, now, True
 
 
-def _store(notice: Notice, actor_id, event_id: int, user_ids: list[int], now, owed_web: list[int]) -> list[delivery.Outgoing]:
+def _store(notice: Notice, actor_id, event_id: int, now, user_ids: list[int], owed_web: list[int]) -> list[delivery.Outgoing]:
     """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
     bump the seq and counts of those who do not have this activity yet and have not muted it,
     insert (or, for a grouped kind, upsert) their notifications numbered by the new seq, and
@@ -182,7 +183,13 @@ def _store(notice: Notice, actor_id, event_id: int, user_ids: list[int], now, ow
         if rows and web_push_enabled():
             owed_web += _owe_web_pushes(cursor, notice.kind, [row[:2] for row in rows], now + web_push.IN_FLIGHT_LEASE)
     recent = groups.recent_actors([pk for pk, _, _, count in rows if plan.members and count > 1])
-    return [_outgoing(notice, pk, uid, seq, count, counts[uid], now, recent.get(pk)) for pk, uid, seq, count in rows]
+    # What every recipient's push shares is made once (one actor tuple: delivery encodes the
+    # shared part of the message once for all the items that hold it).
+    shared = delivery.Outgoing(pk=0, recipient_id=0, seq=0, kind=notice.kind, actor=notice.actor, text=_text(notice),
+                               url=notice.url, created_at=now, unread_count=0, actor_list=(actor_dict(notice.actor),))
+    return [replace(shared, pk=pk, recipient_id=uid, seq=seq, actor_count=count, unread_count=counts[uid][0],
+                    unseen_count=counts[uid][1], actor_list=tuple(recent[pk]) if pk in recent else shared.actor_list)
+            for pk, uid, seq, count in rows]
 
 
 @dataclass(frozen=True)
@@ -252,14 +259,6 @@ def _grouping(notice: Notice, now) -> _Plan:
         f" event_id = excluded.event_id, read_at = NULL, actor_count = {notification}.actor_count + 1"
     )
     return _Plan(key, counting, [key, key], skip, skip_params, on_conflict, by_members)
-
-
-def _outgoing(notice: Notice, pk, uid, seq, count, counts, now, actors) -> delivery.Outgoing:
-    return delivery.Outgoing(
-        pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=_text(notice),
-        url=notice.url, created_at=now, unread_count=counts[0], unseen_count=counts[1], actor_count=count,
-        actor_list=tuple(actors) if actors else (actor_dict(notice.actor),),
-    )
 
 
 def _text(notice: Notice) -> str:
