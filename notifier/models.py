@@ -20,9 +20,16 @@ an item that is already unread changes no count), so they stay exact: the bell c
 the list shows them. NotificationActor rows say who is in a group (for "Ana and 3 others", and to
 take someone out again on unlike / unfollow).
 
-Notifications name what they are about by plain ids (post_ref, comment_ref), not generic foreign
-keys and not foreign keys into the feed app: notifier does not depend on feed. The app that owns
-those objects withdraws the notifications when it deletes them (services.withdraw).
+Event + recipient rows: what is the same for every recipient (kind, actor, the post / comment it is
+about, text, url, time) is stored once, in a NotificationEvent; each recipient's Notification is
+narrow (recipient, seq, event, kind, group key, actor_count, read_at). A fan-out to 10,000 followers
+writes one event and 10,000 rows of a few ids each; an edit rewrites one event; a group points at
+its newest event. Readers join one event per listed row (select_related), a fixed query count.
+
+Events name what they are about by plain ids (post_ref, comment_ref), not generic foreign keys and
+not foreign keys into the feed app: notifier does not depend on feed. The app that owns those
+objects withdraws the notifications when it deletes them (services.withdraw: the events about
+them, then their recipients' rows by the event index).
 
 Index diet: every index on Notification serves a query that can be named (see Meta), and no
 column that a routine UPDATE changes (`read_at`) is indexed, so those updates stay HOT on
