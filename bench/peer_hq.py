@@ -208,12 +208,13 @@ def http_mark_all_read(url: str, port: int, sessions: dict, expected: dict, reps
     return out
 
 
-def run(requests: int = 300, mark_reps: int = 5, scale: float = 1.0) -> dict:
+def run(requests: int = 300, mark_reps: int = 5, scale: float = 1.0, url: str | None = None) -> dict:
+    """Build, fill and measure the peer in `url` (default: the scratch database beside DATABASE_URL's)."""
     python = build_env()
     versions = subprocess.run([python, "-c", "import django, importlib.metadata as m;"
                                " print(django.get_version(), m.version('django-notifications-hq'))"],
                               capture_output=True, text=True, check=True).stdout.split()
-    url = scratch_url("reads_peer_hq")
+    url = url or scratch_url("reads_peer_hq")
     recreate_database(url)
     env = peer_env(python, url)
     subprocess.run([python, "manage.py", "migrate", "-v0", "--no-input"], cwd=PROJECT, env=env, check=True)

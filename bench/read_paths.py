@@ -368,13 +368,14 @@ def main():
     parser.add_argument("--no-peer", dest="peer", action="store_const", const="", help="skip the peer")
     parser.add_argument("--peer-mark-reps", type=int, default=5, help="the peer's mark-all-read calls per user and way")
     args = parser.parse_args()
+    peer_url = scratch_url("reads_peer_hq")  # before run() points DATABASE_URL at Herald's scratch database
     result = run(args.requests, args.mark_reps, args.scale)
     result["scale"] = args.scale
     if args.peer != "":
         from bench import peer_hq
 
         try:
-            result["peer_hq"] = peer_hq.run(args.requests, args.peer_mark_reps, args.scale)
+            result["peer_hq"] = peer_hq.run(args.requests, args.peer_mark_reps, args.scale, url=peer_url)
             result["peer_hq"]["scale"] = args.scale
         except peer_hq.PeerUnavailable as e:
             if args.peer:  # asked for by name: its failure is the run's
