@@ -33,9 +33,10 @@ a no-op):
   notifier_pendingpush) for both schemas, per 1,000,000 rows.
 - EXPLAIN (ANALYZE, BUFFERS) of the list queries as the API builds them (in the JSON).
 
-    python bench/read_paths.py [--requests 300] [--mark-reps 30]
+    python bench/read_paths.py [--requests 300] [--mark-reps 30] [--peer hq | --no-peer]
 
-Writes bench/results/read_paths.json.
+Writes bench/results/read_paths.json. Unless --no-peer, the same users and rows in
+django-notifications-hq (bench/peer_hq.py, in its own venv) are measured too, under "peer_hq".
 """
 import argparse
 import os
@@ -156,12 +157,14 @@ def fill(url: str, schema: str, scale: float = 1.0) -> int:
         return conn.execute("SELECT count(*) FROM notifier_notification").fetchone()[0]
 
 
-def sizes(url: str) -> dict:
+def sizes(url: str, table: str = "notifier_notification") -> dict:
+    """Heap and every index of the notifications `table` (bench/peer_hq.py passes its peer's) and
+    of Herald's side tables where they exist, per 1,000,000 rows of `table`."""
+    main = table
     with connect(url) as conn:
-        rows = conn.execute("SELECT count(*) FROM notifier_notification").fetchone()[0]
+        rows = conn.execute(f"SELECT count(*) FROM {main}").fetchone()[0]
         tables = {}
-        for table in ("notifier_notification", "notifier_notificationevent", "notifier_pendingpush",
-                      "notifier_notificationstate"):
+        for table in (main, "notifier_notificationevent", "notifier_pendingpush", "notifier_notificationstate"):
             if not conn.execute("SELECT to_regclass(%s)", [table]).fetchone()[0]:
                 continue
             heap, table_size = conn.execute("SELECT pg_relation_size(%s), pg_table_size(%s)", [table, table]).fetchone()
@@ -173,9 +176,9 @@ def sizes(url: str) -> dict:
                              "index_bytes": sum(indexes.values()), "total_bytes": table_size + sum(indexes.values()),
                              "reloptions": options}
         columns = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'notifier_notification'"
-            " ORDER BY ordinal_position").fetchall()]
-    n = tables["notifier_notification"]
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+            " ORDER BY ordinal_position", [main]).fetchall()]
+    n = tables[main]
     scale = 1_000_000 / rows
     return {
         "rows": rows, "columns": columns, "tables": tables,
@@ -389,9 +392,24 @@ def main():
     parser.add_argument("--requests", type=int, default=300, help="measured GETs per endpoint")
     parser.add_argument("--mark-reps", type=int, default=30, help="measured mark-all-read calls per user and way")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the data (trying the script out)")
+    parser.add_argument("--peer", choices=["hq"], default=None,
+                        help="also measure the peer (bench/peer_hq.py); default: hq if its venv can be built")
+    parser.add_argument("--no-peer", dest="peer", action="store_const", const="", help="skip the peer")
+    parser.add_argument("--peer-mark-reps", type=int, default=5, help="the peer's mark-all-read calls per user and way")
     args = parser.parse_args()
+    peer_url = scratch_url("reads_peer_hq")  # before run() points DATABASE_URL at Herald's scratch database
     result = run(args.requests, args.mark_reps, args.scale)
     result["scale"] = args.scale
+    if args.peer != "":
+        from bench import peer_hq
+
+        try:
+            result["peer_hq"] = peer_hq.run(args.requests, args.peer_mark_reps, args.scale, url=peer_url)
+            result["peer_hq"]["scale"] = args.scale
+        except peer_hq.PeerUnavailable as e:
+            if args.peer:  # asked for by name: its failure is the run's
+                raise
+            print(f"peer skipped: {e}", file=sys.stderr)
     path = write_result("read_paths", result)
 
     print(f"read paths at {result['sizes']['rows']:,} rows (gunicorn 2 workers, PostgreSQL):")
@@ -406,6 +424,11 @@ def main():
     for key in ("notification_heap_mb", "notification_indexes_mb", "notification_index_count", "event_mb",
                 "pendingpush_mb", "total_mb"):
         print(f"  {key:26} {b.get(key, 0):>8} {a[key]:>8}")
+    if "peer_hq" in result:
+        from bench import peer_hq
+
+        print(f"vs {result['peer_hq']['package']} at {result['peer_hq']['rows']:,} rows (same users and rows):")
+        print("\n".join(peer_hq.summary(result, result["peer_hq"])))
     failed = [c for c in result["checks"] if not c["ok"]]
     for c in failed:
         print(f"  [FAIL] {c['what']}: {c['measured_ms']} ms (target {c['target_ms']} ms)")
