@@ -314,6 +314,22 @@ def explain_plans(last_seq: dict) -> dict:
                        "after_seq": qs.filter(seq__gt=last_seq[who] - 20).order_by("seq")[:101]}
         for name, query in queries.items():
             plans[f"{who}:{name}"] = query.explain(analyze=True, buffers=True)
+    # The other indexes' named queries (notifier.models: each index serves one): the mentions tab
+    # (notification_mentions_idx), what is about a post (event_post_ref_idx, then the recipients'
+    # rows by the event index: withdraw, opening a post), a group's item (notification_group_unique).
+    from notifier import inbox
+    from notifier.models import NotificationEvent
+
+    heavy = User.objects.get(username="heavy").pk
+    post = NotificationEvent.objects.filter(kind="new_post").order_by("pk").values_list("post_ref", flat=True).first()
+    group = Notification.objects.filter(recipient_id=heavy, dedupe_key__isnull=False).order_by("-seq").first()
+    others = {
+        "heavy:mentions": inbox.filtered(Notification.objects.for_user(heavy), inbox.MENTIONS).order_by("-seq")[:21],
+        "about_post": Notification.objects.filter(event__in=NotificationEvent.objects.filter(post_ref=post).values("pk")),
+        "group_item": Notification.objects.filter(recipient_id=heavy, dedupe_key=group.dedupe_key if group else ""),
+    }
+    for name, query in others.items():
+        plans[name] = query.explain(analyze=True, buffers=True)
     return plans
 
 
