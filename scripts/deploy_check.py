@@ -129,7 +129,8 @@ def verify_layer(function: dict, layer_arn: str, layer_zip: str) -> str:
     attached = [layer["Arn"] for layer in function.get("Layers", [])]
     if layer_arn not in attached:
         raise CheckFailed(f"function {function['FunctionName']} has layers {attached}, not {layer_arn}")
-    version = boto3.client("lambda", region_name=REGION).get_layer_version_by_arn(Arn=layer_arn)
+    name, number = layer_arn.split(":")[-2:]
+    version = boto3.client("lambda", region_name=REGION).get_layer_version(LayerName=name, VersionNumber=int(number))
     with open(layer_zip, "rb") as fh:
         expected = sha256(fh.read())
     if version["Content"]["CodeSha256"] != expected:

@@ -53,7 +53,7 @@ def publish(zip_path: str, name: str, bucket: str, region: str, session=None) ->
     versions = client.list_layer_versions(LayerName=name).get("LayerVersions", [])
     if versions:
         latest = max(versions, key=lambda v: v["Version"])
-        found = client.get_layer_version_by_arn(Arn=latest["LayerVersionArn"])
+        found = client.get_layer_version(LayerName=name, VersionNumber=latest["Version"])
         if found["Content"].get("CodeSha256") == sha256:
             return latest["LayerVersionArn"], False
     key = object_key(name, data)

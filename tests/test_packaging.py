@@ -554,3 +554,25 @@ def test_the_layer_checker_refuses_overlaps_files_outside_python_and_sources(tmp
 def test_the_layer_sits_beside_the_zip():
     assert check_package.layer_path("/nonexistent/herald-dev.zip") is None
     assert load_script("build_layer").stage_globs("production") == stage("dev")["exclude_glob"]
+
+
+def test_publishing_the_layer_uploads_it_once_per_content(tmp_path, monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    publish_layer = load_script("publish_layer")
+    first = write_zip(tmp_path / "a.zip", {"python/x.pyc": b"one"})
+    second = write_zip(tmp_path / "b.zip", {"python/x.pyc": b"two"})
+    with mock_aws():
+        arn, new = publish_layer.publish(str(first), "herald-dev-libs", "herald-deploy-test", "us-east-1")
+        assert new and arn.endswith(":layer:herald-dev-libs:1")
+        assert publish_layer.publish(str(first), "herald-dev-libs", "herald-deploy-test", "us-east-1") == (arn, False)
+        arn2, new = publish_layer.publish(str(second), "herald-dev-libs", "herald-deploy-test", "us-east-1")
+        assert new and arn2.endswith(":layer:herald-dev-libs:2")
+        version = boto3.client("lambda", region_name="us-east-1").get_layer_version(
+            LayerName="herald-dev-libs", VersionNumber=2)
+        assert version["CompatibleRuntimes"] == ["python3.11"]
