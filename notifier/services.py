@@ -20,7 +20,7 @@ rows, which are locked first like every write's.
 """
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery, Value
@@ -31,7 +31,7 @@ from . import Notice, channels, delivery, envelope, groups, removals
 from .envelope import actor_dict
 from .models import (GROUPED, MEMBERS, NEWEST, Kind, MutedPost, Notification, NotificationActor, NotificationEvent,
                      NotificationState, PendingPush, PendingWebPush, WebPushSubscription)
-from .sql import among, table
+from .sql import among, int_array, table
 from .webpush import delivery as web_push
 from .webpush import enabled as web_push_enabled
 
@@ -111,7 +111,7 @@ def _lock_states(user_ids: list[int]) -> None:
                     f"INSERT INTO {state} AS s (user_id, last_seq, unread_count, read_seq, seen_seq, unseen_count,"
                     f" muted_kinds) SELECT u, 0, 0, 0, 0, 0, '' FROM unnest(%s::bigint[]) AS u ORDER BY u"
                     f" ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq WHERE false",
-                    [part],
+                    [int_array(part)],
                 )
             else:  # SQLite (the project's other database)
                 cursor.execute(
@@ -185,10 +185,9 @@ def _store(notice: Notice, actor_id, event_id: int, now, user_ids: list[int], ow
     recent = groups.recent_actors([pk for pk, _, _, count in rows if plan.members and count > 1])
     # What every recipient's push shares is made once (one actor tuple: delivery encodes the
     # shared part of the message once for all the items that hold it).
-    shared = delivery.Outgoing(pk=0, recipient_id=0, seq=0, kind=notice.kind, actor=notice.actor, text=_text(notice),
-                               url=notice.url, created_at=now, unread_count=0, actor_list=(actor_dict(notice.actor),))
-    return [replace(shared, pk=pk, recipient_id=uid, seq=seq, actor_count=count, unread_count=counts[uid][0],
-                    unseen_count=counts[uid][1], actor_list=tuple(recent[pk]) if pk in recent else shared.actor_list)
+    kind, actor, text, url, actors = notice.kind, notice.actor, _text(notice), notice.url, (actor_dict(notice.actor),)
+    return [delivery.Outgoing(pk, uid, seq, kind, actor, text, url, now, counts[uid][0], counts[uid][1], count,
+                              tuple(recent[pk]) if pk in recent else actors)
             for pk, uid, seq, count in rows]
 
 
@@ -271,7 +270,7 @@ def _add_members(cursor, notification_ids: list[int], actor_id: int, event_id: i
         cursor.execute(
             f"INSERT INTO {members} (notification_id, actor_id, event_id, created_at)"
             f" SELECT n, %s, %s, %s FROM unnest(%s::bigint[]) n ON CONFLICT (notification_id, actor_id) DO NOTHING",
-            [actor_id, event_id, now, notification_ids],
+            [actor_id, event_id, now, int_array(notification_ids)],
         )
     else:  # SQLite
         cursor.execute(
@@ -293,7 +292,7 @@ def _owe_pushes(cursor, rows: list[tuple], due) -> None:
         cursor.execute(
             f"INSERT INTO {push} {columns} SELECT n, r, 0, %s, '' FROM unnest(%s::bigint[], %s::bigint[]) AS t(n, r)"
             + upsert,
-            [due, [row[0] for row in rows], [row[1] for row in rows]],
+            [due, int_array(row[0] for row in rows), int_array(row[1] for row in rows)],
         )
     else:  # SQLite
         cursor.execute(
@@ -312,7 +311,8 @@ def _owe_web_pushes(cursor, kind: str, rows: list[tuple], due) -> list[int]:
     due = connection.ops.adapt_datetimefield_value(due)
     on = channels.on_sql(channels.WEB_PUSH, "st")
     if connection.vendor == "postgresql":
-        values, params = "unnest(%s::bigint[], %s::bigint[]) AS t(n, r)", [[r[0] for r in rows], [r[1] for r in rows]]
+        values, params = "unnest(%s::bigint[], %s::bigint[]) AS t(n, r)", [int_array(r[0] for r in rows),
+                                                                             int_array(r[1] for r in rows)]
     else:  # SQLite
         values = "(SELECT json_extract(value, '$[0]') AS n, json_extract(value, '$[1]') AS r FROM json_each(%s)) t"
         params = [json.dumps([list(r[:2]) for r in rows])]
