@@ -136,14 +136,14 @@ def _event(notice: Notice, actor_id, now) -> tuple[int, object, bool]:
     """The event row this notice's recipients will point at: its id, its time, and whether it
     was made now.
 
-    A notice that can arrive again with the same content shares its earlier event: a retried
-    comment (its dedupe key), a post's fan-out, whose chunks run as separate tasks (a NEWEST
-    group: every chunk finds the event of the post the first one stored). Anything else (a like, a
-    follow) is news each time: a new event, whose time the group shows."""
+    A post's fan-out, whose chunks run as separate tasks (a NEWEST group), shares one event: every
+    chunk finds the one the first stored. Anything else is made afresh, a like or a follow being
+    news each time (the group shows the newest one's time); a retried comment's new event goes
+    again when everyone already had it (send), so the comment's path costs no lookup."""
     text = _text(notice)
     fields = dict(kind=notice.kind, actor_id=actor_id, post_ref=notice.post_ref, comment_ref=notice.comment_ref,
                   dedupe_key=notice.dedupe_key, text=text, url=notice.url)
-    if notice.dedupe_key or (notice.group and GROUPED[notice.kind] == NEWEST and notice.post_ref is not None):
+    if notice.group and GROUPED[notice.kind] == NEWEST and notice.post_ref is not None:
         found = NotificationEvent.objects.filter(**fields).order_by("-pk").values_list("pk", "created_at").first()
         if found is not None:
             return *found, False
