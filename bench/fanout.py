@@ -24,7 +24,9 @@ Measured, for each N:
 - naive (at the --loop-followers N only): the honest baseline, what a plain Django app does: one
   transaction that, per follower, bumps the counter (`UPDATE … SET last_seq = last_seq + 1,
   unread_count = unread_count + 1 … RETURNING last_seq`) and inserts that follower's row
-  (`Notification.objects.create`). Run interleaved with `immediate` (naive, immediate, naive, …,
+  (`Notification.objects.create`, a narrow row pointing at the post's one event, made first: the
+  naive part is the loop, so this baseline is the faster of the two a plain app could write on
+  Herald's schema). Run interleaved with `immediate` (naive, immediate, naive, …,
   one child process each), --repeat rounds; medians compared, with the load average at each run.
 - loop (at the --loop-followers N only, a second line): `for f in followers:
   notifier.notify("new_post", [f], …)`, Herald's own write path called once per recipient, one
@@ -35,8 +37,8 @@ last_seq + 1, and every follower's state at last_seq + 1 / unread + 1 / read_seq
 
     python bench/fanout.py [--followers 10000 100000] [--repeat 3] [--workers 1 2]
 
-Writes bench/results/fanout.json. Targets: 10k <= 1 s and >= 10x faster than the naive loop;
-100k <= 10 s in every task mode.
+Writes bench/results/fanout.json. Targets: 10k <= 0.5 s (at a load average under 1) and >= 10x faster than the naive loop;
+100k <= 5 s in every task mode.
 """
 import argparse
 import json
@@ -54,9 +56,9 @@ from bench.benchlib import (  # noqa: E402
     recreate_database, scratch_url, start_db_worker, stop, write_result,
 )
 
-TARGET_10K_S = 1.0
+TARGET_10K_S = 0.5
 TARGET_SPEEDUP = 10.0
-TARGET_100K_S = 10.0
+TARGET_100K_S = 5.0
 WARM_FOLLOWERS = 200
 WORKER_INTERVAL = 0.05
 
