@@ -6,14 +6,14 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test test-loaded install npm browser migrate demo bench clean help package deploy-check lambda-env
+.PHONY: run test test-loaded install npm browser migrate demo bench clean help package layer deploy-check lambda-env
 
 help:
 	@echo "make run    - install, migrate, load demo data, serve http://$(HOST):$(PORT)"
 	@echo "make test   - install what the tests need and run the whole suite"
 	@echo "make test-loaded - the whole suite with the CPU oversubscribed (BUSY=4 spinning processes)"
 	@echo "make bench  - push latency, fan-out, POST under fan-out, read paths at 1M rows, push throughput at 0/10/30 ms, search at 1M posts (PostgreSQL; bench/results/)"
-	@echo "make package      - the Lambda zip from runtime requirements only (dist/)"
+	@echo "make package      - the Lambda zip and its layer from runtime requirements only (dist/)"
 	@echo "make deploy-check - zappa deploy, status, undeploy against a local moto server"
 
 $(BIN)/python:
@@ -99,6 +99,7 @@ LAMBDA_PYTHON ?= python3.11
 LAMBDA_VENV   := .venv-lambda
 LAMBDA_BIN    := $(LAMBDA_VENV)/bin
 LAMBDA_ZIP    ?= dist/herald-$(STAGE).zip
+LAMBDA_LAYER  ?= $(LAMBDA_ZIP:.zip=-layer.zip)
 ZAPPA         := VIRTUAL_ENV=$(CURDIR)/$(LAMBDA_VENV) PATH=$(CURDIR)/$(LAMBDA_BIN):$$PATH $(LAMBDA_BIN)/zappa
 
 $(LAMBDA_BIN)/python:
@@ -126,13 +127,21 @@ lambda-env: $(LAMBDA_VENV)/.installed
 # libraries and duplicate static files dropped; binaries stripped); `zappa deploy` and `zappa
 # update` build the same way. check_package.py then fails on dev-only packages, size or missing static files, and runs the
 # package through Zappa's handler in an isolated interpreter.
-package: lambda-env npm
+# The layer (scripts/build_layer.py): the compiled libraries only some requests need (Web Push's
+# cryptography, Pillow), which finish_package.py leaves out of the function's zip; Lambda mounts
+# it at /opt. scripts/publish_layer.py publishes it and names its version in zappa_settings.json.
+layer: lambda-env
+	@mkdir -p $(dir $(LAMBDA_LAYER))
+	$(LAMBDA_BIN)/python scripts/build_layer.py $(LAMBDA_LAYER) --stage $(STAGE)
+
+package: layer npm
 	@mkdir -p $(dir $(LAMBDA_ZIP)) && rm -f $(LAMBDA_ZIP)
 	$(ZAPPA) package $(STAGE) -o $(LAMBDA_ZIP)
-	$(LAMBDA_BIN)/python scripts/check_package.py $(LAMBDA_ZIP) --smoke
-	@echo "Lambda package: $(LAMBDA_ZIP) ($$(du -h $(LAMBDA_ZIP) | cut -f1))"
+	$(LAMBDA_BIN)/python scripts/check_package.py $(LAMBDA_ZIP) --layer $(LAMBDA_LAYER) --smoke
+	@echo "Lambda package: $(LAMBDA_ZIP) ($$(stat -c %s $(LAMBDA_ZIP)) bytes), layer $(LAMBDA_LAYER) ($$(stat -c %s $(LAMBDA_LAYER)) bytes)"
 
 # zappa deploy -> status -> undeploy against a local moto server (no AWS account, nothing leaves
-# this machine). zappa deploy builds the package itself, with the same hooks as `make package`.
-deploy-check: lambda-env npm install
-	$(BIN)/python scripts/deploy_check.py --stage $(STAGE) --zappa-venv $(LAMBDA_VENV)
+# this machine). The layer is published first; zappa deploy builds the package itself, with the
+# same hooks as `make package`.
+deploy-check: layer npm install
+	$(BIN)/python scripts/deploy_check.py --stage $(STAGE) --zappa-venv $(LAMBDA_VENV) --layer $(LAMBDA_LAYER)

@@ -12,13 +12,16 @@ run in a new interpreter so nothing is warm but the operating system's file cach
   and run as on Lambda by scripts/lambda_smoke.py --cold-only: Zappa's handler, an isolated
   interpreter that sees only the package and the standard library, no bytecode written (Lambda's
   code directory is read-only; the package's own unchecked-hash bytecode is all it loads), one
-  API Gateway request for the login page. Also reported: the process's CPU time at that point
+  API Gateway request for the login page. The Lambda layer the package needs (its sibling
+  NAME-layer.zip from `make package`, or --layer) is unpacked beside it and put on sys.path after
+  the package, where Lambda puts /opt/python. Also reported: the process's CPU time at that point
   (steadier than wall time on a shared machine), which of the libraries only some requests need
   the first request imported (none, or the package check fails), what importing each of those
   costs when its first request comes, and what the libraries Web Push and email brought cost in
   the zip.
 
-    python bench/cold_start.py [--runs 10] [--package dist/herald-dev.zip [--baseline OLD.zip] [--no-source]]
+    python bench/cold_start.py [--runs 10] [--package dist/herald-dev.zip [--layer LAYER.zip]
+                               [--baseline OLD.zip] [--no-source]]
                                [--python python3.11]
 
 Prints median and max and writes bench/results/cold_start.json. Targets: <= 1.5 s to the first
@@ -96,35 +99,35 @@ def run_source(runs: int, python: str) -> dict:
             for key in ("import_s", "page_s", "api_s", "first_response_s", "both_s", "process_wall_s")}
 
 
-def run_packages(runs: int, package_zips: list[str], python: str) -> list[dict]:
-    """Each zip's cold start, `runs` times, the zips taking turns (A B A B ...): on a shared machine
-    the load moves from minute to minute, and interleaving gives every zip the same share of it."""
+def run_packages(runs: int, package_zips: list[tuple[str, str | None]], python: str) -> list[dict]:
+    """Each (zip, layer)'s cold start, `runs` times, the zips taking turns (A B A B ...): on a shared
+    machine the load moves from minute to minute, and interleaving gives every zip the same share."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import check_package
 
     results = [[] for _ in package_zips]
     with tempfile.TemporaryDirectory() as tmp:
         tasks = []
-        for index, package_zip in enumerate(package_zips):
-            tasks.append(os.path.join(tmp, f"task{index}"))
-            with zipfile.ZipFile(package_zip) as zf:
-                zf.extractall(tasks[-1])
+        for index, (package_zip, layer) in enumerate(package_zips):
+            tasks.append(check_package.unpack(package_zip, layer, os.path.join(tmp, str(index))))
         for run in range(runs):
-            for index, task in enumerate(tasks):
+            for index, (task, opt) in enumerate(tasks):
                 started = time.perf_counter()
                 result = check_package.run_smoke(python, task, os.path.join(tmp, f"db{index}-{run}.sqlite3"),
-                                                 "--cold-only", "--import-cost")
+                                                 "--cold-only", "--import-cost", *(["--layer", opt] if opt else []))
                 if "error" in result:
                     raise SystemExit(result["error"])
                 if result["login_status"] != 200:
                     raise SystemExit(f"login page: HTTP {result['login_status']}")
                 result["process_wall_s"] = time.perf_counter() - started
                 results[index].append(result)
-    return [package_summary(package_zip, rows) for package_zip, rows in zip(package_zips, results)]
+    return [package_summary(package_zip, layer, rows) for (package_zip, layer), rows in zip(package_zips, results)]
 
 
-def package_summary(package_zip: str, results: list[dict]) -> dict:
+def package_summary(package_zip: str, layer: str | None, results: list[dict]) -> dict:
     return {"zip": package_zip, "zip_mib": round(os.path.getsize(package_zip) / 2**20, 1),
+            "zip_bytes": os.path.getsize(package_zip), "layer": layer,
+            "layer_bytes": os.path.getsize(layer) if layer else 0,
             **{key: summary([r[key] for r in results])
                for key in ("import_s", "cold_start_s", "cold_start_cpu_s", "process_wall_s")},
             "cold_start_modules": summary([r["cold_start_modules"] for r in results]),
@@ -132,14 +135,16 @@ def package_summary(package_zip: str, results: list[dict]) -> dict:
             "compiled_from_source": sorted({m for r in results for m in r["compiled_from_source"]}),
             "first_use_import_ms": {name: statistics.median(r["import_cost_ms"][name] for r in results)
                                     for name in results[0]["import_cost_ms"]},
-            "new_libraries_zipped_mib": new_libraries_size(package_zip)}
+            "new_libraries_zipped_mib": new_libraries_size(package_zip),
+            "new_libraries_in_layer_mib": new_libraries_size(layer, "python/") if layer else None}
 
 
-def new_libraries_size(package_zip: str) -> dict:
+def new_libraries_size(package_zip: str, root: str = "") -> dict:
     """MiB (compressed) of each library Web Push and email brought, with its metadata."""
     with zipfile.ZipFile(package_zip) as zf:
-        infos = zf.infolist()
-    sizes = {name: round(sum(i.compress_size for i in infos if i.filename.split("/")[0].startswith(prefixes)) / 2**20, 2)
+        infos = [i for i in zf.infolist() if i.filename.startswith(root)]
+    sizes = {name: round(sum(i.compress_size for i in infos
+                             if i.filename[len(root):].split("/")[0].startswith(prefixes)) / 2**20, 2)
              for name, prefixes in NEW_LIBRARIES.items()}
     return {**sizes, "total": round(sum(sizes.values()), 2)}
 
@@ -150,7 +155,9 @@ def main(argv=None) -> int:
     parser.add_argument("--package", help="also measure this Lambda zip (make package)")
     parser.add_argument("--python", default=sys.executable, help="interpreter [this one]")
     parser.add_argument("--no-source", action="store_true", help="measure the package only")
-    parser.add_argument("--baseline", help="another package zip (e.g. an earlier build) measured taking turns with --package")
+    parser.add_argument("--layer", help="the package's Lambda layer [its sibling NAME-layer.zip, if any]")
+    parser.add_argument("--baseline", help="another package zip (e.g. an earlier build) measured taking turns with "
+                                           "--package (with its own sibling layer, if any)")
     args = parser.parse_args(argv)
 
     report = {"runs": args.runs, "python": subprocess.run([args.python, "-V"], capture_output=True, text=True).stdout.strip(),
@@ -161,7 +168,12 @@ def main(argv=None) -> int:
               f"+ login page {s['page_s']['median']} s = first response {s['first_response_s']['median']} s median, "
               f"{s['first_response_s']['max']} s max; + API GET {s['api_s']['median']} s")
     if args.package:
-        measured = run_packages(args.runs, [args.package, *([args.baseline] if args.baseline else [])], args.python)
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from check_package import layer_path
+
+        zips = [(args.package, args.layer or layer_path(args.package)),
+                *([(args.baseline, layer_path(args.baseline))] if args.baseline else [])]
+        measured = run_packages(args.runs, zips, args.python)
         report["package"] = measured[0]
         if args.baseline:
             report["baseline"] = b = measured[1]
@@ -169,7 +181,9 @@ def main(argv=None) -> int:
                   f"{b['cold_start_s']['median']} s median, {b['cold_start_s']['max']} s max "
                   f"(CPU {b['cold_start_cpu_s']['median']} s median; {b['cold_start_modules']['median']:.0f} modules)")
         p = report["package"]
-        print(f"package ({p['zip']}, {p['zip_mib']} MiB, Zappa handler, isolated, no bytecode writes): "
+        print(f"package ({p['zip']}, {p['zip_bytes']:,} bytes = {p['zip_mib']} MiB"
+              + (f", layer {p['layer']} {p['layer_bytes']:,} bytes on sys.path" if p["layer"] else "")
+              + "; Zappa handler, isolated, no bytecode writes): "
               f"first response {p['cold_start_s']['median']} s median, {p['cold_start_s']['max']} s max "
               f"(import handler {p['import_s']['median']} s; CPU {p['cold_start_cpu_s']['median']} s median, "
               f"{p['cold_start_cpu_s']['max']} s max; {p['cold_start_modules']['median']:.0f} modules)")
@@ -178,6 +192,8 @@ def main(argv=None) -> int:
         print(f"  modules compiled at start-up for want of bytecode: {p['compiled_from_source'] or 'none'}")
         print(f"  importing them when their first request comes (ms, median): {p['first_use_import_ms']}")
         print(f"  Web Push and email libraries in the zip (MiB): {p['new_libraries_zipped_mib']}")
+        if p["layer"]:
+            print(f"  ... and in the layer (MiB): {p['new_libraries_in_layer_mib']}")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     report["load_average"] = os.getloadavg()

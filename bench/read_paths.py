@@ -33,9 +33,10 @@ a no-op):
   notifier_pendingpush) for both schemas, per 1,000,000 rows.
 - EXPLAIN (ANALYZE, BUFFERS) of the list queries as the API builds them (in the JSON).
 
-    python bench/read_paths.py [--requests 300] [--mark-reps 30]
+    python bench/read_paths.py [--requests 300] [--mark-reps 30] [--peer hq | --no-peer]
 
-Writes bench/results/read_paths.json.
+Writes bench/results/read_paths.json. Unless --no-peer, the same users and rows in
+django-notifications-hq (bench/peer_hq.py, in its own venv) are measured too, under "peer_hq".
 """
 import argparse
 import os
@@ -83,16 +84,15 @@ def fill(url: str, schema: str, scale: float = 1.0) -> int:
         extra_cols = ", delivery, attempts, last_error, last_attempt_at, next_attempt_at" if schema == "v1" else ""
         extra_vals = ", 'delivered', 1, '', t.created_at + interval '1 second', NULL" if schema == "v1" else ""
         t0 = time.perf_counter()
-        conn.execute(f"""
-            INSERT INTO notifier_notification (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,
-                                               text, url, created_at, read_at{extra_cols})
-            SELECT t.uid, t.actor, t.kind, t.g, t.post_ref, t.comment_ref, t.kind || ':' || t.g, t.text, t.url,
-                   t.created_at, CASE WHEN t.read THEN t.created_at + interval '1 hour' END{extra_vals}
+        rows = f"""
+            SELECT t.uid, t.actor, t.kind, t.g, t.post_ref, t.comment_ref, t.text, t.url,
+                   t.created_at, CASE WHEN t.read THEN t.created_at + interval '1 hour' END AS read_at, t.at
             FROM (
                 SELECT b.uid, g, {o_min} + (b.uid + g) % {others} AS actor,
                        (ARRAY['new_post', 'comment', 'like', 'follow'])[1 + g % 4] AS kind,
-                       CASE WHEN g % 4 <> 3 THEN 1 + (7 * g + b.uid) % 200000 END AS post_ref,
-                       CASE WHEN g % 4 = 1 THEN 1 + (13 * g + b.uid) % 1000000 END AS comment_ref,
+                       CASE WHEN g % 4 IN (0, 1) THEN 1 + (7 * g) % 200000
+                            WHEN g % 4 = 2 THEN 1 + (7 * g + b.uid) % 200000 END AS post_ref,
+                       CASE WHEN g % 4 = 1 THEN 1 + (13 * g) % 1000000 END AS comment_ref,
                        (ARRAY['Someone Example posted: “', 'Someone Example commented on your post: “',
                               'Someone Example liked your post: “', 'Someone Example started following you.'])[1 + g % 4]
                        || CASE WHEN g % 4 <> 3 THEN left(md5(g::text), 12 + g % 20) || '”' ELSE '' END AS text,
@@ -101,8 +101,37 @@ def fill(url: str, schema: str, scale: float = 1.0) -> int:
                        {read} AS read, g::float8 / b.n AS at
                 FROM bench_groups b, generate_series(1, b.n) g
             ) t
-            ORDER BY t.at, t.uid
-        """)
+        """
+        if schema == "v1":
+            conn.execute(f"""
+                INSERT INTO notifier_notification (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,
+                                                   text, url, created_at, read_at{extra_cols})
+                SELECT r.uid, r.actor, r.kind, r.g, r.post_ref, r.comment_ref, r.kind || ':' || r.g, r.text, r.url,
+                       r.created_at, r.read_at{extra_vals.replace("t.created_at", "r.created_at")}
+                FROM ({rows}) r ORDER BY r.at, r.uid
+            """)
+        else:
+            # Events: the g-th new post or comment of the timeline is one event, told to every user
+            # whose history has a g-th item (6,800 and more for g <= 100, up to 3 beyond: a fan-out
+            # to followers, a comment to a post's followers); each like and follow is its own event
+            # (one recipient: the post's author, the person followed). Their ids: g for the shared
+            # ones, 1,000,000 + a row number for the others.
+            conn.execute(f"CREATE TEMP TABLE bench_rows AS SELECT r.*, CASE WHEN r.kind IN ('new_post', 'comment')"
+                         f" THEN r.g ELSE 1000000 + row_number() OVER (ORDER BY r.at, r.uid) END AS event_id FROM ({rows}) r")
+            conn.execute("""
+                INSERT INTO notifier_notificationevent (id, kind, actor_id, post_ref, comment_ref, dedupe_key, text, url,
+                                                        created_at)
+                SELECT DISTINCT ON (event_id) event_id, kind, actor, post_ref, comment_ref,
+                       CASE WHEN kind = 'comment' THEN 'comment:' || comment_ref END, text, url, created_at
+                FROM bench_rows ORDER BY event_id, at
+            """)
+            conn.execute("SELECT setval(pg_get_serial_sequence('notifier_notificationevent', 'id'),"
+                         " (SELECT max(id) FROM notifier_notificationevent))")
+            conn.execute("""
+                INSERT INTO notifier_notification (recipient_id, seq, event_id, kind, actor_count, dedupe_key, read_at)
+                SELECT uid, g, event_id, kind, 1, CASE WHEN kind <> 'comment' THEN kind || ':' || g END, read_at
+                FROM bench_rows ORDER BY at, uid
+            """)
         print(f"  {schema}: notification rows inserted in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         newest = f"SELECT id FROM notifier_notification ORDER BY id DESC LIMIT {max(1, int(PENDING * scale))}"
         if schema == "v2":
@@ -128,11 +157,14 @@ def fill(url: str, schema: str, scale: float = 1.0) -> int:
         return conn.execute("SELECT count(*) FROM notifier_notification").fetchone()[0]
 
 
-def sizes(url: str) -> dict:
+def sizes(url: str, table: str = "notifier_notification") -> dict:
+    """Heap and every index of the notifications `table` (bench/peer_hq.py passes its peer's) and
+    of Herald's side tables where they exist, per 1,000,000 rows of `table`."""
+    main = table
     with connect(url) as conn:
-        rows = conn.execute("SELECT count(*) FROM notifier_notification").fetchone()[0]
+        rows = conn.execute(f"SELECT count(*) FROM {main}").fetchone()[0]
         tables = {}
-        for table in ("notifier_notification", "notifier_pendingpush", "notifier_notificationstate"):
+        for table in (main, "notifier_notificationevent", "notifier_pendingpush", "notifier_notificationstate"):
             if not conn.execute("SELECT to_regclass(%s)", [table]).fetchone()[0]:
                 continue
             heap, table_size = conn.execute("SELECT pg_relation_size(%s), pg_table_size(%s)", [table, table]).fetchone()
@@ -144,9 +176,9 @@ def sizes(url: str) -> dict:
                              "index_bytes": sum(indexes.values()), "total_bytes": table_size + sum(indexes.values()),
                              "reloptions": options}
         columns = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'notifier_notification'"
-            " ORDER BY ordinal_position").fetchall()]
-    n = tables["notifier_notification"]
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+            " ORDER BY ordinal_position", [main]).fetchall()]
+    n = tables[main]
     scale = 1_000_000 / rows
     return {
         "rows": rows, "columns": columns, "tables": tables,
@@ -154,6 +186,7 @@ def sizes(url: str) -> dict:
             "notification_heap_mb": round(n["heap_bytes"] * scale / 2**20, 1),
             "notification_indexes_mb": round(n["index_bytes"] * scale / 2**20, 1),
             "notification_index_count": len(n["indexes"]),
+            "event_mb": round(tables.get("notifier_notificationevent", {}).get("total_bytes", 0) * scale / 2**20, 1),
             "pendingpush_mb": round(tables.get("notifier_pendingpush", {}).get("total_bytes", 0) * scale / 2**20, 2),
             "total_mb": round(sum(t["total_bytes"] for name, t in tables.items()
                                   if name != "notifier_notificationstate") * scale / 2**20, 1),
@@ -274,13 +307,29 @@ def explain_plans(last_seq: dict) -> dict:
     plans = {}
     for who in ("heavy", "mark100k"):
         uid = User.objects.get(username=who).pk
-        qs = Notification.objects.for_user(uid).select_related("actor")
+        qs = Notification.objects.for_user(uid).select_related("event__actor")
         queries = {"unread": qs.unread().order_by("-seq")[:21]}
         if who == "heavy":
             queries = {"list": qs.order_by("-seq")[:21], **queries,
                        "after_seq": qs.filter(seq__gt=last_seq[who] - 20).order_by("seq")[:101]}
         for name, query in queries.items():
             plans[f"{who}:{name}"] = query.explain(analyze=True, buffers=True)
+    # The other indexes' named queries (notifier.models: each index serves one): the mentions tab
+    # (notification_mentions_idx), what is about a post (event_post_ref_idx, then the recipients'
+    # rows by the event index: withdraw, opening a post), a group's item (notification_group_unique).
+    from notifier import inbox
+    from notifier.models import NotificationEvent
+
+    heavy = User.objects.get(username="heavy").pk
+    post = NotificationEvent.objects.filter(kind="new_post").order_by("pk").values_list("post_ref", flat=True).first()
+    group = Notification.objects.filter(recipient_id=heavy, dedupe_key__isnull=False).order_by("-seq").first()
+    others = {
+        "heavy:mentions": inbox.filtered(Notification.objects.for_user(heavy), inbox.MENTIONS).order_by("-seq")[:21],
+        "about_post": Notification.objects.filter(event__in=NotificationEvent.objects.filter(post_ref=post).values("pk")),
+        "group_item": Notification.objects.filter(recipient_id=heavy, dedupe_key=group.dedupe_key if group else ""),
+    }
+    for name, query in others.items():
+        plans[name] = query.explain(analyze=True, buffers=True)
     return plans
 
 
@@ -359,9 +408,24 @@ def main():
     parser.add_argument("--requests", type=int, default=300, help="measured GETs per endpoint")
     parser.add_argument("--mark-reps", type=int, default=30, help="measured mark-all-read calls per user and way")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the data (trying the script out)")
+    parser.add_argument("--peer", choices=["hq"], default=None,
+                        help="also measure the peer (bench/peer_hq.py); default: hq if its venv can be built")
+    parser.add_argument("--no-peer", dest="peer", action="store_const", const="", help="skip the peer")
+    parser.add_argument("--peer-mark-reps", type=int, default=5, help="the peer's mark-all-read calls per user and way")
     args = parser.parse_args()
+    peer_url = scratch_url("reads_peer_hq")  # before run() points DATABASE_URL at Herald's scratch database
     result = run(args.requests, args.mark_reps, args.scale)
     result["scale"] = args.scale
+    if args.peer != "":
+        from bench import peer_hq
+
+        try:
+            result["peer_hq"] = peer_hq.run(args.requests, args.peer_mark_reps, args.scale, url=peer_url)
+            result["peer_hq"]["scale"] = args.scale
+        except peer_hq.PeerUnavailable as e:
+            if args.peer:  # asked for by name: its failure is the run's
+                raise
+            print(f"peer skipped: {e}", file=sys.stderr)
     path = write_result("read_paths", result)
 
     print(f"read paths at {result['sizes']['rows']:,} rows (gunicorn 2 workers, PostgreSQL):")
@@ -373,8 +437,14 @@ def main():
               f"HTTP p50 {m['http_ms']['p50']} ms (previous schema: {before} ms)")
     b, a = result["sizes_before"]["per_million_rows"], result["sizes"]["per_million_rows"]
     print("  per 1M rows        before (0001)   now")
-    for key in ("notification_heap_mb", "notification_indexes_mb", "notification_index_count", "pendingpush_mb", "total_mb"):
-        print(f"  {key:26} {b[key]:>8} {a[key]:>8}")
+    for key in ("notification_heap_mb", "notification_indexes_mb", "notification_index_count", "event_mb",
+                "pendingpush_mb", "total_mb"):
+        print(f"  {key:26} {b.get(key, 0):>8} {a[key]:>8}")
+    if "peer_hq" in result:
+        from bench import peer_hq
+
+        print(f"vs {result['peer_hq']['package']} at {result['peer_hq']['rows']:,} rows (same users and rows):")
+        print("\n".join(peer_hq.summary(result, result["peer_hq"])))
     failed = [c for c in result["checks"] if not c["ok"]]
     for c in failed:
         print(f"  [FAIL] {c['what']}: {c['measured_ms']} ms (target {c['target_ms']} ms)")

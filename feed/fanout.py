@@ -26,7 +26,7 @@ from .locks import KEEP, lock_post
 from .models import Follow, Post
 from .text import excerpt
 
-CHUNK_SIZE = 500
+CHUNK_SIZE = 1000
 
 
 def schedule(post: Post) -> None:

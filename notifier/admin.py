@@ -246,7 +246,7 @@ class PushStateFilter(admin.SimpleListFilter):
 @admin.register(Notification)
 class NotificationAdmin(RetryPermission, LargeTableAdmin):
     list_display = ["id", "recipient", "seq", "kind", "actor", "text", "is_read", "push", "push_error", "created_at"]
-    list_select_related = ["recipient", "actor"]
+    list_select_related = ["recipient", "event__actor"]
     # Newest first by primary key: a backward scan of the pk index that stops after one page (the
     # model's own ordering, seq, is only indexed per recipient), and no other column sorts.
     ordering = ["-pk"]

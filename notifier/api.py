@@ -41,7 +41,7 @@ class NotificationListView(generics.ListAPIView):
         query = ListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         self.query = query.validated_data
-        qs = Notification.objects.for_user(self.request.user).select_related("actor")
+        qs = Notification.objects.for_user(self.request.user).select_related("event__actor")
         if self.query["unread"]:
             qs = qs.unread()
         return inbox.filtered(qs, self.query["filter"])

@@ -20,9 +20,16 @@ an item that is already unread changes no count), so they stay exact: the bell c
 the list shows them. NotificationActor rows say who is in a group (for "Ana and 3 others", and to
 take someone out again on unlike / unfollow).
 
-Notifications name what they are about by plain ids (post_ref, comment_ref), not generic foreign
-keys and not foreign keys into the feed app: notifier does not depend on feed. The app that owns
-those objects withdraws the notifications when it deletes them (services.withdraw).
+Event + recipient rows: what is the same for every recipient (kind, actor, the post / comment it is
+about, text, url, time) is stored once, in a NotificationEvent; each recipient's Notification is
+narrow (recipient, seq, event, kind, group key, actor_count, read_at). A fan-out to 10,000 followers
+writes one event and 10,000 rows of a few ids each; an edit rewrites one event; a group points at
+its newest event. Readers join one event per listed row (select_related), a fixed query count.
+
+Events name what they are about by plain ids (post_ref, comment_ref), not generic foreign keys and
+not foreign keys into the feed app: notifier does not depend on feed. The app that owns those
+objects withdraws the notifications when it deletes them (services.withdraw: the events about
+them, then their recipients' rows by the event index).
 
 Index diet: every index on Notification serves a query that can be named (see Meta), and no
 column that a routine UPDATE changes (`read_at`) is indexed, so those updates stay HOT on
@@ -144,28 +151,73 @@ def _read_seq_of(user_id):
     )
 
 
-class Notification(models.Model):
-    # No index of its own: the (recipient, seq) unique index leads with it.
-    recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications", db_index=False
-    )
+class NotificationEvent(models.Model):
+    """What happened, once: the part of a notification that is the same for every recipient.
+
+    A comment that tells 10,000 followers, a post fanned out to them, is one event row and 10,000
+    narrow recipient rows (Notification) pointing at it, so the text (up to 300 characters) and the
+    url are stored once, an edit rewrites one row, and a fan-out writes no per-recipient text.
+    A group's item points at its newest event. Events are never updated by activity, only by an
+    edit (the excerpt) and by an account's deletion (the actor goes).
+    """
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
     # SET_NULL, not CASCADE: deleting an actor's account must not silently change other users'
     # unread counts; the notification stays and shows "someone". (Its index serves that UPDATE.)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    seq = models.PositiveBigIntegerField()
     post_ref = models.PositiveBigIntegerField(null=True, blank=True)
     comment_ref = models.PositiveBigIntegerField(null=True, blank=True)
-    # Same event delivered twice (a retried fan-out chunk, a retried comment) stores one row; for a
-    # grouped kind, the group's key: its activity lands on this one row.
+    # The notice's key (a retried comment's `comment:<id>`): a recipient who has a notification of
+    # an event with this key gets no second one.
     dedupe_key = models.CharField(max_length=100, null=True, blank=True)
-    # Distinct actors in a group (1 for everything else).
-    actor_count = models.PositiveIntegerField(default=1, db_default=1)
     text = models.CharField(max_length=300)
     url = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # withdraw(post_refs=…) and opening a post: the events about it, then their recipients
+            # by the recipient rows' event index; a fan-out chunk finds its post's event.
+            models.Index(fields=["post_ref"], condition=models.Q(post_ref__isnull=False), name="event_post_ref_idx"),
+            # withdraw(comment_refs=…) when a comment is deleted.
+            models.Index(fields=["comment_ref"], condition=models.Q(comment_ref__isnull=False),
+                         name="event_comment_ref_idx"),
+            # A retried notice finds the events it already stored.
+            models.Index(fields=["dedupe_key"], condition=models.Q(dedupe_key__isnull=False), name="event_dedupe_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} event {self.pk}"
+
+
+def _from_event(name):
+    """A field of the notification's event, read as if it were the notification's own (list it
+    with select_related("event"))."""
+    return property(lambda self: getattr(self.event, name), doc=f"The event's {name}.")
+
+
+class Notification(models.Model):
+    """One recipient's notification: narrow (who, their seq, which event, read state); what is the
+    same for every recipient lives in its NotificationEvent."""
+
+    # No index of its own: the (recipient, seq) unique index leads with it.
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications", db_index=False
+    )
+    seq = models.PositiveBigIntegerField()
+    # Its event (a group's newest). No database foreign key: notifier writes both, the event first,
+    # and the check would cost a lookup per row at every fan-out chunk's commit. Indexed: withdraw
+    # and edits find an event's recipients (a few bytes per row: PostgreSQL deduplicates the entries
+    # of one event's fan-out).
+    event = models.ForeignKey(NotificationEvent, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    # The event's kind, kept here too: the mentions tab's partial index and grouping's filters.
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Distinct actors in a group (1 for everything else).
+    actor_count = models.PositiveIntegerField(default=1, db_default=1)
+    # A grouped item's key (`like:<post>:<window>`): activity lands on this one row. Null otherwise.
+    dedupe_key = models.CharField(max_length=100, null=True, blank=True)
     # Set only when this notification is read by itself above the read watermark (not indexed).
     read_at = models.DateTimeField(null=True, blank=True)
 
@@ -176,24 +228,27 @@ class Notification(models.Model):
         constraints = [
             # The list (newest first), ?unread=true (seq above the watermark) and ?after_seq=N.
             models.UniqueConstraint(fields=["recipient", "seq"], name="notification_seq_unique"),
-            # A retried event finds the row it already stored; activity finds its group.
-            models.UniqueConstraint(fields=["recipient", "dedupe_key"], name="notification_dedupe_unique"),
+            # Activity finds its group; two writers never split one.
+            models.UniqueConstraint(fields=["recipient", "dedupe_key"], condition=models.Q(dedupe_key__isnull=False),
+                                    name="notification_group_unique"),
         ]
         indexes = [
-            # withdraw(post_refs=…) when a post is deleted, and fan-out-vs-delete checks.
-            models.Index(fields=["post_ref"], condition=models.Q(post_ref__isnull=False), name="notification_post_ref_idx"),
             # The "Mentions and replies" tab (page and API ?filter=mentions): newest first, without
             # stepping over the likes and follows between them.
             models.Index(fields=["recipient", "seq"], condition=models.Q(kind__in=["mention", "reply"]),
                          name="notification_mentions_idx"),
-            # withdraw(comment_refs=…) when a comment is deleted.
-            models.Index(
-                fields=["comment_ref"], condition=models.Q(comment_ref__isnull=False), name="notification_comment_ref_idx"
-            ),
         ]
 
     def __str__(self):
         return f"{self.kind} for {self.recipient_id} (seq {self.seq})"
+
+    text = _from_event("text")
+    url = _from_event("url")
+    created_at = _from_event("created_at")
+    post_ref = _from_event("post_ref")
+    comment_ref = _from_event("comment_ref")
+    actor = _from_event("actor")
+    actor_id = _from_event("actor_id")
 
     @property
     def display_text(self) -> str:
@@ -214,6 +269,10 @@ class NotificationActor(models.Model):
 
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="members", db_index=False)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # This person's event (their like, their follow): the group points at its newest member's when
+    # the newest leaves. No database foreign key, as Notification.event.
+    event = models.ForeignKey(NotificationEvent, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
+                              db_index=False, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -23,6 +23,9 @@ class NotificationSerializer(serializers.ModelSerializer):
     count = serializers.IntegerField(source="actor_count", read_only=True)
     text = serializers.CharField(source="display_text", read_only=True)
     read = serializers.BooleanField(source="is_read", read_only=True)
+    # From the notification's event (list them with select_related("event")).
+    url = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
         model = Notification

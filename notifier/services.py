@@ -29,9 +29,9 @@ from django.utils import timezone
 
 from . import Notice, channels, delivery, envelope, groups, removals
 from .envelope import actor_dict
-from .models import (GROUPED, MEMBERS, Kind, MutedPost, Notification, NotificationActor, NotificationState, PendingPush,
-                     PendingWebPush, WebPushSubscription)
-from .sql import among, table
+from .models import (GROUPED, MEMBERS, NEWEST, Kind, MutedPost, Notification, NotificationActor, NotificationEvent,
+                     NotificationState, PendingPush, PendingWebPush, WebPushSubscription)
+from .sql import among, int_array, table
 from .webpush import delivery as web_push
 from .webpush import enabled as web_push_enabled
 
@@ -80,8 +80,13 @@ def send(notices: Iterable[Notice]) -> list[delivery.Outgoing]:
         out: list[delivery.Outgoing] = []
         owed_web: list[int] = []
         for notice, actor_id, ids in planned:
+            event_id, created_at, made = _event(notice, actor_id, now)
+            stored = []
             for part in _chunks(ids):
-                out += _store(notice, actor_id, part, now, owed_web)
+                stored += _store(notice, actor_id, event_id, created_at, part, owed_web)
+            if made and not stored:  # everyone had it or muted it: nothing points at the event
+                NotificationEvent.objects.filter(pk=event_id).delete()
+            out += stored
         delivery.deliver_on_commit(out)
         web_push.owe_on_commit(owed_web)
     return out
@@ -106,7 +111,7 @@ def _lock_states(user_ids: list[int]) -> None:
                     f"INSERT INTO {state} AS s (user_id, last_seq, unread_count, read_seq, seen_seq, unseen_count,"
                     f" muted_kinds) SELECT u, 0, 0, 0, 0, 0, '' FROM unnest(%s::bigint[]) AS u ORDER BY u"
                     f" ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq WHERE false",
-                    [part],
+                    [int_array(part)],
                 )
             else:  # SQLite (the project's other database)
                 cursor.execute(
@@ -127,7 +132,25 @@ def _not_muted(notice: Notice) -> tuple[str, list]:
     return sql, params
 
 
-def _store(notice: Notice, actor_id, user_ids: list[int], now, owed_web: list[int]) -> list[delivery.Outgoing]:
+def _event(notice: Notice, actor_id, now) -> tuple[int, object, bool]:
+    """The event row this notice's recipients will point at: its id, its time, and whether it
+    was made now.
+
+    A post's fan-out, whose chunks run as separate tasks (a NEWEST group), shares one event: every
+    chunk finds the one the first stored. Anything else is made afresh, a like or a follow being
+    news each time (the group shows the newest one's time); a retried comment's new event goes
+    again when everyone already had it (send), so the comment's path costs no lookup."""
+    text = _text(notice)
+    fields = dict(kind=notice.kind, actor_id=actor_id, post_ref=notice.post_ref, comment_ref=notice.comment_ref,
+                  dedupe_key=notice.dedupe_key, text=text, url=notice.url)
+    if notice.group and GROUPED[notice.kind] == NEWEST and notice.post_ref is not None:
+        found = NotificationEvent.objects.filter(**fields).order_by("-pk").values_list("pk", "created_at").first()
+        if found is not None:
+            return *found, False
+    return NotificationEvent.objects.create(created_at=now, **fields).pk, now, True
+
+
+def _store(notice: Notice, actor_id, event_id: int, now, user_ids: list[int], owed_web: list[int]) -> list[delivery.Outgoing]:
     """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
     bump the seq and counts of those who do not have this activity yet and have not muted it,
     insert (or, for a grouped kind, upsert) their notifications numbered by the new seq, and
@@ -148,21 +171,24 @@ def _store(notice: Notice, actor_id, user_ids: list[int], now, owed_web: list[in
             return []
         cond, cond_params = among("s.user_id", sorted(counts))
         cursor.execute(
-            f"INSERT INTO {notification} (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,"
-            f" actor_count, text, url, created_at, read_at)"
-            f" SELECT s.user_id, %s, %s, s.last_seq, %s, %s, %s, 1, %s, %s, %s, NULL FROM {state} s"
+            f"INSERT INTO {notification} (recipient_id, seq, event_id, kind, actor_count, dedupe_key, read_at)"
+            f" SELECT s.user_id, s.last_seq, %s, %s, 1, %s, NULL FROM {state} s"
             f" WHERE {cond}{plan.on_conflict} RETURNING id, recipient_id, seq, actor_count",
-            [actor_id, notice.kind, notice.post_ref, notice.comment_ref, plan.key, _text(notice),
-             notice.url, connection.ops.adapt_datetimefield_value(now), *cond_params],
+            [event_id, notice.kind, plan.key, *cond_params],
         )
         rows = cursor.fetchall()
         if plan.members and actor_id is not None:
-            _add_members(cursor, [row[0] for row in rows], actor_id, now)
+            _add_members(cursor, [row[0] for row in rows], actor_id, event_id, now)
         _owe_pushes(cursor, [row[:2] for row in rows], now + delivery.IN_FLIGHT_LEASE)
         if rows and web_push_enabled():
             owed_web += _owe_web_pushes(cursor, notice.kind, [row[:2] for row in rows], now + web_push.IN_FLIGHT_LEASE)
     recent = groups.recent_actors([pk for pk, _, _, count in rows if plan.members and count > 1])
-    return [_outgoing(notice, pk, uid, seq, count, counts[uid], now, recent.get(pk)) for pk, uid, seq, count in rows]
+    # What every recipient's push shares is made once (one actor tuple: delivery encodes the
+    # shared part of the message once for all the items that hold it).
+    kind, actor, text, url, actors = notice.kind, notice.actor, _text(notice), notice.url, (actor_dict(notice.actor),)
+    return [delivery.Outgoing(pk, uid, seq, kind, actor, text, url, now, counts[uid][0], counts[uid][1], count,
+                              tuple(recent[pk]) if pk in recent else actors)
+            for pk, uid, seq, count in rows]
 
 
 @dataclass(frozen=True)
@@ -179,14 +205,20 @@ class _Plan:
 
 
 def _single(notice: Notice) -> _Plan:
-    """A new row per recipient, counted unread and unseen; skipped when the dedupe key is there."""
-    state, notification = table(NotificationState), table(Notification)
+    """A new row per recipient, counted unread and unseen; skipped for those who have a
+    notification of an event with the notice's dedupe key (a retried comment).
+
+    As a NOT IN, the recipients of those events are read once per statement (the event index;
+    a hashed subplan), not probed once per recipient. It is exact: every writer locks its
+    recipients' state rows before this statement, so the rows of a writer that went first are
+    committed and visible to it."""
+    state, notification, event = table(NotificationState), table(Notification), table(NotificationEvent)
     skip, skip_params = "", []
     if notice.dedupe_key:
-        skip = (f" AND NOT EXISTS (SELECT 1 FROM {notification} n"
-                f" WHERE n.recipient_id = {state}.user_id AND n.dedupe_key = %s)")
+        skip = (f" AND {state}.user_id NOT IN (SELECT n.recipient_id FROM {notification} n"
+                f" WHERE n.event_id IN (SELECT e.id FROM {event} e WHERE e.dedupe_key = %s))")
         skip_params = [notice.dedupe_key]
-    return _Plan(notice.dedupe_key, "unread_count = unread_count + 1, unseen_count = unseen_count + 1", [],
+    return _Plan(None, "unread_count = unread_count + 1, unseen_count = unseen_count + 1", [],
                  skip, skip_params)
 
 
@@ -199,6 +231,7 @@ def _grouping(notice: Notice, now) -> _Plan:
     the new seq, the newest actor and text, and becomes unread again; its count gains the new
     member (MEMBERS) or the new post (NEWEST: only a newer post gets here, once)."""
     state, notification, members = table(NotificationState), table(Notification), table(NotificationActor)
+    event = table(NotificationEvent)
     key = groups.group_key(notice.group, now)
     by_members = GROUPED[notice.kind] == MEMBERS
     group = f"SELECT 1 FROM {notification} g WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s"
@@ -212,45 +245,38 @@ def _grouping(notice: Notice, now) -> _Plan:
                 f" AND m.actor_id = %s)")
         skip_params = [key, _user_id(notice.actor) if notice.actor is not None else None]
     else:
-        skip, skip_params = f" AND COALESCE({item.format('post_ref')}, 0) < %s", [key, notice.post_ref]
+        shown = (f"(SELECT e.post_ref FROM {notification} g JOIN {event} e ON e.id = g.event_id"
+                 f" WHERE g.recipient_id = {state}.user_id AND g.dedupe_key = %s)")
+        skip, skip_params = f" AND COALESCE({shown}, 0) < %s", [key, notice.post_ref]
     counting = (
         f"unread_count = unread_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.read_seq"
         f" AND g.read_at IS NULL) THEN 0 ELSE 1 END,"
         f" unseen_count = unseen_count + CASE WHEN EXISTS ({group} AND g.seq > {state}.seen_seq) THEN 0 ELSE 1 END"
     )
     on_conflict = (
-        f" ON CONFLICT (recipient_id, dedupe_key) DO UPDATE SET seq = excluded.seq, actor_id = excluded.actor_id,"
-        f" post_ref = excluded.post_ref, text = excluded.text, url = excluded.url, created_at = excluded.created_at,"
-        f" read_at = NULL, actor_count = {notification}.actor_count + 1"
+        f" ON CONFLICT (recipient_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO UPDATE SET seq = excluded.seq,"
+        f" event_id = excluded.event_id, read_at = NULL, actor_count = {notification}.actor_count + 1"
     )
     return _Plan(key, counting, [key, key], skip, skip_params, on_conflict, by_members)
-
-
-def _outgoing(notice: Notice, pk, uid, seq, count, counts, now, actors) -> delivery.Outgoing:
-    return delivery.Outgoing(
-        pk=pk, recipient_id=uid, seq=seq, kind=notice.kind, actor=notice.actor, text=_text(notice),
-        url=notice.url, created_at=now, unread_count=counts[0], unseen_count=counts[1], actor_count=count,
-        actor_list=tuple(actors) if actors else (actor_dict(notice.actor),),
-    )
 
 
 def _text(notice: Notice) -> str:
     return groups.fixed_text(notice.kind, notice.text, notice.actor)
 
 
-def _add_members(cursor, notification_ids: list[int], actor_id: int, now) -> None:
+def _add_members(cursor, notification_ids: list[int], actor_id: int, event_id: int, now) -> None:
     members, now = table(NotificationActor), connection.ops.adapt_datetimefield_value(now)
     if connection.vendor == "postgresql":
         cursor.execute(
-            f"INSERT INTO {members} (notification_id, actor_id, created_at) SELECT n, %s, %s FROM unnest(%s::bigint[]) n"
-            f" ON CONFLICT (notification_id, actor_id) DO NOTHING",
-            [actor_id, now, notification_ids],
+            f"INSERT INTO {members} (notification_id, actor_id, event_id, created_at)"
+            f" SELECT n, %s, %s, %s FROM unnest(%s::bigint[]) n ON CONFLICT (notification_id, actor_id) DO NOTHING",
+            [actor_id, event_id, now, int_array(notification_ids)],
         )
     else:  # SQLite
         cursor.execute(
-            f"INSERT INTO {members} (notification_id, actor_id, created_at) SELECT value, %s, %s FROM json_each(%s)"
-            f" WHERE true ON CONFLICT (notification_id, actor_id) DO NOTHING",
-            [actor_id, now, json.dumps(notification_ids)],
+            f"INSERT INTO {members} (notification_id, actor_id, event_id, created_at) SELECT value, %s, %s, %s"
+            f" FROM json_each(%s) WHERE true ON CONFLICT (notification_id, actor_id) DO NOTHING",
+            [actor_id, event_id, now, json.dumps(notification_ids)],
         )
 
 
@@ -266,7 +292,7 @@ def _owe_pushes(cursor, rows: list[tuple], due) -> None:
         cursor.execute(
             f"INSERT INTO {push} {columns} SELECT n, r, 0, %s, '' FROM unnest(%s::bigint[], %s::bigint[]) AS t(n, r)"
             + upsert,
-            [due, [row[0] for row in rows], [row[1] for row in rows]],
+            [due, int_array(row[0] for row in rows), int_array(row[1] for row in rows)],
         )
     else:  # SQLite
         cursor.execute(
@@ -285,7 +311,8 @@ def _owe_web_pushes(cursor, kind: str, rows: list[tuple], due) -> list[int]:
     due = connection.ops.adapt_datetimefield_value(due)
     on = channels.on_sql(channels.WEB_PUSH, "st")
     if connection.vendor == "postgresql":
-        values, params = "unnest(%s::bigint[], %s::bigint[]) AS t(n, r)", [[r[0] for r in rows], [r[1] for r in rows]]
+        values, params = "unnest(%s::bigint[], %s::bigint[]) AS t(n, r)", [int_array(r[0] for r in rows),
+                                                                             int_array(r[1] for r in rows)]
     else:  # SQLite
         values = "(SELECT json_extract(value, '$[0]') AS n, json_extract(value, '$[1]') AS r FROM json_each(%s)) t"
         params = [json.dumps([list(r[:2]) for r in rows])]
@@ -343,11 +370,17 @@ def withdraw(*, post_refs: Iterable[int] = (), comment_refs: Iterable[int] = ())
     exactly what was removed. Each recipient's open tabs are told after the commit (a `removed`
     message: notifier.removals). Returns the number of notifications removed.
     """
-    condition = Q(post_ref__in=list(post_refs)) | Q(comment_ref__in=list(comment_refs))
+    condition = Q(event__in=_events_about(post_refs, comment_refs))
     with transaction.atomic():
         removed = _remove(condition)
         removals.tell_on_commit(removed)
     return sum(len(ids) for ids in removed.values())
+
+
+def _events_about(post_refs: Iterable[int] = (), comment_refs: Iterable[int] = ()):
+    """The ids of the events about these posts (their comments' too) or comments, as a subquery."""
+    return NotificationEvent.objects.filter(
+        Q(post_ref__in=list(post_refs)) | Q(comment_ref__in=list(comment_refs))).values("pk")
 
 
 def _remove(condition: Q) -> dict[int, list[int]]:
@@ -358,25 +391,37 @@ def _remove(condition: Q) -> dict[int, list[int]]:
     removed: dict[int, list[int]] = {}
     for recipient_id, pk in Notification.objects.filter(condition).values_list("recipient_id", "pk"):
         removed.setdefault(recipient_id, []).append(pk)
-    PendingPush.objects.filter(notification__in=Notification.objects.filter(condition).values("pk")).delete()
-    PendingWebPush.objects.filter(notification_id__in=Notification.objects.filter(condition).values("pk")).delete()
-    Notification.objects.filter(condition).delete()
+    ids = [pk for pks in removed.values() for pk in pks]
+    events = set(Notification.objects.filter(pk__in=ids).values_list("event_id", flat=True))
+    PendingPush.objects.filter(notification_id__in=ids).delete()
+    PendingWebPush.objects.filter(notification_id__in=ids).delete()
+    Notification.objects.filter(pk__in=ids).delete()
+    _forget_events(events)
     return removed
 
 
+def _forget_events(event_ids) -> None:
+    """Delete those of these events that no notification and no group member points at any more."""
+    if event_ids:
+        NotificationEvent.objects.filter(pk__in=list(event_ids)).exclude(
+            pk__in=Notification.objects.filter(event_id__in=list(event_ids)).values("event_id")).exclude(
+            pk__in=NotificationActor.objects.filter(event_id__in=list(event_ids)).values("event_id")).delete()
+
+
 def _about(post_ref: int | None, comment_ref: int | None):
-    """Notifications about a comment, or about a post itself (not its comments)."""
+    """Events about a comment, or about a post itself (not its comments)."""
     if comment_ref is not None:
-        return Notification.objects.filter(comment_ref=comment_ref)
-    return Notification.objects.filter(post_ref=post_ref, comment_ref__isnull=True)
+        return NotificationEvent.objects.filter(comment_ref=comment_ref)
+    return NotificationEvent.objects.filter(post_ref=post_ref, comment_ref__isnull=True)
 
 
 def revise_excerpt(old: str, new: str, *, post_ref: int | None = None, comment_ref: int | None = None) -> int:
     """A post or comment was edited: the notifications about it that quote its old excerpt
     (“…” at the end of their text) quote the new one. Rewritten in the edit's transaction rather
     than rendered from the object when read, so reading the inbox stays the same few queries and
-    notifier still knows nothing of feed's objects. Counts and seqs do not change: an edit is not
-    news. Returns how many were rewritten."""
+    notifier still knows nothing of feed's objects: one row per event, however many recipients
+    it has. Counts and seqs do not change: an edit is not news. Returns how many events were
+    rewritten."""
     old_quoted, new_quoted = f"“{old}”", f"“{new}”"
     if old_quoted == new_quoted:
         return 0
@@ -388,7 +433,8 @@ def revise_excerpt(old: str, new: str, *, post_ref: int | None = None, comment_r
 def told(*, post_ref: int | None = None, comment_ref: int | None = None) -> set[int]:
     """Who has a notification about this comment, or about this post itself: an edit that adds
     a mention tells nobody in here a second time."""
-    return set(_about(post_ref, comment_ref).order_by().values_list("recipient_id", flat=True))
+    events = _about(post_ref, comment_ref).values("pk")
+    return set(Notification.objects.filter(event__in=events).order_by().values_list("recipient_id", flat=True))
 
 
 def withdraw_post(post_ref: int, *, kind: str, group: str, actor, posted_at, earlier: Iterable[groups.Shown],
@@ -409,9 +455,9 @@ def withdraw_post(post_ref: int, *, kind: str, group: str, actor, posted_at, ear
     ascending sweep, before any notification row (a fan-out of a newer post meanwhile either
     commits first, and its items are found where it moved them, or waits)."""
     key = groups.group_key(group, posted_at)
-    about = Q(post_ref=post_ref)
+    about = Q(event__in=_events_about([post_ref]))
     untold = sorted(set(untold))
-    counted = (Notification.objects.filter(kind=kind, dedupe_key=key, post_ref__in=later, actor_count__gt=1)
+    counted = (Notification.objects.filter(kind=kind, dedupe_key=key, event__post_ref__in=later, actor_count__gt=1)
                .exclude(recipient_id__in=untold))
     with transaction.atomic():
         recipients = set(Notification.objects.filter(about).order_by().values_list("recipient_id", flat=True).distinct())
@@ -433,10 +479,10 @@ def _count_out(recipients: list[int], key: str, post_ref: int, untold: list[int]
     """The items of `key` that moved on to a newer post after counting this one lose one from
     their count (one probe of the (recipient, dedupe_key) index per recipient). Returns their
     (id, recipient id)."""
-    notification = table(Notification)
+    notification, event = table(Notification), table(NotificationEvent)
     mine, params = among("recipient_id", recipients)
     sql = (f"UPDATE {notification} SET actor_count = actor_count - 1 WHERE {mine} AND dedupe_key = %s"
-           f" AND post_ref > %s AND actor_count > 1")
+           f" AND (SELECT e.post_ref FROM {event} e WHERE e.id = {notification}.event_id) > %s AND actor_count > 1")
     params += [key, post_ref]
     if untold:
         skip, skip_params = among("recipient_id", untold)
@@ -452,15 +498,15 @@ def _move_back(recipients: list[int], kind: str, post_ref: int, earlier: list[gr
     their recipient was told of: one UPDATE per post tried, newest first (usually just one: only
     a post that mentioned someone passes them on to the next). Their count loses one; seq, read
     state and everything else stay. Returns their (id, recipient id); what is left goes."""
-    notification = table(Notification)
+    notification, event = table(Notification), table(NotificationEvent)
     mine, mine_params = among("recipient_id", recipients)
     moved: list[tuple[int, int]] = []
     with connection.cursor() as cursor:
         for shown in earlier:
-            sql = (f"UPDATE {notification} SET post_ref = %s, text = %s, url = %s, created_at = %s,"
-                   f" actor_count = actor_count - 1 WHERE post_ref = %s AND kind = %s AND actor_count > 1 AND {mine}")
-            params = [shown.post_ref, groups.fixed_text(kind, shown.text, actor), shown.url,
-                      connection.ops.adapt_datetimefield_value(shown.created_at), post_ref, kind, *mine_params]
+            sql = (f"UPDATE {notification} SET event_id = %s, actor_count = actor_count - 1"
+                   f" WHERE event_id IN (SELECT e.id FROM {event} e WHERE e.post_ref = %s) AND kind = %s"
+                   f" AND actor_count > 1 AND {mine}")
+            params = [_shown_event(kind, shown, actor), post_ref, kind, *mine_params]
             if shown.untold:
                 skip, skip_params = among("recipient_id", sorted(shown.untold))
                 sql, params = f"{sql} AND NOT ({skip})", params + skip_params
@@ -469,6 +515,15 @@ def _move_back(recipients: list[int], kind: str, post_ref: int, earlier: list[gr
             if not shown.untold:  # everyone was told of this one: nobody is left to move
                 break
     return moved
+
+
+def _shown_event(kind: str, shown: groups.Shown, actor) -> int:
+    """The event an item moving back to an earlier post shows: what feed says of that post, dated
+    when it was posted. One for every item that moves (made once, then found)."""
+    fields = dict(kind=kind, post_ref=shown.post_ref, comment_ref=None, text=groups.fixed_text(kind, shown.text, actor),
+                  url=shown.url, created_at=shown.created_at, actor_id=_user_id(actor) if actor is not None else None)
+    found = NotificationEvent.objects.filter(**fields).order_by("-pk").values_list("pk", flat=True).first()
+    return found if found is not None else NotificationEvent.objects.create(**fields).pk
 
 
 def retract(kind: str, recipient, actor, group: str) -> int:
@@ -502,7 +557,7 @@ def forget_account(user, *, post_refs: Iterable[int], comment_refs: Iterable[int
     locked the account's posts, so nothing new arrives about them meanwhile.)"""
     uid = _user_id(user)
     post_refs, comment_refs = list(post_refs), list(comment_refs)
-    about = Q(post_ref__in=post_refs) | Q(comment_ref__in=comment_refs)
+    about = Q(event__in=_events_about(post_refs, comment_refs))
     memberships = NotificationActor.objects.filter(actor_id=uid)
     recipients = {uid}
     recipients.update(Notification.objects.filter(about).order_by().values_list("recipient_id", flat=True).distinct())
@@ -528,11 +583,13 @@ def _take_out(memberships) -> tuple[list[int], list[int]]:
         _uncount(Q(pk__in=gone))
         PendingPush.objects.filter(notification_id__in=gone).delete()
         PendingWebPush.objects.filter(notification_id__in=gone).delete()
+        events = set(Notification.objects.filter(pk__in=gone).values_list("event_id", flat=True))
         Notification.objects.filter(pk__in=gone).delete()
+        _forget_events(events)
     changed = [i for i in ids if i not in set(gone)]
     newest = NotificationActor.objects.filter(notification_id=OuterRef("pk")).order_by("-created_at", "-pk")
-    Notification.objects.filter(pk__in=changed).update(
-        actor_count=F("actor_count") - 1, actor_id=Subquery(newest.values("actor_id")[:1])
+    Notification.objects.filter(pk__in=changed).update(  # it shows its newest member's event
+        actor_count=F("actor_count") - 1, event_id=Coalesce(Subquery(newest.values("event_id")[:1]), F("event_id"))
     )
     return changed, gone
 
@@ -675,13 +732,14 @@ def open_post(user, post_ref: int) -> list[int]:
     state row moves the seen watermark. Other tabs get a `read` and a `seen` message after commit.
     """
     uid = _user_id(user)
-    notification = table(Notification)
+    notification, event = table(Notification), table(NotificationEvent)
     with transaction.atomic():
         _lock_states([uid])
         state = NotificationState.objects.get(pk=uid)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {notification} SET read_at = %s WHERE recipient_id = %s AND post_ref = %s"
+                f"UPDATE {notification} SET read_at = %s WHERE recipient_id = %s"
+                f" AND event_id IN (SELECT e.id FROM {event} e WHERE e.post_ref = %s)"
                 f" AND read_at IS NULL AND seq > %s RETURNING id",
                 [connection.ops.adapt_datetimefield_value(timezone.now()), uid, post_ref, state.read_seq],
             )

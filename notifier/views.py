@@ -34,7 +34,7 @@ def notifications_page(request):
     if not more:
         services.mark_seen(request.user)
     tab = inbox.filter_name(request.GET.get("filter"))
-    qs = inbox.filtered(Notification.objects.for_user(request.user), tab).select_related("actor").order_by("-seq")
+    qs = inbox.filtered(Notification.objects.for_user(request.user), tab).select_related("event__actor").order_by("-seq")
     before = request.GET.get("before", "")
     if before.isdigit() and len(before) <= 18:
         qs = qs.filter(seq__lt=int(before))
@@ -51,7 +51,7 @@ def notifications_page(request):
 
 def _one_row(request, pk):
     """One row again after it changed (htmx): same markup as in the list."""
-    item = Notification.objects.for_user(request.user).select_related("actor").filter(pk=pk).first()
+    item = Notification.objects.for_user(request.user).select_related("event__actor").filter(pk=pk).first()
     if item is None:
         return HttpResponse(status=204)
     return render(request, "notifier/_rows.html",
@@ -69,7 +69,7 @@ def mark_read(request, pk):
         messages.info(request, GONE)
         return _to_list(request)
     if request.POST.get("open"):
-        url = Notification.objects.filter(pk=pk, recipient=request.user).values_list("url", flat=True).first()
+        url = Notification.objects.filter(pk=pk, recipient=request.user).values_list("event__url", flat=True).first()
         if url and url_has_allowed_host_and_scheme(url, allowed_hosts=None):
             return redirect(url)
     if _htmx(request):
@@ -178,7 +178,7 @@ def open_notification(request, pk):
         services.mark_read(request.user, pk)
     except Notification.DoesNotExist:
         return render(request, "notifier/open_gone.html", status=404)
-    url = Notification.objects.filter(pk=pk, recipient=request.user).values_list("url", flat=True).first()
+    url = Notification.objects.filter(pk=pk, recipient=request.user).values_list("event__url", flat=True).first()
     if url and url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()},
                                                require_https=request.is_secure()):
         return redirect(url)

@@ -1,26 +1,37 @@
 """Rehearse a deployment without an AWS account: zappa deploy -> status -> undeploy against moto.
 
-    python scripts/deploy_check.py --stage dev --zappa-venv .venv-lambda
+    python scripts/deploy_check.py --stage dev --zappa-venv .venv-lambda --layer dist/herald-dev-layer.zip
 
 Run by `make deploy-check` with the development environment's Python (it needs moto's server and
 boto3). Steps, each fatal on failure:
 
-1. start moto's server on a free loopback port;
-2. write a copy of zappa_settings.json whose stage differs in one thing: "touch": false (moto
-   stores the function but cannot run it, so nothing could answer Zappa's test request);
+1. start moto's server on a free loopback port, and make the stage's deployment bucket with
+   versioning on (so the package Zappa uploads, and deletes once the function is created, can
+   still be read back in step 6);
+2. publish the libraries layer (scripts/build_layer.py's zip) with scripts/publish_layer.py and
+   write a copy of zappa_settings.json whose stage differs in two things: "layers" names the
+   version just published, and "touch": false (moto stores the function but cannot run it, so
+   nothing could answer Zappa's test request);
 3. `zappa deploy STAGE`, which builds the package as `make package` does (the zappa_settings.json
    hooks) and creates everything, with botocore sent to moto by AWS_ENDPOINT_URL (honoured for
    every service by botocore >= 1.31) and fake keys. (Not `deploy --zip`: Zappa 0.63 skips
    creating the execution role when given a zip);
 4. `zappa status STAGE`;
 5. check through boto3 against moto that the function (runtime, handler, memory, timeout,
-   code size), its execution role and permissions, the API Gateway REST API and the scheduled
-   events (deliver_pending every minute, keep-warm) exist as zappa_settings.json describes;
-6. `zappa undeploy STAGE --yes` and check the function, the API's stack and the rules are gone.
+   code size, its layer: that version, with the built zip's SHA-256), its execution role and
+   permissions, the API Gateway REST API and the scheduled events (deliver_pending every
+   minute, keep-warm) exist as zappa_settings.json describes;
+6. read back the function's code (the uploaded package whose SHA-256 the function has) and the
+   layer's, unpack them as Lambda does (/var/task, /opt) and run scripts/check_package.py's smoke
+   run on them: pages, API, migrate, pictures and a Web Push encrypted and signed, the last two
+   with the libraries only the layer holds;
+7. `zappa undeploy STAGE --yes` and check the function, the API's stack and the rules are gone.
 
 Nothing leaves this machine: moto listens on 127.0.0.1 and every AWS call goes there.
 """
 import argparse
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -33,7 +44,10 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGION = "us-east-1"
-MAX_CODE_MB = 21  # scripts/check_package.py's budget (MAX_ZIPPED_MB)
+MAX_CODE_BYTES = 15_000_000  # scripts/check_package.py's budget (MAX_ZIPPED_BYTES)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import check_package  # noqa: E402
+import publish_layer  # noqa: E402
 
 
 class CheckFailed(Exception):
@@ -95,6 +109,66 @@ def zappa(venv: str, env: dict, *args: str, timeout: float = 600) -> str:
     return output
 
 
+def sha256(data: bytes) -> str:
+    """As Lambda reports CodeSha256: base64 of the digest."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def make_versioned_bucket(bucket: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def verify_layer(function: dict, layer_arn: str, layer_zip: str) -> str:
+    """The function is configured with the published layer version, which holds the built zip."""
+    import boto3
+
+    attached = [layer["Arn"] for layer in function.get("Layers", [])]
+    if layer_arn not in attached:
+        raise CheckFailed(f"function {function['FunctionName']} has layers {attached}, not {layer_arn}")
+    name, number = layer_arn.split(":")[-2:]
+    version = boto3.client("lambda", region_name=REGION).get_layer_version(LayerName=name, VersionNumber=int(number))
+    with open(layer_zip, "rb") as fh:
+        expected = sha256(fh.read())
+    if version["Content"]["CodeSha256"] != expected:
+        raise CheckFailed(f"layer {layer_arn} holds {version['Content']['CodeSha256']}, not the built {expected}")
+    return f"layer {layer_arn}: {version['Content']['CodeSize']:,} bytes, the built zip's SHA-256"
+
+
+def smoke_deployed(function: dict, bucket: str, layer_key: str, python: str, tmp: str) -> str:
+    """Read back the deployed function's package and its layer and run them as Lambda would."""
+    import boto3
+
+    s3 = boto3.client("s3", region_name=REGION)
+    versions = s3.list_object_versions(Bucket=bucket).get("Versions", [])
+    function_zip = os.path.join(tmp, "function.zip")
+    for candidate in versions:
+        if candidate["Key"] == layer_key or not candidate["Key"].endswith(".zip"):
+            continue
+        data = s3.get_object(Bucket=bucket, Key=candidate["Key"], VersionId=candidate["VersionId"])["Body"].read()
+        if sha256(data) == function["CodeSha256"]:
+            with open(function_zip, "wb") as fh:
+                fh.write(data)
+            break
+    else:
+        raise CheckFailed(f"no package in s3://{bucket} has the function's SHA-256 {function['CodeSha256']}")
+    layer_zip = os.path.join(tmp, "layer.zip")
+    with open(layer_zip, "wb") as fh:
+        fh.write(s3.get_object(Bucket=bucket, Key=layer_key)["Body"].read())
+    result, problems = check_package.smoke(function_zip, python, layer_zip)
+    if problems:
+        raise CheckFailed("the deployed function with its layer: " + "; ".join(problems))
+    needed = {"PIL", "cryptography", "http_ece", "py_vapid"}
+    if not needed <= set(result.get("from_layer", [])):
+        raise CheckFailed(f"imported from the layer: {result.get('from_layer')}, expected {sorted(needed)}")
+    return (f"deployed package ({os.path.getsize(function_zip):,} bytes) with its layer: cold start "
+            f"{result['cold_start_s']} s, pages, API, migrate, pictures and Web Push OK; "
+            f"from the layer: {', '.join(result['from_layer'])}")
+
+
 def verify_deployed(config: dict, name: str, stage: str) -> list[str]:
     """What zappa deploy should have created, read back from moto; returns the checks made."""
     import boto3
@@ -108,10 +182,10 @@ def verify_deployed(config: dict, name: str, stage: str) -> list[str]:
     actual = {key: function.get(key) for key in expected}
     if actual != expected:
         raise CheckFailed(f"function {name}: {actual}, expected {expected}")
-    if function["CodeSize"] > MAX_CODE_MB * 1024 * 1024:
-        raise CheckFailed(f"deployed package is {function['CodeSize'] / 1024 / 1024:.1f} MiB, over {MAX_CODE_MB} MiB")
+    if function["CodeSize"] > MAX_CODE_BYTES:
+        raise CheckFailed(f"deployed package is {function['CodeSize']:,} bytes, over {MAX_CODE_BYTES:,}")
     checks.append(f"function {name}: {function['Runtime']}, {function['MemorySize']} MB, "
-                  f"{function['Timeout']} s, {function['CodeSize'] / 1024 / 1024:.1f} MiB")
+                  f"{function['Timeout']} s, {function['CodeSize']:,} bytes")
 
     role_name = function["Role"].rsplit("/", 1)[-1]
     policy = session.client("iam").get_role_policy(RoleName=role_name, PolicyName="zappa-permissions")
@@ -184,6 +258,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--zappa-venv", default=".venv-lambda", help="virtualenv with zappa installed")
     parser.add_argument("--settings", default=os.path.join(ROOT, "zappa_settings.json"))
+    parser.add_argument("--layer", required=True, help="the layer zip scripts/build_layer.py wrote")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -201,12 +276,22 @@ def main(argv=None) -> int:
     try:
         server = start_moto(port, log)
         print(f"moto server at {endpoint}")
-        settings[args.stage] = {**settings[args.stage], "touch": False}
+        import boto3
+
+        env = aws_environment(endpoint, venv)
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+        bucket = config["s3_bucket"]
+        make_versioned_bucket(bucket)
+        layer_name = publish_layer.layer_name(settings, args.stage)
+        layer_arn, _ = publish_layer.publish(args.layer, layer_name, bucket, REGION)
+        with open(args.layer, "rb") as fh:
+            layer_key = publish_layer.object_key(layer_name, fh.read())
+        print(f"  ok: layer published: {layer_arn}")
+        layers = publish_layer.with_layer(config.get("layers") or [], layer_arn)
+        settings[args.stage] = {**settings[args.stage], "layers": layers, "touch": False}
         check_settings = os.path.join(tmp, "zappa_settings.json")
         with open(check_settings, "w", encoding="utf-8") as fh:
             json.dump(settings, fh, indent=2)
-        env = aws_environment(endpoint, venv)
-        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
 
         deployed = True  # from here on, always try to undeploy
         zappa(venv, env, "deploy", args.stage, "-s", check_settings, "--disable_progress")
@@ -215,6 +300,9 @@ def main(argv=None) -> int:
             raise CheckFailed(f"zappa status does not mention {name}")
         for line in verify_deployed(config, name, args.stage):
             print(f"  ok: {line}")
+        function = boto3.client("lambda", region_name=REGION).get_function(FunctionName=name)["Configuration"]
+        print(f"  ok: {verify_layer(function, layer_arn, args.layer)}")
+        print(f"  ok: {smoke_deployed(function, bucket, layer_key, os.path.join(venv, 'bin', 'python'), tmp)}", flush=True)
         deployed = False
         zappa(venv, env, "undeploy", args.stage, "--yes", "-s", check_settings)
         verify_undeployed(name)

@@ -31,6 +31,13 @@ version (python3.11): bytecode is version-specific. What it does, and why:
 4. Compiled extensions without their symbol tables and debug information (`strip
    --strip-unneeded`; the dynamic symbols stay): Pillow's and PyYAML's ship with debug
    information, cryptography's with its symbol table.
+5. The libraries only some requests need and the cold start never imports (LAYER_DISTRIBUTIONS:
+   cryptography and cffi's backend, http_ece and py_vapid for Web Push, Pillow for pictures; 6 MiB
+   zipped, nearly all compiled code) leave the function's zip: they ship in a Lambda layer,
+   dist/herald-STAGE-layer.zip under python/ (Lambda puts /opt/python on sys.path, after the
+   function's code), built from the same virtualenv by scripts/build_layer.py with this module's
+   finish(..., layer=True) and published by scripts/publish_layer.py. They change with
+   requirements.txt, not with Herald's code, so a deployment uploads them only when they change.
 """
 import argparse
 import ast
@@ -48,10 +55,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 # iot, iot-data, sts: Herald's publisher and credential issuer. iam: `manage.py iot_setup`.
 # s3: Zappa's remote_env (the secrets file), read at cold start, and the media bucket. lambda, sns,
-# sqs, dynamodb: Zappa's asynchronous tasks and their response table. events, logs: scheduling and
-# logging from management commands (`zappa manage`). ses, sesv2: django-ses sends the email digest.
+# sqs, dynamodb: Zappa's asynchronous tasks and their response table. events: Zappa's event-source
+# helpers (zappa.utilities). ses, sesv2: django-ses sends the email digest. (CloudWatch Logs is
+# only called by Zappa's command line, `zappa tail`, on the developer's machine.)
 KEPT_AWS_SERVICES = frozenset(
-    {"iot", "iot-data", "sts", "iam", "s3", "lambda", "sns", "sqs", "dynamodb", "events", "logs", "ses", "sesv2"}
+    {"iot", "iot-data", "sts", "iam", "s3", "lambda", "sns", "sqs", "dynamodb", "events", "ses", "sesv2"}
 )
 RUNTIME = (3, 11)
 BOTOCORE_DATA = "botocore/data/"
@@ -59,6 +67,14 @@ BOTOCORE_DATA = "botocore/data/"
 # the zip's root (handler.py, zappa_settings.py, manage.py) keep theirs too. tests/test_packaging.py
 # checks that every Python package of the project is listed.
 SOURCE_KEPT = frozenset({"config", "feed", "notifier", "limits"})
+# The zip root's own modules: Zappa's handler and settings, Herald's manage.py. The libraries
+# installed at the root (six, typing_extensions, inflection) ship as bytecode like the others.
+ROOT_SOURCE_KEPT = frozenset({"handler.py", "zappa_settings.py", "django_zappa_app.py", "manage.py", "__init__.py"})
+# Distributions (normalised names) that ship in the Lambda layer, not in the function's zip (5.
+# above): compiled, needed only by the requests that send a Web Push or take a picture
+# (scripts/lambda_smoke.py's COLD_START_UNWANTED proves the cold start imports none of them).
+LAYER_DISTRIBUTIONS = frozenset({"cryptography", "cffi", "http-ece", "py-vapid", "pillow"})
+LAYER_ROOT = "python/"  # where Lambda's Python runtime looks inside a layer (/opt/python)
 # Herald serves English only (LANGUAGE_CODE en-us, no LocaleMiddleware): the other languages'
 # catalogues and format modules are never loaded. Django needs en's catalogue for LANGUAGE_CODE.
 KEPT_LOCALES = frozenset({"en"})
@@ -67,6 +83,9 @@ LOCALE = re.compile(r"(^|/)locale/([^/]+)/")
 DROPPED = {
     "*.po": "translation sources (the compiled .mo are what gettext reads)",
     "*.pyi": "type stubs",
+    # Zappa adds an empty __init__.py to every folder holding Python files, __pycache__ folders
+    # included: nothing imports a package named __pycache__.
+    "*__pycache__/__init__.py": "the empty __init__.py Zappa adds to __pycache__ folders",
     # collectstatic copied these into staticfiles/, which is what WhiteNoise serves on Lambda
     # (WHITENOISE_USE_FINDERS is off there): nothing reads the packages' own copies.
     "django/contrib/admin/static/*": "collected into staticfiles/admin/",
@@ -101,6 +120,10 @@ DROPPED = {
     "django/contrib/redirects/*": "not installed",
     "django/db/backends/mysql/*": "database backends Herald does not use (PostgreSQL, SQLite)",
     "django/db/backends/oracle/*": "database backends Herald does not use (PostgreSQL, SQLite)",
+    # Test cases nothing imports outside a test run. (django.test itself stays: drf-spectacular
+    # builds requests with DRF's APIRequestFactory, from rest_framework.test.)
+    "django/contrib/admin/tests.py": "Django's Selenium test case",
+    "django/contrib/staticfiles/testing.py": "Django's live-server test case",
     # redis-py's clients for Redis modules (search, JSON, time series, Bloom, vector sets), its
     # multi-database and HTTP clients and OCSP stapling: Django's Redis cache uses none of them.
     "redis/commands/bf/*": "Redis module commands (the cache uses core commands)",
@@ -162,7 +185,25 @@ def pyc_name(source: str) -> str:
 
 def keeps_source(name: str) -> bool:
     """Herald's own modules and the root's (handler.py, zappa_settings.py) keep their sources."""
-    return "/" not in name or name.split("/", 1)[0] in SOURCE_KEPT
+    return name in ROOT_SOURCE_KEPT or name.split("/", 1)[0] in SOURCE_KEPT
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def layer_files(names: set[str], read) -> set[str]:
+    """The zip names of LAYER_DISTRIBUTIONS' files: their RECORDs' rows and their dist-info folders."""
+    files = set()
+    for name in names:
+        top, _, rest = name.partition("/")
+        if rest == "RECORD" and top.endswith(".dist-info") and \
+                normalise(top[: -len(".dist-info")].rsplit("-", 1)[0]) in LAYER_DISTRIBUTIONS:
+            files |= {row.split(",")[0] for row in read(name).decode().splitlines() if row}
+            files |= {n for n in names if n.startswith(top + "/")}
+    # A module's bytecode goes with it (the stale .pyc are dropped anyway).
+    return files | {n for n in names if n.endswith(".pyc") and re.sub(r"__pycache__/|\.cpython-\d+\.pyc$|\.pyc$", "",
+                                                                      n) + ".py" in files}
 
 
 def without_docstrings(tree: ast.Module) -> ast.Module:
@@ -251,22 +292,30 @@ def strip_binary(data: bytes) -> bytes:
     return stripped if len(stripped) < len(data) else data
 
 
-def finish(path: str, *, jobs: int | None = None) -> dict[str, int]:
+def finish(path: str, *, jobs: int | None = None, layer: bool = False) -> dict[str, int]:
+    """Rewrite the zip at `path` finished. The function's zip (layer=False) loses the layer's
+    distributions; a layer's zip (layer=True: its files under LAYER_ROOT) is finished the same way
+    otherwise, its names matched without the LAYER_ROOT prefix."""
     if sys.version_info[:2] != RUNTIME:
         raise SystemExit(f"finish_package: run me with Python {RUNTIME[0]}.{RUNTIME[1]} (the Lambda runtime), "
                          f"not {sys.version.split()[0]}: bytecode is version-specific")
     counts = {"compiled": 0, "sourceless": 0, "stale_pyc_dropped": 0, "models_dropped": 0, "locales_dropped": 0,
-              "files_dropped": 0, "static_twins_dropped": 0, "stripped": 0, "not_compiled": 0}
+              "files_dropped": 0, "static_twins_dropped": 0, "stripped": 0, "not_compiled": 0, "layer_files": 0}
     with zipfile.ZipFile(path) as src:
         entries = [(info, src.read(info)) for info in src.infolist()]
-    twins = compressed_static_twins({info.filename for info, _ in entries})
+    names = {info.filename for info, _ in entries}
+    twins = compressed_static_twins(names)
+    in_layer = set() if layer else layer_files(names, dict((i.filename, d) for i, d in entries).__getitem__)
     kept, sources = [], []
     for info, data in entries:
         name = info.filename
+        if name in in_layer:
+            counts["layer_files"] += 1
+            continue
         if name.endswith(".pyc"):
             counts["stale_pyc_dropped"] += 1
             continue
-        why = dropped(name)
+        why = dropped(name.removeprefix(LAYER_ROOT) if layer else name)
         if why:
             counts[{"model": "models_dropped", "locale": "locales_dropped"}.get(why, "files_dropped")] += 1
             continue
@@ -321,7 +370,8 @@ def summary(counts: dict[str, int]) -> str:
     return (f"{counts['compiled']} modules compiled ({counts['sourceless']} without their sources), "
             f"{counts['stale_pyc_dropped']} stale .pyc, {counts['models_dropped']} unused AWS model files, "
             f"{counts['locales_dropped']} translation files, {counts['files_dropped']} unused files and "
-            f"{counts['static_twins_dropped']} uncompressed static twins dropped, {counts['stripped']} binaries stripped")
+            f"{counts['static_twins_dropped']} uncompressed static twins dropped, {counts['stripped']} binaries stripped"
+            + (f", {counts['layer_files']} files left to the layer" if counts.get("layer_files") else ""))
 
 
 def main(argv=None) -> int:

@@ -1,11 +1,12 @@
 """Run an unpacked Lambda package the way Lambda does, through Zappa's handler, and report as JSON.
 
-    python -B -I -S scripts/lambda_smoke.py UNPACKED_DIR [--cold-only] [--import-cost]
+    python -B -I -S scripts/lambda_smoke.py UNPACKED_DIR [--layer UNPACKED_LAYER_DIR] [--cold-only] [--import-cost]
 
 Meant to be started by scripts/check_package.py and bench/cold_start.py in a fresh process with
 the Lambda runtime's Python version and nothing but its standard library: -I -S keeps every
 installed package out of sys.path, so anything the package forgot fails here; -B writes no
-bytecode, as on Lambda's read-only code directory. The caller provides what Zappa's remote_env
+bytecode, as on Lambda's read-only code directory. --layer is an unpacked Lambda layer (what Lambda
+puts in /opt): its python/ folder goes on sys.path after the package, where Lambda puts /opt/python. The caller provides what Zappa's remote_env
 file provides in production (SECRET_KEY, DATABASE_URL) and fake AWS settings that keep every AWS
 call on this machine; this process never calls AWS on purpose.
 
@@ -165,7 +166,10 @@ def email_backend() -> str:
 def main(argv: list[str]) -> dict:
     package = os.path.realpath(argv[0])
     cold_only = "--cold-only" in argv
+    layer = os.path.realpath(argv[argv.index("--layer") + 1]) if "--layer" in argv else None
     sys.path.insert(0, package)
+    if layer:  # Lambda's order: the function's code (/var/task), then /opt/python
+        sys.path.insert(1, os.path.join(layer, "python"))
     os.chdir(package)  # Lambda's working directory is the code directory
 
     # The packaged settings, minus remote_env: the caller's environment stands in for the S3 file.
@@ -291,9 +295,13 @@ def main(argv: list[str]) -> dict:
     outside = set()
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if name not in ("__main__", "__mp_main__") and path and not os.path.realpath(path).startswith((package, stdlib)):
+        if name not in ("__main__", "__mp_main__") and path and \
+                not os.path.realpath(path).startswith((package, stdlib, *([layer] if layer else []))):
             outside.add(name)
     report["modules_outside_package"] = sorted(outside)
+    # What the layer provided, by top-level name: the function's zip must not need it anywhere else.
+    report["from_layer"] = sorted({name.split(".")[0] for name, module in list(sys.modules.items())
+                                   if layer and os.path.realpath(getattr(module, "__file__", None) or "").startswith(layer)})
     report["dev_only_modules"] = sorted(n for n in sys.modules if n.split(".")[0] in DEV_ONLY)
     return report
 

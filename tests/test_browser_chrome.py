@@ -194,7 +194,7 @@ def test_delete_asks_in_a_dialog_and_undo_keeps_the_post(live_server, alice_with
         assert page.evaluate(f"fetch('/api/posts/{kept.pk}/').then(r => r.status)") == 200
         assert deletes == []
         assert Post.objects.filter(pk=kept.pk).exists()
-        assert Notification.objects.filter(recipient=alice, post_ref=kept.pk).count() == 1
+        assert Notification.objects.filter(recipient=alice, event__post_ref=kept.pk).count() == 1
 
         # Confirmed and left alone: deleted after 5 s, with its notification, as any delete.
         other = page.locator(f"#post-{deleted.pk}")
@@ -209,7 +209,7 @@ def test_delete_asks_in_a_dialog_and_undo_keeps_the_post(live_server, alice_with
         expect(page.locator("#undo-bar")).to_be_empty()
         assert deletes == [f"{base}/api/posts/{deleted.pk}/"]
         until(lambda: not Post.objects.filter(pk=deleted.pk).exists(), "the post to be deleted")
-        assert not Notification.objects.filter(post_ref=deleted.pk).exists()
+        assert not Notification.objects.filter(event__post_ref=deleted.pk).exists()
         assert Post.objects.filter(pk=kept.pk).exists()
         browser.close()
 
@@ -229,7 +229,7 @@ def test_leaving_the_page_sends_the_waiting_delete(live_server, alice_with_liked
         # DELETE while a next page of Herald reads the same tables (PostgreSQL waits instead).
         page.goto("about:blank")
         until(lambda: not Post.objects.filter(pk=post.pk).exists(), "the post to be deleted on leaving")
-        assert not Notification.objects.filter(post_ref=post.pk).exists()
+        assert not Notification.objects.filter(event__post_ref=post.pk).exists()
         browser.close()
 
 

@@ -36,7 +36,7 @@ def items(page):
 
 
 def item_id(page, kind, post_ref) -> str:
-    return str(Notification.objects.get(kind=kind, post_ref=post_ref).pk)
+    return str(Notification.objects.get(kind=kind, event__post_ref=post_ref).pk)
 
 
 def test_likes_update_one_item_in_place_and_unlikes_take_it_back(live_server, live_push):
@@ -245,7 +245,7 @@ def test_mute_this_post_stops_its_notifications_and_unmute_restores_them(live_se
         expect(listed.first).to_contain_text("on the other post")
         expect(listing.locator("#toasts .toast", has_text="on the muted post")).to_have_count(0)
         expect(listing.locator("#bell-count")).to_have_text("1")
-        assert not Notification.objects.filter(recipient=alice, post_ref=muted_post.pk).exists()
+        assert not Notification.objects.filter(recipient=alice, event__post_ref=muted_post.pk).exists()
 
         page.goto(f"{base}/posts/{muted_post.pk}/")
         page.click("#mute-button")  # Unmute

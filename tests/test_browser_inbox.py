@@ -10,7 +10,7 @@ from playwright.sync_api import expect, sync_playwright
 from feed import services
 from feed.models import Follow
 from notifier import services as notes
-from notifier.models import Notification, NotificationState
+from notifier.models import Notification, NotificationEvent, NotificationState
 from notifier.views import PAGE_SIZE
 
 from .browser import launch, log_in, logged_in_page, make_users, wait_live
@@ -39,8 +39,8 @@ def test_icons_dots_and_sections_on_the_page_and_on_live_rows(live_server, live_
     services.like(bob, post.pk)
     services.follow(carol, "alice")
     comment, like, follow = (Notification.objects.get(kind=k) for k in ("comment", "like", "follow"))
-    Notification.objects.filter(pk=comment.pk).update(created_at=timezone.now() - timedelta(days=20))
-    Notification.objects.filter(pk=like.pk).update(created_at=timezone.now() - timedelta(days=2))
+    NotificationEvent.objects.filter(pk=comment.event_id).update(created_at=timezone.now() - timedelta(days=20))
+    NotificationEvent.objects.filter(pk=like.event_id).update(created_at=timezone.now() - timedelta(days=2))
     notes.mark_read(alice, like.pk)
     base = live_server.url
     with sync_playwright() as p:

@@ -57,7 +57,7 @@ def test_opening_a_post_clears_the_badge_in_another_tab(live_server, live_push):
         expect(bell).to_have_attribute("data-unread", "1", timeout=TIMEOUT)
         expect(bell).to_be_hidden()
         unread = Notification.objects.filter(recipient=alice, read_at__isnull=True)
-        assert list(unread.values_list("post_ref", flat=True)) == [other.pk]
+        assert list(unread.values_list("event__post_ref", flat=True)) == [other.pk]
         browser.close()
 
 

@@ -103,3 +103,27 @@ def test_marking_read_pushes_a_read_message(alice, bob, memory_publisher, on_com
         {"v": 1, "type": "read", "seq": 2, "ids": [first.pk], "all": False, "unread_count": 1, "unseen_count": 2},
         {"v": 1, "type": "read", "seq": 2, "ids": None, "all": True, "unread_count": 0, "unseen_count": 2},
     ]
+
+
+def test_shared_encoding_gives_each_recipient_the_same_bytes_as_encoding_alone(alice, bob, make_user):
+    """encode_items encodes an event's shared part once; every message must still be exactly what
+    encoding it alone gives: a fan-out's items (one actors tuple), a group with its own actors, a
+    read item, text that needs escaping."""
+    from datetime import datetime, timezone as tz
+
+    from notifier import envelope
+    from notifier.envelope import actor_dict
+
+    shared = (actor_dict(bob),)
+    at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=tz.utc)
+    items = [delivery.Outgoing(pk=10 + i, recipient_id=100 + i, seq=5 + i, kind="new_post", actor=bob,
+                               text='Bob posted: “<b>"quoted"</b> ✓”', url="/posts/1/", created_at=at,
+                               unread_count=i, unseen_count=2 * i, actor_list=shared, read=i == 2) for i in range(4)]
+    items.append(delivery.Outgoing(pk=99, recipient_id=7, seq=3, kind="like", actor=bob, text="{actors} liked your post",
+                                   url="/posts/2/", created_at=at, unread_count=1, actor_count=3,
+                                   actor_list=(actor_dict(bob), actor_dict(alice))))
+    encoded = delivery.encode_items(items)
+    assert encoded == [envelope.encode(delivery.item_message(item)) for item in items]
+    import json
+    assert [json.loads(b)["unread_count"] for b in encoded[:4]] == [0, 1, 2, 3]
+    assert json.loads(encoded[4])["text"] == "Bob and 2 others liked your post"

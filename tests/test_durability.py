@@ -94,7 +94,7 @@ def tail(path: Path, lines: int = 40) -> str:
 def assert_told_once(post, fans) -> None:
     """Every follower told exactly once (one unread item, seq 1), nobody else told anything."""
     per_follower = Counter(
-        Notification.objects.filter(kind="new_post", post_ref=post.pk).values_list("recipient_id", flat=True)
+        Notification.objects.filter(kind="new_post", event__post_ref=post.pk).values_list("recipient_id", flat=True)
     )
     fan_ids = {fan.pk for fan in fans}
     assert set(per_follower) == fan_ids, (
@@ -113,7 +113,7 @@ def fan_out_tasks():
 
 
 def told(post) -> int:
-    return Notification.objects.filter(kind="new_post", post_ref=post.pk).count()
+    return Notification.objects.filter(kind="new_post", event__post_ref=post.pk).count()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -170,7 +170,7 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_repeats_nothing(settings,
     assert (path, workers) == ("feed.fanout.fan_out_chunk", ["doomed"])
     _, after_id, upto_id = DBTaskResult.objects.get(pk=orphaned).args_kwargs["args"]
     its_followers = Follow.objects.filter(followee=author, pk__gt=after_id, pk__lte=upto_id).values("follower")
-    in_orphan = Notification.objects.filter(post_ref=post.pk, recipient__in=its_followers).count()
+    in_orphan = Notification.objects.filter(event__post_ref=post.pk, recipient__in=its_followers).count()
     assert in_orphan in (0, fanout.CHUNK_SIZE), f"the interrupted chunk stored {in_orphan} of its followers"
 
     # 3. A sweep one lease after the kill puts the dead worker's task back (its heartbeat stopped

@@ -45,7 +45,7 @@ def test_followers_are_notified_in_planned_chunks(alice, monkeypatch, on_commit)
     fans = make_followers(alice, 8)
     with on_commit():
         post = services.create_post(alice, "hello everyone")
-    assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 8
+    assert Notification.objects.filter(kind="new_post", event__post_ref=post.pk).count() == 8
     assert_count_exact(*fans)
 
 
@@ -57,7 +57,7 @@ def test_no_chunk_runs_inside_another_even_inline(alice, monkeypatch, on_commit)
     fans = make_followers(alice, 1200)
     with on_commit():
         post = services.create_post(alice, "to everyone, one by one")
-    assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 1200
+    assert Notification.objects.filter(kind="new_post", event__post_ref=post.pk).count() == 1200
     assert set(NotificationState.objects.filter(user__in=fans).values_list("unread_count", "last_seq")) == {(1, 1)}
 
 
@@ -98,7 +98,7 @@ def test_on_the_database_queue_the_task_exists_exactly_when_the_post_does(alice,
     ]
     assert not Notification.objects.filter(kind="new_post").exists()  # nothing runs in the request
     call_command("db_worker", batch=True, interval=0, startup_delay=False, verbosity=0)
-    assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 7
+    assert Notification.objects.filter(kind="new_post", event__post_ref=post.pk).count() == 7
     assert_count_exact(*fans)
     assert set(DBTaskResult.objects.values_list("status", flat=True)) == {"SUCCESSFUL"}
 

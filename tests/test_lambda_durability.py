@@ -141,7 +141,7 @@ def test_an_invocation_killed_while_draining_loses_nothing_and_repeats_nothing(i
     assert len(orphan.worker_ids) == 1 and orphan.worker_ids[0].startswith("lambda-"), orphan.worker_ids
     _, after_id, upto_id = orphan.args_kwargs["args"]
     its_followers = Follow.objects.filter(followee=author, pk__gt=after_id, pk__lte=upto_id).values("follower")
-    assert Notification.objects.filter(post_ref=post.pk, recipient__in=its_followers).count() == fanout.CHUNK_SIZE
+    assert Notification.objects.filter(event__post_ref=post.pk, recipient__in=its_followers).count() == fanout.CHUNK_SIZE
     # (Pushes that failed were queued, and handed on, for a quick retry too: notifier.delivery.retry_owed.)
     chunk_ids = {str(pk) for pk in chunk_rows.values_list("pk", flat=True)}
     late = [i for i in handed_on.read_text().split() if i in chunk_ids]

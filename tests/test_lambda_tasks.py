@@ -46,7 +46,7 @@ def test_a_post_queues_its_fanout_row_and_invokes_it_after_commit(alice, invocat
     assert taskqueue.run_queued(invocations[0]) is True
     [chunk] = DBTaskResult.objects.filter(task_path="feed.fanout.fan_out_chunk")
     assert invocations[1:] == [str(chunk.pk)]
-    assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 3
+    assert Notification.objects.filter(kind="new_post", event__post_ref=post.pk).count() == 3
     assert set(DBTaskResult.objects.values_list("status", flat=True)) == {"SUCCESSFUL"}
     assert taskqueue.run_queued(invocations[1]) is False
 
@@ -79,7 +79,7 @@ def test_a_big_fanout_gets_at_most_the_parallel_cap_of_invocations(alice, invoca
     # One invocation drains the whole queue when it has the time.
     assert taskqueue.run_queued(invocations[1]) is True
     assert not DBTaskResult.objects.exclude(status="SUCCESSFUL").exists()
-    assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 24
+    assert Notification.objects.filter(kind="new_post", event__post_ref=post.pk).count() == 24
     assert [taskqueue.run_queued(i) for i in invocations[2:]] == [False] * 2
 
 

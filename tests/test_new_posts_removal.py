@@ -144,7 +144,7 @@ def test_the_item_goes_back_only_to_posts_its_follower_was_told_of(alice, bob, c
     services.delete_post(alice, first.pk)  # carol's item never counted it
     assert not Notification.objects.filter(recipient=bob, kind="new_post").exists()
     assert (item_of(carol).post_ref, item_of(carol).actor_count) == (mention.pk, 1)
-    assert Notification.objects.filter(recipient=bob, kind="mention", post_ref=mention.pk).exists()
+    assert Notification.objects.filter(recipient=bob, kind="mention", event__post_ref=mention.pk).exists()
     assert_count_exact(bob, carol)
 
 
@@ -168,7 +168,7 @@ def test_a_big_fan_out_is_told_by_background_chunks(alice, memory_publisher, on_
     for fan in fans:
         [message] = messages_to(memory_publisher, fan, "notification")
         assert (message["id"], message["count"], message["url"]) == (items[fan.pk], 1, first.get_absolute_url())
-    assert set(Notification.objects.filter(kind="new_post").values_list("post_ref", "actor_count")) == {(first.pk, 1)}
+    assert set(Notification.objects.filter(kind="new_post").values_list("event__post_ref", "actor_count")) == {(first.pk, 1)}
     assert_count_exact(*fans)
 
 
@@ -185,8 +185,8 @@ def test_a_deletion_is_a_few_statements_whatever_the_number_of_followers(alice, 
             services.delete_post(author, posts[0 if older else -1].pk)
         counted.append(len(captured))
         expected = (posts[-1].pk, 2) if older else (posts[1].pk, 2)
-        assert set(Notification.objects.filter(actor=author, kind="new_post").values_list(
-            "post_ref", "actor_count")) == {expected}
+        assert set(Notification.objects.filter(event__actor=author, kind="new_post").values_list(
+            "event__post_ref", "actor_count")) == {expected}
     assert counted[0] == counted[1], counted
 
 
@@ -228,7 +228,7 @@ def test_deleting_a_post_while_a_newer_one_fans_out(settings):
 
         left = list(Post.objects.filter(author=loud).order_by("pk").values_list("pk", flat=True))
         assert doomed.pk not in left
-        items = set(Notification.objects.filter(kind="new_post").values_list("post_ref", "actor_count"))
+        items = set(Notification.objects.filter(kind="new_post").values_list("event__post_ref", "actor_count"))
         assert items == {(left[-1], len(left))}, f"round {r}: items (post, count) {items}, posts {left}"
         per = Notification.objects.filter(kind="new_post").values_list("recipient_id", flat=True)
         assert sorted(per) == sorted(f.pk for f in followers)

@@ -7,7 +7,7 @@ import pytest
 
 from feed import services as feed
 from notifier import services as notes
-from notifier.models import Kind, Notification, NotificationState
+from notifier.models import Kind, Notification, NotificationEvent, NotificationState
 
 pytestmark = pytest.mark.django_db
 
@@ -196,11 +196,11 @@ def test_open_needs_a_login(client, alice, bob):
 
 def test_open_never_redirects_off_site(client, alice, bob):
     item, _ = _commented(alice, bob)
-    Notification.objects.filter(pk=item.pk).update(url="https://evil.example/x")
+    NotificationEvent.objects.filter(pk=item.event_id).update(url="https://evil.example/x")
     client.force_login(alice)
     response = client.get(f"/notifications/{item.pk}/open/")
     assert response.status_code == 302 and response["Location"] == "/notifications/"
-    Notification.objects.filter(pk=item.pk).update(url="//evil.example/x")
+    NotificationEvent.objects.filter(pk=item.event_id).update(url="//evil.example/x")
     assert client.get(f"/notifications/{item.pk}/open/")["Location"] == "/notifications/"
 
 

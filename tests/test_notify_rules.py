@@ -49,7 +49,7 @@ def test_new_post_notifies_every_follower_with_one_bulk_insert(alice, make_user,
         post = services.create_post(alice, "big news")
     inserts = [q["sql"] for q in queries if q["sql"].startswith('INSERT INTO "notifier_notification"')]
     assert len(inserts) == 1
-    assert Notification.objects.filter(kind="new_post", post_ref=post.pk).count() == 40
+    assert Notification.objects.filter(kind="new_post", event__post_ref=post.pk).count() == 40
     # The state rows move together with the rows: one UPDATE for all 40, not one per follower.
     updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "notifier_notificationstate"')]
     assert len(updates) == 1
@@ -136,7 +136,7 @@ def test_deleting_a_post_removes_its_notifications_and_keeps_counts_exact(alice,
 
     services.delete_post(alice, post.pk)
 
-    assert not Notification.objects.filter(post_ref=post.pk).exists()
+    assert not Notification.objects.filter(event__post_ref=post.pk).exists()
     assert kinds_of(alice) == ["follow", "like"]  # the follow and the like of `other` survive
     assert kinds_of(bob) == ["new_post"]
     assert state_of(bob).unread_count == 1
@@ -149,8 +149,8 @@ def test_deleting_a_comment_removes_only_its_notifications(alice, bob, carol):
     keep = services.add_comment(bob, post.pk, "keep")
     gone = services.add_comment(carol, post.pk, "gone @bob")
     services.delete_comment(carol, gone.pk)
-    assert not Notification.objects.filter(comment_ref=gone.pk).exists()
-    assert Notification.objects.filter(comment_ref=keep.pk).count() == 1
+    assert not Notification.objects.filter(event__comment_ref=gone.pk).exists()
+    assert Notification.objects.filter(event__comment_ref=keep.pk).count() == 1
     assert_count_exact(alice, bob, carol)
 
 
@@ -230,4 +230,4 @@ def test_deleting_an_account_keeps_other_counts_exact(alice, bob, carol):
     services.add_comment(carol, alice_post.pk, "on alice's post")
     services.delete_account(User.objects.get(pk=bob.pk))
     assert_count_exact(alice, carol)
-    assert not Notification.objects.filter(post_ref=post.pk).exists()
+    assert not Notification.objects.filter(event__post_ref=post.pk).exists()

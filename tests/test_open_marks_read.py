@@ -20,7 +20,7 @@ def unread_ids(user) -> set[int]:
 
 
 def about(user, post) -> set[int]:
-    return set(Notification.objects.filter(recipient=user, post_ref=post.pk).values_list("pk", flat=True))
+    return set(Notification.objects.filter(recipient=user, event__post_ref=post.pk).values_list("pk", flat=True))
 
 
 def open_page(client, user, post, on_commit):

@@ -332,9 +332,12 @@ def test_finisher_ships_libraries_as_bytecode_and_drops_what_nothing_reads(tmp_p
                  "rest_framework/static/rest_framework/css/bootstrap.min.css", "docs/screenshots/home.png",
                  "staticfiles/vendor/app.0123456789ab.js"):
         assert gone not in names
-    for kept in ("yaml/__init__.pyc", "_cffi_backend.cpython-311-x86_64-linux-gnu.so",
-                 "staticfiles/vendor/app.0123456789ab.js.gz", "staticfiles/feed/logo.0123456789ab.png"):
+    for kept in ("yaml/__init__.pyc", "staticfiles/vendor/app.0123456789ab.js.gz",
+                 "staticfiles/feed/logo.0123456789ab.png"):
         assert kept in names
+    # cffi's compiled backend is cryptography's: it ships in the layer, not in the function's zip.
+    assert not any(n.startswith(("_cffi_backend", "cffi-")) for n in names)
+    assert counts["layer_files"] == 4  # the backend and cffi's dist-info
     assert counts["locales_dropped"] == 4 and counts["static_twins_dropped"] == 1
     # Metadata: headers without the long description; RECORD rows of compiled extensions only.
     assert metadata == b"Metadata-Version: 2.1\nName: lib\nVersion: 1.0\n"
@@ -403,9 +406,9 @@ def test_checker_reports_missing_static_files_and_bytecode(tmp_path):
 
 def test_checker_command_fails_over_budget(finished_zip):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_package.py"), str(finished_zip),
-                           "--max-zipped-mb", "0.001"], capture_output=True, text=True)
+                           "--max-zipped-bytes", "1000"], capture_output=True, text=True)
     assert done.returncode == 1
-    assert "over the 0.001 MiB budget" in done.stderr
+    assert "over the 1,000-byte budget" in done.stderr
     ok = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_package.py"), str(finished_zip)],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
@@ -474,4 +477,102 @@ def test_the_package_leaves_out_the_pillow_parts_herald_never_loads():
 
 
 def test_deploy_rehearsal_holds_the_package_to_the_same_budget():
-    assert load_script("deploy_check").MAX_CODE_MB == check_package.MAX_ZIPPED_MB
+    assert load_script("deploy_check").MAX_CODE_BYTES == check_package.MAX_ZIPPED_BYTES == 15_000_000
+
+
+# --- the libraries layer --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_each_stage_runs_with_its_own_libraries_layer(name):
+    """The function's zip leaves cryptography and Pillow to the layer: every stage must list one,
+    its own (scripts/publish_layer.py replaces the version)."""
+    config = stage(name)
+    publish_layer = load_script("publish_layer")
+    layer = publish_layer.layer_name(SETTINGS, name)
+    assert layer == f"herald-{name}-libs"
+    arns = [arn for arn in config["layers"] if f":layer:{layer}:" in arn]
+    assert len(arns) == 1 and re.fullmatch(rf"arn:aws:lambda:{config['aws_region']}:\d{{12}}:layer:{layer}:\d+", arns[0])
+    bumped = arns[0].rsplit(":", 1)[0] + ":7"
+    assert publish_layer.with_layer(config["layers"], bumped) == [a for a in config["layers"] if a != arns[0]] + [bumped]
+
+
+def layer_wheels():
+    """What build_layer.py puts in a layer: the layer's distributions under python/."""
+    files = {
+        "cryptography/__init__.py": '"""cryptography."""\nX = 1\n',
+        "cryptography/hazmat/bindings/_rust.abi3.so": b"\x7fELF",
+        **wheel("cryptography", "51.0.1", "cp311-abi3-manylinux2014_x86_64", "cryptography/__init__.py",
+                "cryptography/hazmat/bindings/_rust.abi3.so"),
+        "PIL/__init__.py": "X = 1\n",
+        "PIL/PsdImagePlugin.py": "X = 1\n",
+        **wheel("pillow", "12.2.0", "cp311-cp311-manylinux2014_x86_64", "PIL/__init__.py", "PIL/PsdImagePlugin.py"),
+    }
+    return files
+
+
+def test_the_function_zip_leaves_the_layer_libraries_out(tmp_path):
+    path = write_zip(tmp_path / "fn.zip", {**good_files(), **layer_wheels(),
+                                           "cryptography/__pycache__/__init__.cpython-311.pyc": b"stale"})
+    counts = finish_package.finish(str(path), jobs=1)
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+    assert not any(n.startswith(("cryptography", "PIL", "pillow")) for n in names), sorted(names)
+    assert counts["layer_files"] == 11  # the stale .pyc with its module
+    assert check_package.inspect(str(path))[1] == []
+
+
+def test_the_layer_is_bytecode_under_python_and_passes_the_checker(tmp_path):
+    layer = write_zip(tmp_path / "layer.zip", {f"python/{n}": d for n, d in layer_wheels().items()})
+    finish_package.finish(str(layer), jobs=1, layer=True)
+    with zipfile.ZipFile(layer) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "opt")
+    assert "python/cryptography/__init__.pyc" in names and "python/cryptography/__init__.py" not in names
+    assert "python/PIL/PsdImagePlugin.pyc" not in names  # a format Herald refuses, as in the function
+    assert "python/cryptography/hazmat/bindings/_rust.abi3.so" in names
+    summary, problems = check_package.inspect_layer(str(layer), {"django/__init__.pyc"})
+    assert problems == [] and summary["top_level"] == ["PIL", "cryptography", "cryptography-51.0.1.dist-info",
+                                                       "pillow-12.2.0.dist-info"]
+    done = subprocess.run([sys.executable, "-B", "-I", "-c",
+                           f"import sys; sys.path.insert(0, {str(tmp_path / 'opt' / 'python')!r}); "
+                           "import cryptography; print(cryptography.X, cryptography.__doc__)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1", "None"]
+
+
+def test_the_layer_checker_refuses_overlaps_files_outside_python_and_sources(tmp_path):
+    files = {f"python/{n}": d for n, d in layer_wheels().items()}
+    layer = write_zip(tmp_path / "layer.zip", {**files, "cryptography/stray.py": "X = 1\n"})
+    _, problems = check_package.inspect_layer(str(layer), {"PIL/__init__.pyc"}, max_bytes=100)
+    assert any("over the 100-byte budget" in p for p in problems)
+    assert any("outside python/" in p for p in problems)
+    assert "in both the function's zip and the layer: ['PIL']" in problems
+    assert any("are sources, not bytecode" in p for p in problems)
+
+
+def test_the_layer_sits_beside_the_zip():
+    assert check_package.layer_path("/nonexistent/herald-dev.zip") is None
+    assert load_script("build_layer").stage_globs("production") == stage("dev")["exclude_glob"]
+
+
+def test_publishing_the_layer_uploads_it_once_per_content(tmp_path, monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    publish_layer = load_script("publish_layer")
+    first = write_zip(tmp_path / "a.zip", {"python/x.pyc": b"one"})
+    second = write_zip(tmp_path / "b.zip", {"python/x.pyc": b"two"})
+    with mock_aws():
+        arn, new = publish_layer.publish(str(first), "herald-dev-libs", "herald-deploy-test", "us-east-1")
+        assert new and arn.endswith(":layer:herald-dev-libs:1")
+        assert publish_layer.publish(str(first), "herald-dev-libs", "herald-deploy-test", "us-east-1") == (arn, False)
+        arn2, new = publish_layer.publish(str(second), "herald-dev-libs", "herald-deploy-test", "us-east-1")
+        assert new and arn2.endswith(":layer:herald-dev-libs:2")
+        version = boto3.client("lambda", region_name="us-east-1").get_layer_version(
+            LayerName="herald-dev-libs", VersionNumber=2)
+        assert version["CompatibleRuntimes"] == ["python3.11"]

@@ -226,7 +226,7 @@ def test_admin_mark_as_read_and_delete_keep_counts_exact(client, alice, bob, mak
     assert_count_exact(alice, bob)
     client.post("/admin/feed/post/", {"action": "delete_selected", "_selected_action": [post.pk], "post": "yes"})
     assert not Post.objects.filter(pk=post.pk).exists()
-    assert not Notification.objects.filter(post_ref=post.pk).exists()
+    assert not Notification.objects.filter(event__post_ref=post.pk).exists()
     assert_count_exact(alice, bob)
 
 
@@ -337,8 +337,8 @@ def test_a_comment_by_the_author_on_their_own_post_says_their_post(alice, bob):
     assert Notification.objects.get(recipient=bob, kind="comment").text == "Alice commented on their post: “thanks”"
     carol = User.objects.create_user("carol2", password=PASSWORD, display_name="Carol")
     services.add_comment(carol, post.pk, "me too")
-    texts = set(Notification.objects.filter(kind="comment", comment_ref__isnull=False)
-                .exclude(text__contains="their").exclude(recipient=alice).values_list("text", flat=True))
+    texts = set(Notification.objects.filter(kind="comment", event__comment_ref__isnull=False)
+                .exclude(event__text__contains="their").exclude(recipient=alice).values_list("event__text", flat=True))
     assert texts == {"Carol commented on Alice’s post: “me too”"}
 
 

@@ -27,7 +27,7 @@ def test_a_deleted_comment_is_taken_out_of_every_recipients_tabs(alice, bob, car
     services.add_comment(carol, post.pk, "first")
     services.like(carol, post.pk)
     comment = services.add_comment(bob, post.pk, "hi @carol")  # alice: comment; carol: mention
-    told = {u: Notification.objects.get(recipient=u, comment_ref=comment.pk).pk for u in (alice, carol)}
+    told = {u: Notification.objects.get(recipient=u, event__comment_ref=comment.pk).pk for u in (alice, carol)}
     memory_publisher.reset()
     with on_commit() as callbacks:
         services.delete_comment(bob, comment.pk)
@@ -51,7 +51,7 @@ def test_a_rolled_back_deletion_tells_nobody(alice, bob, memory_publisher, on_co
             services.delete_comment(bob, comment.pk)
             raise RuntimeError
     assert removed_for(memory_publisher, alice) == []
-    assert Notification.objects.filter(comment_ref=comment.pk).count() == 1
+    assert Notification.objects.filter(event__comment_ref=comment.pk).count() == 1
 
 
 def test_a_post_with_many_recipients_is_taken_out_by_background_chunks(alice, memory_publisher, on_commit,
@@ -61,7 +61,7 @@ def test_a_post_with_many_recipients_is_taken_out_by_background_chunks(alice, me
     fans = make_followers(alice, 10)
     with on_commit():
         post = services.create_post(alice, "to everyone")
-    items = dict(Notification.objects.filter(post_ref=post.pk).values_list("recipient_id", "pk"))
+    items = dict(Notification.objects.filter(event__post_ref=post.pk).values_list("recipient_id", "pk"))
     assert len(items) == 10
     memory_publisher.reset()
     with on_commit():

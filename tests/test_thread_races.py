@@ -38,7 +38,7 @@ def test_following_and_unfollowing_a_post_while_people_comment_on_it():
     rows = Counter(PostFollow.objects.filter(post=post).values_list("user_id", flat=True))
     assert rows == Counter({u.pk: 1 for u in [commenter, *people]})  # one row each (the author has none)
     assert not PostFollow.objects.filter(post=post, user__in=people, following=True).exists()  # odd last
-    per_comment = Counter(Notification.objects.filter(post_ref=post.pk).values_list("comment_ref", "recipient_id"))
+    per_comment = Counter(Notification.objects.filter(event__post_ref=post.pk).values_list("event__comment_ref", "recipient_id"))
     assert per_comment and max(per_comment.values()) == 1
     # The author follows throughout: told of every comment; the togglers of some.
     assert Notification.objects.filter(recipient=author, kind="comment").count() == rounds
@@ -69,9 +69,9 @@ def test_many_replies_to_one_comment_at_once():
     assert set(Comment.objects.filter(parent=top).values_list("pk", flat=True)) == set(replies)
     assert comments_for(post).get(pk=top.pk).reply_count == len(replies)
     assert Post.objects.get(pk=post.pk).live_seq == len(replies) + 1  # one numbered message per comment
-    told = Counter(Notification.objects.filter(comment_ref__in=replies, recipient=starter).values_list("kind", flat=True))
+    told = Counter(Notification.objects.filter(event__comment_ref__in=replies, recipient=starter).values_list("kind", flat=True))
     assert told == Counter({"reply": len(replies)})
     # The post's author hears of every reply once (`comment`); its other followers of none.
-    heard = Counter(Notification.objects.filter(recipient=author).values_list("comment_ref", flat=True))
+    heard = Counter(Notification.objects.filter(recipient=author).values_list("event__comment_ref", flat=True))
     assert heard == Counter({top.pk: 1, **{pk: 1 for pk in replies}})
     check_consistency([author, starter, *people])

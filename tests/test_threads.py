@@ -20,7 +20,7 @@ def comment(api, user, post, text, parent=None):
 
 
 def told(comment_id) -> set:
-    return set(Notification.objects.filter(comment_ref=comment_id).values_list("recipient__username", "kind"))
+    return set(Notification.objects.filter(event__comment_ref=comment_id).values_list("recipient__username", "kind"))
 
 
 # --- Replies -------------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_the_person_replied_to_gets_a_reply_and_not_also_a_comment(alice, bob, c
     # The post's author hears of every comment on it, replies too; its other followers (bob, here
     # as the one replied to) hear of top-level comments only.
     assert told(reply.pk) == {("bob", "reply"), ("alice", "comment")}
-    assert Notification.objects.get(recipient=alice, comment_ref=reply.pk).text == "Carol replied on your post: “agreed”"
+    assert Notification.objects.get(recipient=alice, event__comment_ref=reply.pk).text == "Carol replied on your post: “agreed”"
     n = Notification.objects.get(recipient=bob)
     assert n.text == "Carol replied to your comment: “agreed”"
     assert n.url == f"/posts/{post.pk}/#comment-{reply.pk}"
@@ -260,7 +260,7 @@ def test_an_edit_tells_only_newly_mentioned_people_once(alice, bob, carol, make_
     services.edit_post(alice, post.pk, "hello @bob and @dave!")
     assert kinds_of(bob) == ["mention", "mention"]  # the post's and the comment's, once each
     assert kinds_of(dave) == ["mention", "mention"]
-    assert Notification.objects.get(recipient=dave, comment_ref=None).text == \
+    assert Notification.objects.get(recipient=dave, event__comment_ref=None).text == \
         "Alice mentioned you in a post: “hello @bob and @dave!”"
     assert_count_exact(alice, bob, carol, dave, erin)
 

@@ -115,11 +115,11 @@ def test_a_fanout_that_meets_throttling_delivers_everything(api, alice, throttli
         with on_commit():
             post = services.create_post(alice, "to six hundred people")
         assert throttling.throttled > 0  # it was throttled...
-        assert Notification.objects.filter(post_ref=post.pk, kind="new_post").count() == 600
+        assert Notification.objects.filter(event__post_ref=post.pk, kind="new_post").count() == 600
         assert not PendingPush.objects.exists()  # ... and every push was delivered all the same
         for fan, client in zip(sampled, clients):
             message = json.loads(client.next_message(timeout=30).payload)
-            stored = Notification.objects.get(recipient=fan, post_ref=post.pk)
+            stored = Notification.objects.get(recipient=fan, event__post_ref=post.pk)
             assert (message["type"], message["id"], message["seq"]) == ("notification", stored.pk, stored.seq)
             client.assert_nothing_arrives(quiet=0.2)
     finally:

@@ -231,7 +231,7 @@ class IssuerSource(CredentialSource):
 
         state = NotificationState.of(self.user)
         rows = (Notification.objects.for_user(self.user).filter(seq__gt=after_seq)
-                .select_related("actor").order_by("seq"))
+                .select_related("event__actor").order_by("seq"))
         return [notification_message(n, state.unread_count, state.unseen_count)
                 for n in attach_actors(rows[: 100 * MAX_CATCH_UP_PAGES])]
 

@@ -238,10 +238,10 @@ def unseen_items(state: NotificationState, *, since_seq: int = 0, muted_posts=()
         Notification.objects.filter(
             recipient_id=state.user_id, seq__gt=max(since_seq, state.seen_seq, state.read_seq), seq__lte=state.last_seq,
             read_at__isnull=True, kind__in=kinds,
-            created_at__gte=(now or timezone.now()) - timedelta(seconds=settings.DIGEST_MAX_AGE),
+            event__created_at__gte=(now or timezone.now()) - timedelta(seconds=settings.DIGEST_MAX_AGE),
         )
-        .exclude(post_ref__in=list(muted_posts))
-        .select_related("actor")
+        .exclude(event__post_ref__in=list(muted_posts))
+        .select_related("event__actor")
         .order_by("-seq")
     )
     shown = list(items[: settings.DIGEST_MAX_ITEMS])

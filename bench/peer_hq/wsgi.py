@@ -1,0 +1,7 @@
+"""WSGI entry point of the peer, for gunicorn (run from bench/peer_hq/)."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+application = get_wsgi_application()
