@@ -537,3 +537,20 @@ def test_awscrt_is_not_imported_by_the_web_process():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.django_db
+def test_a_database_that_does_not_answer_while_vending_is_retried_not_fatal(alice, monkeypatch):
+    """Vending credentials in-process writes a row; a lock or a restart of the database at that
+    moment is a wait-and-retry, like a network error, not the end of the listener."""
+    from django.db import OperationalError
+
+    from notifier import live_clients
+
+    def locked(user):
+        raise OperationalError("database table is locked")
+
+    monkeypatch.setattr(live_clients, "vend", locked)
+    with pytest.raises(listener_module.ListenError) as raised:
+        listener_module.IssuerSource(alice).fetch()
+    assert not raised.value.permanent and "did not answer" in str(raised.value)

@@ -212,6 +212,8 @@ class IssuerSource(CredentialSource):
         raise ListenError(f"Several users match {clean(username, 150)!r}; give the exact spelling.", permanent=True)
 
     def fetch(self) -> dict:
+        from django.db import DatabaseError
+
         from ..aws.issuer import CredentialsUnavailable
         from ..live_clients import vend
 
@@ -219,6 +221,8 @@ class IssuerSource(CredentialSource):
             return vend(self.user)
         except CredentialsUnavailable as exc:
             raise ListenError(f"Credentials are unavailable: {exc}") from exc
+        except DatabaseError as exc:  # busy or gone for a moment (a lock, a restart): try again
+            raise ListenError(f"The database did not answer: {str(exc)[:200]}") from exc
 
     def last_seq(self) -> int:
         from ..models import NotificationState
