@@ -1,12 +1,12 @@
 """The rules of who is told what, and the exact unread count, at the service level."""
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
 import notifier
 from feed import services
 from feed.models import User
-from notifier.models import Notification
+from notifier.models import Notification, NotificationState, PendingPush
 
 from .helpers import assert_count_exact, kinds_of, state_of
 
@@ -215,6 +215,22 @@ def test_a_retried_comment_is_idempotent(alice, bob):
     for _ in range(2):
         notifier.notify("comment", [alice], actor=bob, text="x", url="/posts/1/", post_ref=1, dedupe_key="comment:9")
     assert Notification.objects.count() == 1 and state_of(alice).last_seq == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_stored_for_an_account_that_is_gone(alice, bob):
+    """Recipient columns have no database foreign key: the recipient's state row, which every
+    write creates or locks in its own transaction, has one, so a write for an account deleted
+    meanwhile fails whole at its commit and leaves no row behind."""
+    gone = bob.pk
+    User.objects.filter(pk=gone).delete()
+    with pytest.raises(IntegrityError):
+        notifier.notify("comment", [gone], actor=alice, text="x", url="/posts/1/", post_ref=1, dedupe_key="comment:1")
+    assert not Notification.objects.filter(recipient_id=gone).exists()
+    assert not PendingPush.objects.filter(recipient_id=gone).exists()
+    assert not NotificationState.objects.filter(user_id=gone).exists()
+    notifier.notify("comment", [alice.pk], actor=None, text="x", url="/posts/1/", post_ref=1, dedupe_key="comment:2")
+    assert Notification.objects.filter(recipient=alice).count() == 1  # the connection is fine afterwards
 
 
 def test_unknown_kind_is_rejected(alice, bob):

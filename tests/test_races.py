@@ -39,7 +39,7 @@ from django.db.models import Count, Max, Q
 from feed import counters, fanout, services
 from feed.models import Comment, Follow, Like, Post, User
 from notifier import services as notes
-from notifier.models import Notification, NotificationState
+from notifier.models import Notification, NotificationState, PendingPush
 from notifier.topics import post_comments_topic
 
 from .conftest import DATABASE_TASKS
@@ -736,6 +736,11 @@ def test_accounts_deleted_while_people_follow_like_and_comment_on_them():
 
     assert not User.objects.filter(pk__in=[u.pk for u in doomed]).exists()
     assert not Follow.objects.filter(Q(follower_id__in=[u.pk for u in doomed]) | Q(followee_id__in=[u.pk for u in doomed])).exists()
+    # Recipient columns are not checked by the database (notifier.models): the state rows' are.
+    accounts = User.objects.values("pk")
+    assert not Notification.objects.exclude(recipient_id__in=accounts).exists()
+    assert not PendingPush.objects.exclude(recipient_id__in=accounts).exists()
+    assert not NotificationState.objects.exclude(user_id__in=accounts).exists()
     check_consistency(others, withdrawn=True, bumped=True)
 
 
