@@ -15,7 +15,7 @@ then VACUUM ANALYZE: every run starts from the same database state.
 
 Measured, for each N:
 - immediate: TASK_BACKEND=immediate, in-process: wall time of feed.services.create_post(), which
-  commits the post and then runs the plan and every 500-follower chunk inline (and their no-op
+  commits the post and then runs the plan and every chunk (FANOUT_CHUNK_SIZE followers) inline (and their no-op
   pushes) before it returns.
 - database: TASK_BACKEND=database with W `manage.py db_worker` processes (--interval 0.05):
   from the post's commit until the last notification row is committed: the script polls the
@@ -208,8 +208,8 @@ def child(mode: str, author_name: str, expected: int, repeat: int) -> dict:
     django.setup()
     from django.conf import settings
 
-    import notifier
-    from feed import services
+    import notifier.services
+    from feed import fanout, services
     from feed.models import Follow, Post, User
     from feed.text import excerpt
     from notifier.push.publisher import get_publisher
@@ -279,6 +279,8 @@ def child(mode: str, author_name: str, expected: int, repeat: int) -> dict:
         else:
             raise ValueError(mode)
         run["load_average_1m"] = round(os.getloadavg()[0], 2)
+        # Followers per fan-out task (FANOUT_CHUNK_SIZE) and recipients per notify statement.
+        run["chunk_sizes"] = {"task": fanout.CHUNK_SIZE, "statement": notifier.services.CHUNK_SIZE}
         run["verify"] = verify(author.pk, post.pk, expected)
         if not run["verify"]["ok"]:
             raise RuntimeError(f"{mode} run {i} stored the wrong rows: {run['verify']}")
@@ -331,7 +333,6 @@ def main():
     print(f"data built in {time.perf_counter() - t0:.1f} s ({max(args.followers)} followers)", file=sys.stderr)
 
     result = {"publisher": f"{NOOP_PUBLISHER} (no-op: pushes are not measured)", "database": "postgresql",
-              "chunk_size": 500,
               "history_rows": history_rows, "worker_interval_s": WORKER_INTERVAL, "repeat": args.repeat, "by_followers": {}}
     for n in args.followers:
         entry = result["by_followers"][str(n)] = {}

@@ -14,6 +14,7 @@ A chunk holds the post's row lock while it writes, so a post deleted during its 
 waits for the chunk (and then withdraws what it wrote) or is gone before it (and the chunk tells
 nobody): no notification outlives its post.
 """
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
@@ -26,7 +27,7 @@ from .locks import KEEP, lock_post
 from .models import Follow, Post
 from .text import excerpt
 
-CHUNK_SIZE = 1000
+CHUNK_SIZE = settings.FANOUT_CHUNK_SIZE
 
 
 def schedule(post: Post) -> None:

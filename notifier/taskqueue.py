@@ -113,8 +113,8 @@ class LambdaBackend(DatabaseBackend):
     Parallel, within a cap: the tasks one transaction enqueues (a fan-out plan's chunks) get at
     most TASK_LAMBDA_PARALLEL invocations, fewer when that many tasks are already running; every
     invocation runs its task and then keeps taking queued tasks (`run_queued`) for
-    TASK_LAMBDA_DRAIN_SECONDS. So a 1M-follower post's 2,000 chunks run on ten invocations, not
-    2,000: the account's Lambda concurrency and IoT publish rate stay free for everyone else."""
+    TASK_LAMBDA_DRAIN_SECONDS. So a 1M-follower post's 500 chunks run on ten invocations, not
+    500: the account's Lambda concurrency and IoT publish rate stay free for everyone else."""
 
     def enqueue(self, task, args, kwargs):
         result = super().enqueue(task, args, kwargs)

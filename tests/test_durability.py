@@ -35,7 +35,7 @@ from .live import free_port
 from .test_races import file_backed_sqlite  # noqa: F401  (autouse: SQLite on a file for this module too)
 
 FOLLOWERS = 10_000
-KILL_AFTER = 1_000  # kill once at least this many followers have been told (2 of 20 chunks)
+KILL_AFTER = 1_000  # kill once at least this many followers have been told (1 of 5 chunks)
 
 
 class SlowBroker(Publisher):

@@ -29,7 +29,8 @@ from .test_durability import assert_told_once, fan_out_tasks, tail, told, worker
 from .test_lambda_tasks import fans_of, invocations  # noqa: F401  (fixture: this process's invocations, recorded)
 from .test_races import file_backed_sqlite  # noqa: F401  (autouse: SQLite on a file the invocation can open)
 
-FOLLOWERS = 4_000  # 8 chunks
+FOLLOWERS = 4_000
+CHUNK_SIZE = 500  # 8 chunks (FANOUT_CHUNK_SIZE, here and in the invocation)
 PARALLEL = 3  # TASK_LAMBDA_PARALLEL, here and in the invocation
 PUSH_DELAY = 1.0  # seconds each chunk's push takes in the invocation, after the chunk's commit
 
@@ -59,6 +60,7 @@ def invocation_env() -> dict[str, str]:
         **worker_env(PUSH_DELAY),
         "TASK_BACKEND": "lambda",
         "TASK_LAMBDA_PARALLEL": str(PARALLEL),
+        "FANOUT_CHUNK_SIZE": str(CHUNK_SIZE),
         # Time to drain the whole queue: the process hands nothing on before it is killed.
         "TASK_LAMBDA_DRAIN_SECONDS": "600",
     }
@@ -96,7 +98,9 @@ def kill_inside_a_push(proc, post, log) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_invocation_killed_while_draining_loses_nothing_and_repeats_nothing(invocations, settings, tmp_path):
+def test_an_invocation_killed_while_draining_loses_nothing_and_repeats_nothing(invocations, settings, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setattr(fanout, "CHUNK_SIZE", CHUNK_SIZE)
     settings.TASK_LAMBDA_PARALLEL = PARALLEL
     settings.TASK_LAMBDA_DRAIN_SECONDS = 600
     author = User.objects.create(username="celebrity")
