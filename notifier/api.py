@@ -56,8 +56,9 @@ class NotificationListView(generics.ListAPIView):
         from the newest seq is the state row alone, with an ETag (see _nothing_new)."""
         self.paginator.get_page_size(request)  # a bad page_size is a 400 on the catch-up path too
         qs = self.get_queryset()
-        if "after_seq" not in self.query:
-            return super().list(request, *args, **kwargs)
+        if "after_seq" not in self.query:  # ListModelMixin.list, without building the queryset twice
+            page = self.paginate_queryset(qs)
+            return self.get_paginated_response(self.get_serializer(page, many=True).data)
         after = self.query["after_seq"]
         state = NotificationState.of(request.user)
         if after >= state.last_seq:

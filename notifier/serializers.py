@@ -2,7 +2,7 @@
 from rest_framework import serializers
 
 from . import inbox
-from .envelope import actor_list
+from .envelope import actor_list, render_text
 from .models import Digest, Kind, Notification
 
 
@@ -11,6 +11,11 @@ class NotificationActorSerializer(serializers.Serializer):
     display_name = serializers.CharField()
     avatar = serializers.DictField(child=serializers.CharField(), allow_null=True,
                                    help_text="{small, medium, large} URLs of the actor's picture, or null.")
+
+
+# How created_at is written (DRF's ISO 8601, "Z" for UTC), without building the serializer's
+# fields for each request (a deep copy of every declared field).
+_TIMESTAMP = serializers.DateTimeField()
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -36,6 +41,24 @@ class NotificationSerializer(serializers.ModelSerializer):
 
     def get_actors(self, notification) -> NotificationActorSerializer(many=True):
         return actor_list(notification)
+
+    def to_representation(self, notification) -> dict:
+        """The declared fields, built in one step: every open bell and catch-up lists a page of
+        these, and DRF's field-by-field walk was most of the request's Python time. The fields
+        above still document the shape (the schema); a test holds the two equal."""
+        actors = actor_list(notification)
+        return {
+            "id": notification.pk,
+            "seq": notification.seq,
+            "kind": notification.kind,
+            "actor": actors[0],
+            "actors": actors,
+            "count": notification.actor_count,
+            "text": render_text(notification.text, actors, notification.actor_count),
+            "url": notification.url,
+            "created_at": _TIMESTAMP.to_representation(notification.created_at),
+            "read": notification.is_read,
+        }
 
 
 class UnreadCountSerializer(serializers.Serializer):

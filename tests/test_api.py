@@ -251,6 +251,35 @@ def test_list_notifications(api, alice, inbox):
     assert first["read"] is False
 
 
+def test_listed_items_are_what_the_declared_fields_give(api, alice, bob, carol, make_user):
+    """The list builds each item in one step (NotificationSerializer.to_representation): the same
+    dict DRF's walk over the declared fields gives, for single items, groups of two and of three,
+    read and unread ones, an actor with an avatar and one whose account is gone."""
+    from feed.models import User
+    from notifier.serializers import NotificationSerializer
+
+    User.objects.filter(pk=carol.pk).update(avatar="a1b2c3")
+    dora = make_user("dora")
+    post = services.create_post(alice, "hello")
+    services.add_comment(bob, post.pk, "a <b>comment</b>")
+    for fan in (bob, carol, dora):
+        services.like(fan, post.pk)
+    for fan in (carol, dora):
+        services.follow(fan, "alice")
+    services.add_comment(dora, post.pk, "from dora")
+    services.delete_account(User.objects.get(pk=dora.pk))
+    api.as_(alice).post(f"/api/notifications/{Notification.objects.filter(recipient=alice).order_by('seq').first().pk}/read/")
+    listed = api.get("/api/notifications/").json()["results"]
+    assert {n["kind"] for n in listed} == {"comment", "like", "follow"} and any(n["count"] > 1 for n in listed)
+    assert any(n["actor"]["avatar"] for n in listed) and any(n["read"] for n in listed)
+
+    from notifier import groups
+    page = groups.attach_actors(Notification.objects.for_user(alice).select_related("event__actor").order_by("-seq"))
+    serializer = NotificationSerializer(page, many=True)
+    generic = [super(NotificationSerializer, serializer.child).to_representation(n) for n in page]
+    assert [dict(item) for item in generic] == listed == serializer.data
+
+
 def test_unread_filter_and_mark_read(api, alice, inbox):
     api.as_(alice)
     r = api.post(f"/api/notifications/{inbox[0].pk}/read/")
