@@ -151,11 +151,11 @@ def _event(notice: Notice, actor_id, now) -> tuple[int, object, bool]:
 
 
 def _store(notice: Notice, actor_id, event_id: int, now, user_ids: list[int], owed_web: list[int]) -> list[delivery.Outgoing]:
-    """Three statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
+    """Two statements for up to CHUNK_SIZE recipients whose state rows this transaction holds:
     bump the seq and counts of those who do not have this activity yet and have not muted it,
-    insert (or, for a grouped kind, upsert) their notifications numbered by the new seq, and
-    insert the pushes owed (plus, for a MEMBERS group, the actor's member rows, and the Web Pushes
-    owed to their devices, whose ids go to `owed_web`)."""
+    then insert (or, for a grouped kind, upsert) their notifications numbered by the new seq
+    together with the pushes owed (plus, for a MEMBERS group, the actor's member rows, and the Web
+    Pushes owed to their devices, whose ids go to `owed_web`)."""
     state, notification = table(NotificationState), table(Notification)
     cond, cond_params = among(f"{state}.user_id", user_ids)
     muted, muted_params = _not_muted(notice)
@@ -170,16 +170,16 @@ def _store(notice: Notice, actor_id, event_id: int, now, user_ids: list[int], ow
         if not counts:
             return []
         cond, cond_params = among("s.user_id", sorted(counts))
-        cursor.execute(
+        rows = _insert_owing_pushes(
+            cursor,
             f"INSERT INTO {notification} (recipient_id, seq, event_id, kind, actor_count, dedupe_key, read_at)"
             f" SELECT s.user_id, s.last_seq, %s, %s, 1, %s, NULL FROM {state} s"
             f" WHERE {cond}{plan.on_conflict} RETURNING id, recipient_id, seq, actor_count",
             [event_id, notice.kind, plan.key, *cond_params],
+            now + delivery.IN_FLIGHT_LEASE,
         )
-        rows = cursor.fetchall()
         if plan.members and actor_id is not None:
             _add_members(cursor, [row[0] for row in rows], actor_id, event_id, now)
-        _owe_pushes(cursor, [row[:2] for row in rows], now + delivery.IN_FLIGHT_LEASE)
         if rows and web_push_enabled():
             owed_web += _owe_web_pushes(cursor, notice.kind, [row[:2] for row in rows], now + web_push.IN_FLIGHT_LEASE)
     recent = groups.recent_actors([pk for pk, _, _, count in rows if plan.members and count > 1])
@@ -280,26 +280,34 @@ def _add_members(cursor, notification_ids: list[int], actor_id: int, event_id: i
         )
 
 
-def _owe_pushes(cursor, rows: list[tuple], due) -> None:
-    """Insert the PendingPush rows of just-written notifications (id, recipient_id, ...), from the
-    values themselves: one statement, no lookup in the notification table. A bumped group may
-    still owe its previous push: that row becomes the new push, due afresh."""
+def _insert_owing_pushes(cursor, insert: str, params: list, due) -> list[tuple]:
+    """Run `insert` (notifications, RETURNING id, recipient_id, seq, actor_count) and insert the
+    PendingPush row of each row it wrote; returns those rows.
+
+    On PostgreSQL one statement: the outbox rows come from the INSERT's own RETURNING (a data-
+    modifying WITH), so the ids make no round trip through Python and back. On SQLite a second
+    statement takes them as JSON. A bumped group may still owe its previous push: that row
+    becomes the new push, due afresh."""
     push, due = table(PendingPush), connection.ops.adapt_datetimefield_value(due)
     columns = "(notification_id, recipient_id, attempts, due_at, last_error)"
     upsert = (" ON CONFLICT (notification_id) DO UPDATE SET attempts = 0, due_at = excluded.due_at,"
               " last_error = ''")
     if connection.vendor == "postgresql":
         cursor.execute(
-            f"INSERT INTO {push} {columns} SELECT n, r, 0, %s, '' FROM unnest(%s::bigint[], %s::bigint[]) AS t(n, r)"
-            + upsert,
-            [due, int_array(row[0] for row in rows), int_array(row[1] for row in rows)],
+            f"WITH n AS ({insert}), p AS (INSERT INTO {push} {columns} SELECT id, recipient_id, 0, %s, '' FROM n"
+            f"{upsert}) SELECT id, recipient_id, seq, actor_count FROM n",
+            [*params, due],
         )
-    else:  # SQLite
+        return cursor.fetchall()
+    cursor.execute(insert, params)  # SQLite
+    rows = cursor.fetchall()
+    if rows:
         cursor.execute(
             f"INSERT INTO {push} {columns} SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 0, %s, ''"
             f" FROM json_each(%s) WHERE true" + upsert,
             [due, json.dumps([row[:2] for row in rows])],
         )
+    return rows
 
 
 def _owe_web_pushes(cursor, kind: str, rows: list[tuple], due) -> list[int]:
