@@ -23,11 +23,11 @@ client, NOTIFIER_PUBLISHER=bench.noop.NoopPublisher: the read-state push after m
 a no-op):
 - p50/p95 over HTTP of GET /api/notifications/, ?unread=true, ?after_seq=<last_seq - 20> and
   /api/notifications/unread-count/ for `heavy` (and, for scale, a typical user o1), requests
-  interleaved round-robin; target p50 <= 15 ms each. Also ?unread=true for a user with 100,000
+  interleaved round-robin; target p50 <= 10 ms for the lists, <= 3 ms for the count. Also ?unread=true for a user with 100,000
   rows all read (mark100k right after marking all read).
 - mark-all-read for 20,000 and 100,000 unread: notifier.services.mark_all_read in-process, and
   POST /api/notifications/read-all/ over HTTP; the state is put back before each call; target
-  <= 20 ms. For comparison, the previous schema's mark-all-read (one UPDATE of every unread row,
+  <= 15 ms. For comparison, the previous schema's mark-all-read (one UPDATE of every unread row,
   as its services.mark_all_read did) on its database.
 - table and index sizes (pg_relation_size of the heap and of each index from pg_indexes, and of
   notifier_pendingpush) for both schemas, per 1,000,000 rows.
@@ -51,8 +51,9 @@ from bench.benchlib import (  # noqa: E402
     recreate_database, scratch_url, start_gunicorn, stats_ms, stop, write_result,
 )
 
-TARGET_READ_P50_MS = 15.0
-TARGET_MARK_MS = 20.0
+TARGET_READ_P50_MS = 10.0  # a page of the list (any filter, or a catch-up)
+TARGET_COUNT_P50_MS = 3.0  # the unread count
+TARGET_MARK_MS = 15.0
 OTHERS = 6800
 PENDING = 1000
 # (username, rows, read watermark, every n-th row above it read by itself; 0: none)
@@ -392,8 +393,9 @@ def run(requests: int, mark_reps: int, scale: float) -> dict:
 
     checks = []
     for label, s in result["reads_ms"].items():
-        checks.append({"what": f"GET {label} p50", "measured_ms": s["p50"], "target_ms": TARGET_READ_P50_MS,
-                       "ok": s["p50"] <= TARGET_READ_P50_MS})
+        target = TARGET_COUNT_P50_MS if label.endswith(":unread_count") else TARGET_READ_P50_MS
+        checks.append({"what": f"GET {label} p50", "measured_ms": s["p50"], "target_ms": target,
+                       "ok": s["p50"] <= target})
     for name, m in result["mark_all_read_ms"].items():
         for how in ("in_process_ms", "http_ms"):
             checks.append({"what": f"mark-all-read {m['unread']} unread, {how[:-3].replace('_', '-')} p50",
