@@ -140,14 +140,20 @@ def _event(notice: Notice, actor_id, now) -> tuple[int, object, bool]:
     chunk finds the one the first stored. Anything else is made afresh, a like or a follow being
     news each time (the group shows the newest one's time); a retried comment's new event goes
     again when everyone already had it (send), so the comment's path costs no lookup."""
-    text = _text(notice)
     fields = dict(kind=notice.kind, actor_id=actor_id, post_ref=notice.post_ref, comment_ref=notice.comment_ref,
-                  dedupe_key=notice.dedupe_key, text=text, url=notice.url)
+                  dedupe_key=notice.dedupe_key, text=_text(notice), url=notice.url)
     if notice.group and GROUPED[notice.kind] == NEWEST and notice.post_ref is not None:
-        found = NotificationEvent.objects.filter(**fields).order_by("-pk").values_list("pk", "created_at").first()
-        if found is not None:
-            return *found, False
+        return _find_or_make_event(fields, now)
     return NotificationEvent.objects.create(created_at=now, **fields).pk, now, True
+
+
+def _find_or_make_event(fields: dict, created_at) -> tuple[int, object, bool]:
+    """The newest event with exactly these fields, else a new one made `created_at`: (its id, its
+    time, whether it was made now). `fields` may hold created_at itself (then it is matched too)."""
+    found = NotificationEvent.objects.filter(**fields).order_by("-pk").values_list("pk", "created_at").first()
+    if found is not None:
+        return *found, False
+    return NotificationEvent.objects.create(**{"created_at": created_at, **fields}).pk, created_at, True
 
 
 def _store(notice: Notice, actor_id, event_id: int, now, user_ids: list[int], owed_web: list[int]) -> list[delivery.Outgoing]:
@@ -529,9 +535,9 @@ def _shown_event(kind: str, shown: groups.Shown, actor) -> int:
     """The event an item moving back to an earlier post shows: what feed says of that post, dated
     when it was posted. One for every item that moves (made once, then found)."""
     fields = dict(kind=kind, post_ref=shown.post_ref, comment_ref=None, text=groups.fixed_text(kind, shown.text, actor),
-                  url=shown.url, created_at=shown.created_at, actor_id=_user_id(actor) if actor is not None else None)
-    found = NotificationEvent.objects.filter(**fields).order_by("-pk").values_list("pk", flat=True).first()
-    return found if found is not None else NotificationEvent.objects.create(**fields).pk
+                  url=shown.url, actor_id=_user_id(actor) if actor is not None else None)
+    # Found by its time too: the event of the post as it was shown then, not a later bump's.
+    return _find_or_make_event({**fields, "created_at": shown.created_at}, shown.created_at)[0]
 
 
 def retract(kind: str, recipient, actor, group: str) -> int:

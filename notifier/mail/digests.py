@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from .. import channels, groups, inbox
 from ..models import Digest, DigestDelivery, MutedPost, Notification, NotificationState
-from ..sql import table
+from ..sql import int_array, table
 from ..taskqueue import background, enqueue
 from . import unsubscribe
 
@@ -170,7 +170,7 @@ def claim(user_ids: list[int], start: datetime, cadence: str) -> list[int]:
     with transaction.atomic():
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                source, param = "SELECT u, %s, %s, %s, 0, 0 FROM unnest(%s::bigint[]) AS u ORDER BY u", user_ids
+                source, param = "SELECT u, %s, %s, %s, 0, 0 FROM unnest(%s::bigint[]) AS u ORDER BY u", int_array(user_ids)
             else:
                 import json
 
