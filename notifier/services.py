@@ -584,27 +584,29 @@ def forget_account(user, *, post_refs: Iterable[int], comment_refs: Iterable[int
 
 def _take_out(memberships) -> tuple[list[int], list[int]]:
     """Delete these member rows (the recipients' state rows are locked): their groups lose one
-    person each, and those left with nobody are deleted with their share of the counts.
+    person each, and those left with nobody are deleted with their share of the counts. The
+    events only those members or groups pointed at go too.
     Returns (ids of groups that changed, ids of groups that went)."""
-    found = list(memberships.values_list("pk", "notification_id"))
+    found = list(memberships.values_list("pk", "notification_id", "event_id"))
     if not found:
         return [], []
-    NotificationActor.objects.filter(pk__in=[pk for pk, _ in found]).delete()
-    ids = sorted({nid for _, nid in found})
+    NotificationActor.objects.filter(pk__in=[pk for pk, _, _ in found]).delete()
+    ids = sorted({nid for _, nid, _ in found})
+    events = {event for _, _, event in found if event is not None}
     empty = Q(pk__in=ids, actor_count__lte=1)
     gone = list(Notification.objects.filter(empty).values_list("pk", flat=True))
     if gone:
         _uncount(Q(pk__in=gone))
         PendingPush.objects.filter(notification_id__in=gone).delete()
         PendingWebPush.objects.filter(notification_id__in=gone).delete()
-        events = set(Notification.objects.filter(pk__in=gone).values_list("event_id", flat=True))
+        events.update(Notification.objects.filter(pk__in=gone).values_list("event_id", flat=True))
         Notification.objects.filter(pk__in=gone).delete()
-        _forget_events(events)
     changed = [i for i in ids if i not in set(gone)]
     newest = NotificationActor.objects.filter(notification_id=OuterRef("pk")).order_by("-created_at", "-pk")
     Notification.objects.filter(pk__in=changed).update(  # it shows its newest member's event
         actor_count=F("actor_count") - 1, event_id=Coalesce(Subquery(newest.values("event_id")[:1]), F("event_id"))
     )
+    _forget_events(events)
     return changed, gone
 
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 import notifier
 from feed import services
 from notifier import services as notes
-from notifier.models import MutedPost, Notification, NotificationActor, PendingPush
+from notifier.models import MutedPost, Notification, NotificationActor, NotificationEvent, PendingPush
 
 from .helpers import assert_count_exact, make_followers, state_of
 
@@ -104,6 +104,25 @@ def test_like_unlike_like_is_one_item_counting_one(api, alice, bob):
     services.like(bob, post.pk)
     [item] = items(api, alice)
     assert item["count"] == 1
+    assert_count_exact(alice)
+
+
+def test_taking_a_like_back_takes_its_event_with_it(api, alice, bob, carol, make_user):
+    """Every like is an event; one taken back leaves none behind, whether its group lives on
+    (pointing at the newest like left) or goes."""
+    dora = make_user("dora")
+    post = services.create_post(alice, "p")
+    for fan in (bob, carol, dora):
+        services.like(fan, post.pk)
+    likes = NotificationEvent.objects.filter(kind="like", post_ref=post.pk)
+    assert likes.count() == 3
+    services.unlike(dora, post.pk)  # the newest: the item moves back to carol's like
+    services.unlike(bob, post.pk)  # the oldest
+    [item] = items(api, alice)
+    assert (item["count"], item["actor"]["username"]) == (1, "carol")
+    assert list(likes.values_list("actor__username", flat=True)) == ["carol"]
+    services.unlike(carol, post.pk)
+    assert items(api, alice) == [] and not likes.exists()
     assert_count_exact(alice)
 
 
