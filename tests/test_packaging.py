@@ -156,7 +156,8 @@ def test_extra_permissions_lint_clean(name):
 
 def test_package_excludes_what_must_not_ship_and_hooks_exist():
     config = stage("dev")
-    for pattern in (".venv", "node_modules", "tests", "bench", "*.sqlite3", ".env", "static", "media"):
+    # ".venv-*": the Lambda build venv and the benchmark peer's (bench/peer_env.sh) sit in the checkout too.
+    for pattern in (".venv", ".venv-*", "node_modules", "tests", "bench", "*.sqlite3", ".env", "static", "media"):
         assert pattern in config["exclude"]
     assert "staticfiles" not in config["exclude"]  # the collected files are what Lambda serves
     hooks = load_script("zappa_hooks")
