@@ -44,12 +44,14 @@ def fill(url: str, users: int) -> None:
             " 0, 0, CASE WHEN username LIKE 'r%%' THEN 3 ELSE 0 END, '', '', 'like,new_post', 'daily' FROM feed_user"
             " ON CONFLICT (user_id) DO UPDATE SET last_seq = excluded.last_seq, unread_count = excluded.unread_count,"
             " unseen_count = excluded.unseen_count")
-        conn.execute(
-            "INSERT INTO notifier_notification (recipient_id, actor_id, kind, seq, post_ref, comment_ref, dedupe_key,"
-            " actor_count, text, url, created_at, read_at)"
-            " SELECT u.id, NULL, 'comment', s, s, s, NULL, 1, 'Someone commented on your post: “hello number ' || s || '”',"
-            " '/posts/' || s || '/#comment-' || s, now() - (4 - s) * interval '1 minute', NULL"
-            " FROM feed_user u CROSS JOIN generate_series(1, 3) s WHERE u.username LIKE 'r%%'")
+        conn.execute(  # three comment events, each every r-user's notification seq 1, 2, 3
+            "WITH e AS (INSERT INTO notifier_notificationevent (kind, actor_id, post_ref, comment_ref, dedupe_key,"
+            " text, url, created_at)"
+            " SELECT 'comment', NULL, s, s, NULL, 'Someone commented on your post: “hello number ' || s || '”',"
+            " '/posts/' || s || '/#comment-' || s, now() - (4 - s) * interval '1 minute' FROM generate_series(1, 3) s"
+            " RETURNING id, post_ref AS s)"
+            " INSERT INTO notifier_notification (recipient_id, seq, event_id, kind, actor_count, dedupe_key, read_at)"
+            " SELECT u.id, e.s, e.id, 'comment', 1, NULL, NULL FROM feed_user u CROSS JOIN e WHERE u.username LIKE 'r%%'")
         conn.execute("VACUUM ANALYZE")
 
 

@@ -71,7 +71,8 @@ class FanoutLoad(threading.Thread):
                 self.running.set()
                 while True:
                     with connection.cursor() as cursor:
-                        cursor.execute("SELECT count(*) FROM notifier_notification WHERE post_ref = %s", [post.pk])
+                        cursor.execute("SELECT count(*) FROM notifier_notification WHERE event_id IN"
+                                       " (SELECT id FROM notifier_notificationevent WHERE post_ref = %s)", [post.pk])
                         n = cursor.fetchone()[0]
                     if n >= self.followers:
                         break
