@@ -330,6 +330,10 @@ class EmailView(APIView):
         serializer = EmailSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = User.objects.get(pk=request.user.pk)
+        refused = emails.change_refused(user, serializer.validated_data["email"],
+                                        serializer.validated_data.get("current_password", ""))
+        if refused:
+            raise ValidationError({"current_password": [refused]})
         if serializer.validated_data["email"] != user.email:
             user.email = serializer.validated_data["email"]
             user.save(update_fields=["email"])

@@ -145,3 +145,21 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
             return
         for user in self.get_users(email):
             enqueue(send_password_reset_mail, user.pk, user.email)
+
+
+PASSWORD_FOR_EMAIL = "Enter your current password to change your email address."
+WRONG_PASSWORD = "That is not your current password."
+
+
+def change_refused(user, new_email: str, password: str) -> str | None:
+    """Why `user` may not change their address to `new_email` with `password`, or None.
+
+    The address is where password resets go once it is confirmed: whoever holds a session (a
+    shared computer, a stolen cookie or token) could otherwise put their own address there,
+    confirm it and take the account. So a change, to another address or to none, takes the
+    account's password, as a password change does."""
+    if new_email == user.email:
+        return None
+    if not password:
+        return PASSWORD_FOR_EMAIL
+    return None if user.check_password(password) else WRONG_PASSWORD

@@ -3,7 +3,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.utils.text import normalize_newlines
 
-from . import media
+from . import emails, media
 from .models import User
 from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text
 
@@ -133,6 +133,13 @@ class ProfileForm(DirectUploadForm, forms.ModelForm):
     avatar_image = PictureField(label="Avatar", help_text="A picture of you: its centre square is used. "
                                 "JPEG, PNG, WebP or GIF, up to 10 MB.")
     remove_avatar = forms.BooleanField(label="Remove my avatar (show my initial)", required=False)
+    current_password = forms.CharField(
+        label="Current password", required=False, strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="Only to change your email address.",
+    )
+
+    field_order = ["display_name", "bio", "email", "current_password"]
 
     class Meta:
         model = User
@@ -145,3 +152,12 @@ class ProfileForm(DirectUploadForm, forms.ModelForm):
 
     def clean_email(self):
         return clean_email(self)
+
+    def clean(self):
+        cleaned = super().clean()
+        if "email" in cleaned:  # a valid address: does changing to it need (and have) the password?
+            saved = User.objects.get(pk=self.instance.pk)  # not the instance, which the form fills in
+            refused = emails.change_refused(saved, cleaned["email"], cleaned.get("current_password", ""))
+            if refused:
+                self.add_error("current_password", refused)
+        return cleaned

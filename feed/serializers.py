@@ -14,6 +14,15 @@ from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text, normalize_newline
 @extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH,
                      "pattern": r"^[^\u0000]*[^\u0000\s][^\u0000]*$",
                      "description": "Not blank (at least one character other than white space); no NUL characters. A CRLF line break counts as one character."})
+class StringField(serializers.CharField):
+    """A JSON string only: DRF's CharField would take 12 or true as the text "12" or "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class TextField(serializers.CharField):
     """Post/comment text: stripped, non-blank, at most 2,000 characters, with a readable message."""
 
@@ -193,6 +202,9 @@ class EmailSerializer(serializers.Serializer):
     email = serializers.EmailField(allow_blank=True, max_length=254, help_text=(
         "Your address (empty: none). A new one is unconfirmed until the link mailed to it is opened."))
     verified = serializers.BooleanField(read_only=True, help_text="Whether the address is confirmed.")
+    current_password = StringField(
+        write_only=True, required=False, allow_blank=True, trim_whitespace=False, max_length=4096,
+        help_text="The account's password: needed to change the address (not to send the same one again).")
 
     def validate_email(self, value):
         return User.objects.normalize_email(value or "")

@@ -89,7 +89,8 @@ def test_a_changed_address_makes_the_old_link_useless(alice, on_commit):
     old_link = f"/accounts/email/verify/{emails.verification_token(alice)}/"
     client = logged_in(alice)
     with on_commit():
-        response = client.post("/settings/profile/", {"display_name": "Alice", "bio": "", "email": "new@example.com"})
+        response = client.post("/settings/profile/", {"display_name": "Alice", "bio": "", "email": "new@example.com",
+                                                      "current_password": PASSWORD})
     assert response.status_code == 302
     assert mail.outbox[-1].to == ["new@example.com"]
     refused = Client().get(old_link)
@@ -289,7 +290,8 @@ def test_api_reads_and_changes_the_address(api, alice, on_commit):
     client = api.as_(alice)
     assert client.get("/api/users/me/email/").json() == {"email": "", "verified": False}
     with on_commit():
-        changed = client.put("/api/users/me/email/", {"email": "alice@EXAMPLE.com"}, format="json")
+        changed = client.put("/api/users/me/email/", {"email": "alice@EXAMPLE.com", "current_password": PASSWORD},
+                             format="json")
     assert changed.status_code == 200 and changed.json() == {"email": "alice@example.com", "verified": False}
     url = link_in(mail.outbox[0], "/accounts/email/verify/")
     assert Client().get(url).status_code == 200
@@ -300,7 +302,31 @@ def test_api_reads_and_changes_the_address(api, alice, on_commit):
     assert client.post("/api/users/me/email/verify/").status_code == 409  # nothing to confirm
     bad = client.put("/api/users/me/email/", {"email": "nope"}, format="json")
     assert bad.status_code == 400 and "email" in bad.json()["errors"]
-    assert client.put("/api/users/me/email/", {"email": ""}, format="json").json() == {"email": "", "verified": False}
+    removed = client.put("/api/users/me/email/", {"email": "", "current_password": PASSWORD}, format="json")
+    assert removed.json() == {"email": "", "verified": False}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("password, message", [(None, "Enter your current password"), ("", "Enter your current password"),
+                                               ("not-it-at-all", "not your current password")])
+def test_changing_the_address_takes_the_password(api, alice, password, message):
+    """Whoever holds a session or token must not be able to put their own address on the account
+    (password resets go there once it is confirmed): a change, or a removal, takes the password,
+    on the API and on the profile page; nothing changes and no mail goes without it."""
+    User.objects.filter(pk=alice.pk).update(email="alice@example.com", email_verified_at=timezone.now())
+    body = {"email": "thief@example.com", **({} if password is None else {"current_password": password})}
+    refused = api.as_(alice).put("/api/users/me/email/", body, format="json")
+    assert refused.status_code == 400
+    assert message in refused.json()["errors"]["current_password"][0]
+    assert api.put("/api/users/me/email/", {**body, "email": ""}, format="json").status_code == 400
+    page = logged_in(alice).post("/settings/profile/", {"display_name": "Alice", "bio": "", **body})
+    assert page.status_code == 200 and message in page.content.decode()
+    alice.refresh_from_db()
+    assert (alice.email, alice.email_verified) == ("alice@example.com", True) and mail.outbox == []
+    # The same address, or the rest of the profile, needs no password.
+    assert api.put("/api/users/me/email/", {"email": "alice@example.com"}, format="json").status_code == 200
+    saved = logged_in(alice).post("/settings/profile/", {"display_name": "Alice A.", "bio": "hi", "email": "alice@example.com"})
+    assert saved.status_code == 302 and User.objects.get(pk=alice.pk).display_name == "Alice A."
 
 
 @pytest.mark.django_db
