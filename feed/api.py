@@ -335,8 +335,10 @@ class EmailView(APIView):
         if refused:
             raise ValidationError({"current_password": [refused]})
         if serializer.validated_data["email"] != user.email:
+            old, was_verified = user.email, user.email_verified
             user.email = serializer.validated_data["email"]
             user.save(update_fields=["email"])
+            emails.tell_old_address(old, was_verified, user)
             if user.email:
                 emails.send_verification(user)
         return self._answer(user)

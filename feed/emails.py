@@ -115,6 +115,23 @@ def send_verification_mail(user_id: int, address: str) -> bool:
     return True
 
 
+def tell_old_address(old_address: str, was_verified: bool, user) -> None:
+    """The account's address changed: tell the address it had, if that one was confirmed (an
+    unconfirmed one may not be theirs), so a change they did not make does not go unnoticed."""
+    if was_verified and old_address and not _same_address(old_address, user.email):
+        enqueue(send_address_changed_mail, user.pk, old_address, user.email)
+
+
+@background
+def send_address_changed_mail(user_id: int, old_address: str, new_address: str) -> bool:
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return False
+    _send(f"Your {settings.SITE_NAME} email address was changed", "feed/email/address_changed",
+          {"user": user, "new_address": new_address, "url": _absolute(reverse("password-change"))}, old_address)
+    return True
+
+
 @background
 def send_password_reset_mail(user_id: int, address: str) -> bool:
     """A password reset link (Django's token: it stops working once the password changes or the

@@ -330,6 +330,38 @@ def test_changing_the_address_takes_the_password(api, alice, password, message):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("how", ["page", "api"])
+def test_a_confirmed_address_is_told_when_it_is_replaced_or_removed(api, alice, on_commit, how):
+    User.objects.filter(pk=alice.pk).update(email="alice@example.com", email_verified_at=timezone.now(),
+                                            display_name="<b>Al</b>")
+
+    def change(address):
+        with on_commit():
+            if how == "api":
+                r = api.as_(alice).put("/api/users/me/email/", {"email": address, "current_password": PASSWORD},
+                                       format="json")
+                assert r.status_code == 200, r.content
+            else:
+                r = logged_in(alice).post("/settings/profile/", {"display_name": "<b>Al</b>", "bio": "", "email": address,
+                                                                 "current_password": PASSWORD})
+                assert r.status_code == 302, r.content
+
+    change("new@example.com")
+    told = [m for m in mail.outbox if m.to == ["alice@example.com"]]
+    assert len(told) == 1 and "changed to new@example.com" in told[0].body and "/settings/password/" in told[0].body
+    html = told[0].alternatives[0][0]
+    assert "Hello &lt;b&gt;Al&lt;/b&gt;," in html and "<b>Al" not in html
+    # new@ was never confirmed: replacing it tells nobody (it may not even be hers).
+    mail.outbox.clear()
+    change("")
+    assert mail.outbox == []
+    User.objects.filter(pk=alice.pk).update(email="alice@example.com", email_verified_at=timezone.now())
+    change("")
+    [removed] = mail.outbox
+    assert removed.to == ["alice@example.com"] and "was removed" in removed.body
+
+
+@pytest.mark.django_db
 def test_api_resend_is_limited(api, alice, on_commit, settings):
     settings.EMAIL_VERIFY_PER_HOUR = 2
     User.objects.filter(pk=alice.pk).update(email="a@example.com")
