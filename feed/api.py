@@ -3,7 +3,7 @@ import contextlib
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, Throttled, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -330,8 +330,10 @@ class EmailView(APIView):
         serializer = EmailSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = User.objects.get(pk=request.user.pk)
-        refused = emails.change_refused(user, serializer.validated_data["email"],
-                                        serializer.validated_data.get("current_password", ""))
+        refused, wait = emails.change_refused(request, user, serializer.validated_data["email"],
+                                              serializer.validated_data.get("current_password", ""))
+        if wait:
+            raise Throttled(wait=wait, detail=refused)
         if refused:
             raise ValidationError({"current_password": [refused]})
         if serializer.validated_data["email"] != user.email:

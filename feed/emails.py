@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from config import login_guard
 from limits import counters
 from notifier.taskqueue import background, enqueue
 
@@ -166,17 +167,26 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
 
 PASSWORD_FOR_EMAIL = "Enter your current password to change your email address."
 WRONG_PASSWORD = "That is not your current password."
+TOO_MANY = "Too many wrong passwords for this account. Try again in {wait} seconds."
 
 
-def change_refused(user, new_email: str, password: str) -> str | None:
-    """Why `user` may not change their address to `new_email` with `password`, or None.
+def change_refused(request, user, new_email: str, password: str) -> tuple[str | None, int]:
+    """Why `user` may not change their address to `new_email` with `password` (None if they may),
+    and the seconds to wait when the account has had too many wrong passwords.
 
     The address is where password resets go once it is confirmed: whoever holds a session (a
     shared computer, a stolen cookie or token) could otherwise put their own address there,
     confirm it and take the account. So a change, to another address or to none, takes the
-    account's password, as a password change does."""
+    account's password, as a password change does. Each check counts as a log-in attempt of the
+    account (config.login_guard), so a stolen token cannot guess the password here either."""
     if new_email == user.email:
-        return None
+        return None, 0
     if not password:
-        return PASSWORD_FOR_EMAIL
-    return None if user.check_password(password) else WRONG_PASSWORD
+        return PASSWORD_FOR_EMAIL, 0
+    wait = login_guard.begin(request, user.get_username())
+    if wait:
+        return TOO_MANY.format(wait=wait), wait
+    if not user.check_password(password):
+        return WRONG_PASSWORD, 0
+    login_guard.succeeded(request, user.get_username())
+    return None, 0

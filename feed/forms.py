@@ -141,6 +141,10 @@ class ProfileForm(DirectUploadForm, forms.ModelForm):
 
     field_order = ["display_name", "bio", "email", "current_password"]
 
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request  # a password check counts as a log-in attempt from its client
+
     class Meta:
         model = User
         fields = ["display_name", "bio", "email"]
@@ -157,7 +161,7 @@ class ProfileForm(DirectUploadForm, forms.ModelForm):
         cleaned = super().clean()
         if "email" in cleaned:  # a valid address: does changing to it need (and have) the password?
             saved = User.objects.get(pk=self.instance.pk)  # not the instance, which the form fills in
-            refused = emails.change_refused(saved, cleaned["email"], cleaned.get("current_password", ""))
+            refused, _ = emails.change_refused(self.request, saved, cleaned["email"], cleaned.get("current_password", ""))
             if refused:
                 self.add_error("current_password", refused)
         return cleaned

@@ -345,7 +345,8 @@ def signup(request):
 
 @login_required
 def edit_profile(request):
-    form = ProfileForm(request.POST or None, request.FILES or None, instance=request.user, uploader=request.user)
+    form = ProfileForm(request.POST or None, request.FILES or None, instance=request.user, uploader=request.user,
+                       request=request)
     if request.method == "POST" and form.is_valid():
         if form.has_picture():
             _with_picture(form, lambda picture: services.set_avatar(request.user, picture))

@@ -330,6 +330,35 @@ def test_changing_the_address_takes_the_password(api, alice, password, message):
 
 
 @pytest.mark.django_db
+def test_wrong_passwords_for_an_address_change_count_as_failed_log_ins(api, alice, settings):
+    """A stolen token must not be able to guess the password through the address change: each
+    check takes a log-in slot of the account (config.login_guard), shared with the log-in page,
+    and past the limit even the right password is refused (429) until the window ends."""
+    settings.LOGIN_FAILURES_PER_USERNAME = 2
+    client = api.as_(alice)
+    for _ in range(2):
+        wrong = client.put("/api/users/me/email/", {"email": "x@example.com", "current_password": "guess-guess"},
+                           format="json")
+        assert wrong.status_code == 400
+    right = client.put("/api/users/me/email/", {"email": "x@example.com", "current_password": PASSWORD}, format="json")
+    assert right.status_code == 429 and int(right["Retry-After"]) > 0
+    page = logged_in(alice).post("/settings/profile/", {"display_name": "Alice", "bio": "", "email": "x@example.com",
+                                                        "current_password": PASSWORD})
+    assert page.status_code == 200 and "Too many wrong passwords" in page.content.decode()
+    assert Client().post("/accounts/login/", {"username": "alice", "password": PASSWORD}).status_code == 429
+    assert User.objects.get(pk=alice.pk).email == ""
+
+
+@pytest.mark.django_db
+def test_a_right_password_gives_back_the_slot_it_took(api, alice, settings):
+    settings.LOGIN_FAILURES_PER_USERNAME = 1
+    client = api.as_(alice)
+    for address in ("a@example.com", "b@example.com", "c@example.com"):
+        ok = client.put("/api/users/me/email/", {"email": address, "current_password": PASSWORD}, format="json")
+        assert ok.status_code == 200, ok.content
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("how", ["page", "api"])
 def test_a_confirmed_address_is_told_when_it_is_replaced_or_removed(api, alice, on_commit, how):
     User.objects.filter(pk=alice.pk).update(email="alice@example.com", email_verified_at=timezone.now(),
