@@ -11,9 +11,6 @@ from .queries import SEARCH_MAX_LENGTH
 from .text import MAX_ALT_LENGTH, MAX_TEXT_LENGTH, clean_text, normalize_newlines
 
 
-@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH,
-                     "pattern": r"^[^\u0000]*[^\u0000\s][^\u0000]*$",
-                     "description": "Not blank (at least one character other than white space); no NUL characters. A CRLF line break counts as one character."})
 class StringField(serializers.CharField):
     """A JSON string only: DRF's CharField would take 12 or true as the text "12" or "True"."""
 
@@ -23,6 +20,9 @@ class StringField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH,
+                     "pattern": r"^[^\u0000]*[^\u0000\s][^\u0000]*$",
+                     "description": "Not blank (at least one character other than white space); no NUL characters. A CRLF line break counts as one character."})
 class TextField(serializers.CharField):
     """Post/comment text: stripped, non-blank, at most 2,000 characters, with a readable message."""
 
