@@ -144,6 +144,8 @@ class ProfileForm(DirectUploadForm, forms.ModelForm):
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.request = request  # a password check counts as a log-in attempt from its client
+        # The address as stored (validation writes the form's into the instance, after clean()).
+        self.stored_email, self.stored_verified = self.instance.email, self.instance.email_verified
 
     class Meta:
         model = User
@@ -160,8 +162,8 @@ class ProfileForm(DirectUploadForm, forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         if "email" in cleaned:  # a valid address: does changing to it need (and have) the password?
-            saved = User.objects.get(pk=self.instance.pk)  # not the instance, which the form fills in
-            refused, _ = emails.change_refused(self.request, saved, cleaned["email"], cleaned.get("current_password", ""))
+            refused, _ = emails.change_refused(self.request, self.instance, cleaned["email"],
+                                               cleaned.get("current_password", ""))
             if refused:
                 self.add_error("current_password", refused)
         return cleaned

@@ -21,7 +21,7 @@ from notifier.services import open_post
 from . import emails, queries, search, services
 from .forms import CommentForm, PostForm, ProfileForm, SignupForm
 from .images import ImageRejected
-from .models import Comment, Follow, Post, User
+from .models import Comment, Follow, Post
 from .pagination import keyset_page
 
 
@@ -353,9 +353,8 @@ def edit_profile(request):
         elif form.cleaned_data.get("remove_avatar"):
             services.remove_avatar(request.user)
     if request.method == "POST" and form.is_valid():
-        before = User.objects.filter(pk=request.user.pk).values_list("email", "email_verified_at").first()
         user = form.save()
-        emails.tell_old_address(before[0], before[1] is not None, user)
+        emails.tell_old_address(form.stored_email, form.stored_verified, user)
         messages.success(request, "Profile saved.")
         if "email" in form.changed_data and user.email:
             _verification_sent(request, user)
