@@ -884,15 +884,26 @@ def test_bad_construction_arguments_are_refused(bad):
 def test_runlocaliot_serves_the_settings_account_and_stops_on_sigterm():
     from notifier.aws.local import root_credentials
 
-    ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
-    env = os.environ | {name: str(port) for name, port in ports.items()} | {"LOCALIOT_HOST": "127.0.0.1"}
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runlocaliot"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    for _ in range(5):
+        # A free port may be taken again before the emulator binds it (another process's outgoing
+        # connection gets it as its local port): then the emulator exits saying so, and it is
+        # started again on other ports.
+        ports = {"LOCALIOT_MQTT_PORT": free_port(), "LOCALIOT_WS_PORT": free_port(), "LOCALIOT_HTTP_PORT": free_port()}
+        env = os.environ | {name: str(port) for name, port in ports.items()} | {"LOCALIOT_HOST": "127.0.0.1"}
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runlocaliot"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
         line = process.stdout.readline()  # printed once all three listeners are bound
+        if line:
+            break
+        failure = process.stderr.read()  # it exited
+        process.wait(timeout=60)
+        if "address already in use" not in failure:
+            break
+    try:
         for port in ports.values():
-            assert f":{port}" in line, line + process.stderr.read() if process.poll() is not None else line
+            assert f":{port}" in line, line or failure
 
         class Running:  # what tests/iot_keys.py needs to know about an emulator
             http_url = f"http://127.0.0.1:{ports['LOCALIOT_HTTP_PORT']}"
